@@ -1,0 +1,180 @@
+//! Runs a plan: uploads the blobs the registry lacks, pushes each arch manifest by digest,
+//! pushes the index to the tags that differ, reads every written tag back, and only then
+//! writes the meta.json records.
+//!
+//! It decides nothing the plan did not decide; it only checks what it must see with its own
+//! eyes (whether a blob or manifest is already present, whether a tag reads back right).
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use camino::Utf8PathBuf;
+use serde::Serialize;
+
+use crate::archive::{self, Archive, Image};
+use crate::builds;
+use crate::plan::{Plan, TagAction};
+use crate::platform::Arch;
+use crate::reference::Repository;
+use crate::registry::{self, Client};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Registry(#[from] registry::Error),
+    #[error(transparent)]
+    Archive(#[from] archive::Error),
+    #[error(transparent)]
+    Builds(#[from] builds::Error),
+    #[error(
+        "{path}: sha256 is {actual} but meta.json records {expected}; refusing to push from it"
+    )]
+    Checksum {
+        path: Utf8PathBuf,
+        expected: String,
+        actual: String,
+    },
+    #[error("{0}")]
+    Task(String),
+}
+
+/// One arch's local image, ready to push.
+#[derive(Debug)]
+pub struct ArchImage {
+    pub arch: Arch,
+    pub archive: Archive,
+    pub image: Image,
+    /// The whole-archive sha256 meta.json records; checked before anything is pushed.
+    pub archive_sha256: String,
+    pub meta_path: Utf8PathBuf,
+}
+
+/// What applying did, for the report.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct Stats {
+    pub uploaded_blobs: u64,
+    pub uploaded_bytes: u64,
+    pub skipped_blobs: u64,
+    pub pushed_manifests: u64,
+    pub records_written: Vec<Arch>,
+}
+
+pub struct Apply<'a> {
+    pub client: &'a Client,
+    pub repo: &'a Repository,
+    pub metajsonname: &'a str,
+    pub force: bool,
+}
+
+impl Apply<'_> {
+    pub async fn run(&self, plan: &Plan, images: &[ArchImage]) -> Result<Stats, Error> {
+        let mut stats = Stats::default();
+        if plan.push_images {
+            let mut needed = Vec::new();
+            for img in images {
+                let present = self
+                    .client
+                    .resolve(&self.repo.digested(&img.image.manifest_digest))
+                    .await?
+                    .is_some();
+                if present && !self.force {
+                    tracing::debug!(arch = %img.arch, "manifest already in the registry");
+                    stats.skipped_blobs += img.image.blobs().count() as u64;
+                } else {
+                    needed.push(img);
+                }
+            }
+            // Every archive is checked before the first byte of any of them goes out.
+            for img in &needed {
+                self.check_archive(img).await?;
+            }
+            for img in needed {
+                self.push_image(img, &mut stats).await?;
+            }
+        }
+        let to_push: Vec<_> = plan
+            .tags
+            .iter()
+            .filter(|t| t.action == TagAction::Push)
+            .collect();
+        for t in &to_push {
+            tracing::info!(tag = %t.tag, digest = %plan.index.digest, "pushing index");
+            self.client
+                .put_manifest(
+                    &self.repo.tagged(&t.tag),
+                    &plan.index.bytes,
+                    &plan.index.media_type,
+                )
+                .await?;
+        }
+        // Never trust a tag that has not been read back.
+        for t in &to_push {
+            self.client
+                .verify(&self.repo.tagged(&t.tag), &plan.index.digest)
+                .await?;
+        }
+        let stamp = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default();
+        for rec in plan.records_to_write() {
+            let Some(img) = images.iter().find(|i| i.arch == rec.arch) else {
+                continue;
+            };
+            let path = img.meta_path.clone();
+            let key = self.metajsonname.to_owned();
+            let record = rec.record.clone();
+            let changed = tokio::task::spawn_blocking(move || {
+                builds::write_record(&path, &key, &record, stamp)
+            })
+            .await
+            .map_err(|e| Error::Task(e.to_string()))??;
+            if changed {
+                stats.records_written.push(rec.arch.clone());
+            }
+        }
+        Ok(stats)
+    }
+
+    async fn push_image(&self, img: &ArchImage, stats: &mut Stats) -> Result<(), Error> {
+        let manifest_ref = self.repo.digested(&img.image.manifest_digest);
+        for blob in img.image.blobs() {
+            if self.client.blob_exists(self.repo, &blob.digest).await? {
+                stats.skipped_blobs += 1;
+                continue;
+            }
+            tracing::info!(arch = %img.arch, digest = %blob.digest, size = blob.size, "uploading blob");
+            let reader = img.archive.blob_reader(blob)?;
+            self.client.push_blob(self.repo, blob, reader).await?;
+            stats.uploaded_blobs += 1;
+            stats.uploaded_bytes += blob.size;
+        }
+        tracing::info!(arch = %img.arch, digest = %img.image.manifest_digest, "pushing manifest");
+        self.client
+            .put_manifest(&manifest_ref, &img.image.manifest, &img.image.media_type)
+            .await?;
+        stats.pushed_manifests += 1;
+        Ok(())
+    }
+
+    /// cosa parity: the archive must be the one meta.json describes before any of it is
+    /// pushed. Only done when something is pushed, so a no-op never hashes an archive.
+    async fn check_archive(&self, img: &ArchImage) -> Result<(), Error> {
+        let path = img.archive.path().to_owned();
+        let hashed = path.clone();
+        let (actual, _) = tokio::task::spawn_blocking(move || archive::file_sha256(&hashed))
+            .await
+            .map_err(|e| Error::Task(e.to_string()))?
+            .map_err(|e| archive::Error {
+                path: path.clone(),
+                kind: e.into(),
+            })?;
+        if !actual.eq_ignore_ascii_case(&img.archive_sha256) {
+            return Err(Error::Checksum {
+                path,
+                expected: img.archive_sha256.clone(),
+                actual,
+            });
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,489 @@
+//! OCI archives: a tar holding an OCI image layout (`oci-layout`, `index.json`,
+//! `blobs/sha256/…`), as coreos-assembler writes them for each arch.
+//!
+//! Owns locating entries without extracting anything (tar headers are read and bodies
+//! skipped with seeks), reading `index.json`, the image manifest and its config, streaming a
+//! blob by offset, and checking digests while streaming so no caller can forget to. It never
+//! reads a layer unless asked to stream it, and it does not talk to a registry.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{self, BufReader, Read, Seek, SeekFrom};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use camino::{Utf8Path, Utf8PathBuf};
+use oci_spec::image::{ImageConfiguration, ImageIndex, ImageManifest};
+use sha2::{Digest as _, Sha256};
+
+use crate::platform::Platform;
+use crate::reference::Digest;
+
+/// JSON documents inside an archive (index.json, manifests, configs) larger than this are
+/// refused rather than read into memory.
+pub const MAX_JSON_SIZE: u64 = 4 << 20;
+
+pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+
+/// An error about one archive; it always names the file.
+#[derive(Debug, thiserror::Error)]
+#[error("{path}: {kind}")]
+pub struct Error {
+    pub path: Utf8PathBuf,
+    pub kind: ErrorKind,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ErrorKind {
+    #[error("{0}")]
+    Io(#[from] io::Error),
+    #[error("not a tar archive: {0}")]
+    NotTar(io::Error),
+    #[error("tar entry {entry:?} {why}")]
+    UnsafeEntry { entry: String, why: &'static str },
+    #[error("the archive has no {0}; it is not an OCI archive")]
+    Missing(String),
+    #[error("index.json lists {0} manifests; expected exactly one")]
+    ManifestCount(usize),
+    #[error("{what} is not valid: {detail}")]
+    Invalid { what: String, detail: String },
+    #[error("{what} is {size} bytes, over the {MAX_JSON_SIZE}-byte limit for JSON documents")]
+    TooLarge { what: String, size: u64 },
+    #[error("blob {expected} does not match its digest (its bytes hash to {actual})")]
+    DigestMismatch { expected: Digest, actual: Digest },
+    #[error("blob {digest} is {actual} bytes but its descriptor says {expected}")]
+    SizeMismatch {
+        digest: Digest,
+        expected: u64,
+        actual: u64,
+    },
+}
+
+/// Where a regular file's bytes sit inside the tar.
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    offset: u64,
+    size: u64,
+}
+
+/// A blob the image refers to: config or layer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlobRef {
+    pub digest: Digest,
+    pub size: u64,
+    pub media_type: String,
+}
+
+/// The image inside an archive, as far as pushing it needs: the exact manifest bytes and
+/// what they refer to.
+#[derive(Debug, Clone)]
+pub struct Image {
+    pub manifest: Vec<u8>,
+    pub manifest_digest: Digest,
+    pub media_type: String,
+    pub platform: Platform,
+    pub config: BlobRef,
+    pub layers: Vec<BlobRef>,
+}
+
+impl Image {
+    /// Config first, then layers: the order blobs must exist in before the manifest is pushed.
+    pub fn blobs(&self) -> impl Iterator<Item = &BlobRef> {
+        std::iter::once(&self.config).chain(&self.layers)
+    }
+}
+
+/// An opened OCI archive: its table of entries, built from the tar headers alone.
+#[derive(Debug)]
+pub struct Archive {
+    path: Utf8PathBuf,
+    entries: BTreeMap<String, Entry>,
+    bytes_read: Arc<AtomicU64>,
+}
+
+impl Archive {
+    /// Reads the tar headers of `path`, seeking over every body.
+    pub fn open(path: &Utf8Path) -> Result<Archive, Error> {
+        let err = |kind| Error {
+            path: path.to_owned(),
+            kind,
+        };
+        let bytes_read = Arc::new(AtomicU64::new(0));
+        let file = File::open(path).map_err(|e| err(e.into()))?;
+        let reader = CountingReader {
+            inner: BufReader::with_capacity(4096, file),
+            count: bytes_read.clone(),
+        };
+        let mut tar = tar::Archive::new(reader);
+        let mut entries = BTreeMap::new();
+        let iter = tar
+            .entries_with_seek()
+            .map_err(|e| err(ErrorKind::NotTar(e)))?;
+        for entry in iter {
+            let entry = entry.map_err(|e| err(ErrorKind::NotTar(e)))?;
+            let raw = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+            let name = normalise_entry_name(&raw).map_err(err)?;
+            let kind = entry.header().entry_type();
+            if kind.is_dir() {
+                continue;
+            }
+            if kind.is_symlink() || kind.is_hard_link() {
+                return Err(err(ErrorKind::UnsafeEntry {
+                    entry: raw,
+                    why: "is a link; OCI archives hold regular files only",
+                }));
+            }
+            if !kind.is_file() {
+                return Err(err(ErrorKind::UnsafeEntry {
+                    entry: raw,
+                    why: "is not a regular file",
+                }));
+            }
+            entries.insert(
+                name,
+                Entry {
+                    offset: entry.raw_file_position(),
+                    size: entry.size(),
+                },
+            );
+        }
+        if entries.is_empty() {
+            return Err(err(ErrorKind::NotTar(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "no entries",
+            ))));
+        }
+        Ok(Archive {
+            path: path.to_owned(),
+            entries,
+            bytes_read,
+        })
+    }
+
+    pub fn path(&self) -> &Utf8Path {
+        &self.path
+    }
+
+    /// How many bytes of the archive file have been read through this handle (headers,
+    /// JSON documents and streamed blobs), so tests can prove a no-op reads no archive whole.
+    pub fn bytes_read(&self) -> u64 {
+        self.bytes_read.load(Ordering::Relaxed)
+    }
+
+    fn error(&self, kind: ErrorKind) -> Error {
+        Error {
+            path: self.path.clone(),
+            kind,
+        }
+    }
+
+    fn entry(&self, name: &str) -> Result<Entry, Error> {
+        self.entries
+            .get(name)
+            .copied()
+            .ok_or_else(|| self.error(ErrorKind::Missing(name.to_owned())))
+    }
+
+    fn blob_entry(&self, digest: &Digest) -> Result<Entry, Error> {
+        self.entry(&format!("blobs/sha256/{}", digest.hex()))
+    }
+
+    /// Opens a reader over exactly one entry's bytes.
+    fn entry_reader(&self, entry: Entry) -> Result<impl Read + use<>, Error> {
+        let mut file = File::open(&self.path).map_err(|e| self.error(e.into()))?;
+        file.seek(SeekFrom::Start(entry.offset))
+            .map_err(|e| self.error(e.into()))?;
+        Ok(CountingReader {
+            inner: file,
+            count: self.bytes_read.clone(),
+        }
+        .take(entry.size))
+    }
+
+    fn read_json_entry(&self, name: &str, what: &str) -> Result<Vec<u8>, Error> {
+        let entry = self.entry(name)?;
+        if entry.size > MAX_JSON_SIZE {
+            return Err(self.error(ErrorKind::TooLarge {
+                what: what.to_owned(),
+                size: entry.size,
+            }));
+        }
+        let mut buf = Vec::with_capacity(entry.size as usize);
+        self.entry_reader(entry)?
+            .read_to_end(&mut buf)
+            .map_err(|e| self.error(e.into()))?;
+        Ok(buf)
+    }
+
+    /// Reads a small blob whole (manifest, config), checking its digest and size.
+    fn read_json_blob(&self, blob: &BlobRef, what: &str) -> Result<Vec<u8>, Error> {
+        let entry = self.blob_entry(&blob.digest)?;
+        if entry.size != blob.size {
+            return Err(self.error(ErrorKind::SizeMismatch {
+                digest: blob.digest.clone(),
+                expected: blob.size,
+                actual: entry.size,
+            }));
+        }
+        let bytes = self.read_json_entry(&format!("blobs/sha256/{}", blob.digest.hex()), what)?;
+        let actual = Digest::of(&bytes);
+        if actual != blob.digest {
+            return Err(self.error(ErrorKind::DigestMismatch {
+                expected: blob.digest.clone(),
+                actual,
+            }));
+        }
+        Ok(bytes)
+    }
+
+    /// Reads index.json, the one image manifest it names, and that manifest's config.
+    pub fn image(&self) -> Result<Image, Error> {
+        let invalid = |what: &str, detail: String| {
+            self.error(ErrorKind::Invalid {
+                what: what.to_owned(),
+                detail,
+            })
+        };
+        let index_bytes = self.read_json_entry("index.json", "index.json")?;
+        let index: ImageIndex = serde_json::from_slice(&index_bytes)
+            .map_err(|e| invalid("index.json", e.to_string()))?;
+        let [desc] = index.manifests().as_slice() else {
+            return Err(self.error(ErrorKind::ManifestCount(index.manifests().len())));
+        };
+        let media_type = desc.media_type().to_string();
+        if media_type != OCI_MANIFEST && media_type != DOCKER_MANIFEST {
+            return Err(invalid(
+                "index.json",
+                format!("its manifest has media type {media_type}, not an image manifest"),
+            ));
+        }
+        let manifest_ref = blob_ref(desc).map_err(|d| invalid("index.json", d))?;
+        let manifest = self.read_json_blob(&manifest_ref, "the image manifest")?;
+        let parsed: ImageManifest = serde_json::from_slice(&manifest)
+            .map_err(|e| invalid("the image manifest", e.to_string()))?;
+        let config = blob_ref(parsed.config()).map_err(|d| invalid("the image manifest", d))?;
+        let layers = parsed
+            .layers()
+            .iter()
+            .map(blob_ref)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|d| invalid("the image manifest", d))?;
+        for layer in &layers {
+            let entry = self.blob_entry(&layer.digest)?;
+            if entry.size != layer.size {
+                return Err(self.error(ErrorKind::SizeMismatch {
+                    digest: layer.digest.clone(),
+                    expected: layer.size,
+                    actual: entry.size,
+                }));
+            }
+        }
+        let config_bytes = self.read_json_blob(&config, "the image config")?;
+        let cfg: ImageConfiguration = serde_json::from_slice(&config_bytes)
+            .map_err(|e| invalid("the image config", e.to_string()))?;
+        let platform = Platform::new(
+            &cfg.os().to_string(),
+            &cfg.architecture().to_string(),
+            cfg.variant().as_deref(),
+        );
+        Ok(Image {
+            manifest_digest: manifest_ref.digest,
+            manifest,
+            media_type,
+            platform,
+            config,
+            layers,
+        })
+    }
+
+    /// A reader over one blob that fails at its end if the bytes do not hash to `blob.digest`
+    /// or are not `blob.size` long.
+    pub fn blob_reader(&self, blob: &BlobRef) -> Result<VerifyingReader<impl Read + use<>>, Error> {
+        let entry = self.blob_entry(&blob.digest)?;
+        if entry.size != blob.size {
+            return Err(self.error(ErrorKind::SizeMismatch {
+                digest: blob.digest.clone(),
+                expected: blob.size,
+                actual: entry.size,
+            }));
+        }
+        Ok(VerifyingReader::new(
+            self.entry_reader(entry)?,
+            blob.clone(),
+        ))
+    }
+}
+
+fn blob_ref(desc: &oci_spec::image::Descriptor) -> Result<BlobRef, String> {
+    let digest = Digest::parse(desc.digest().as_ref()).map_err(|e| e.to_string())?;
+    Ok(BlobRef {
+        digest,
+        size: desc.size(),
+        media_type: desc.media_type().to_string(),
+    })
+}
+
+/// Strips `./` prefixes and refuses names that could point outside the layout.
+fn normalise_entry_name(raw: &str) -> Result<String, ErrorKind> {
+    let unsafe_entry = |why| ErrorKind::UnsafeEntry {
+        entry: raw.to_owned(),
+        why,
+    };
+    if raw.starts_with('/') {
+        return Err(unsafe_entry("is an absolute path"));
+    }
+    let mut parts = Vec::new();
+    for part in raw.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => return Err(unsafe_entry("contains '..'")),
+            p => parts.push(p),
+        }
+    }
+    Ok(parts.join("/"))
+}
+
+/// Hashes everything read through it; at the end of the stream it turns a digest or size
+/// mismatch into an `InvalidData` error, so a bad blob can never be read to completion.
+pub struct VerifyingReader<R> {
+    inner: R,
+    hasher: Sha256,
+    read: u64,
+    expected: BlobRef,
+    checked: bool,
+}
+
+impl<R: Read> VerifyingReader<R> {
+    pub fn new(inner: R, expected: BlobRef) -> Self {
+        VerifyingReader {
+            inner,
+            hasher: Sha256::new(),
+            read: 0,
+            expected,
+            checked: false,
+        }
+    }
+}
+
+/// The error a [`VerifyingReader`] ends with when the bytes are not what the descriptor says.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct BlobMismatch(pub ErrorKind);
+
+impl<R: Read> Read for VerifyingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if n > 0 {
+            self.hasher.update(&buf[..n]);
+            self.read += n as u64;
+            return Ok(n);
+        }
+        if !self.checked && !buf.is_empty() {
+            self.checked = true;
+            let kind = if self.read != self.expected.size {
+                Some(ErrorKind::SizeMismatch {
+                    digest: self.expected.digest.clone(),
+                    expected: self.expected.size,
+                    actual: self.read,
+                })
+            } else {
+                let actual = Digest::from_sha256(std::mem::take(&mut self.hasher));
+                (actual != self.expected.digest).then(|| ErrorKind::DigestMismatch {
+                    expected: self.expected.digest.clone(),
+                    actual,
+                })
+            };
+            if let Some(kind) = kind {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    BlobMismatch(kind),
+                ));
+            }
+        }
+        Ok(0)
+    }
+}
+
+struct CountingReader<R> {
+    inner: R,
+    count: Arc<AtomicU64>,
+}
+
+impl<R: Read> Read for CountingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.count.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
+}
+
+impl<R: Seek> Seek for CountingReader<R> {
+    fn seek(&mut self, pos: SeekFrom) -> io::Result<u64> {
+        self.inner.seek(pos)
+    }
+}
+
+/// The sha256 of a whole file, as cosa records it in `images.<artifact>.sha256`, and its size.
+pub fn file_sha256(path: &Utf8Path) -> io::Result<(String, u64)> {
+    let mut file = File::open(path)?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut size = 0u64;
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        size += n as u64;
+    }
+    Ok((hex::encode(hasher.finalize()), size))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entry_names_are_normalised_and_escapes_refused() {
+        assert_eq!(normalise_entry_name("./index.json").unwrap(), "index.json");
+        assert_eq!(
+            normalise_entry_name("blobs/sha256/ab").unwrap(),
+            "blobs/sha256/ab"
+        );
+        assert!(normalise_entry_name("/etc/passwd").is_err());
+        assert!(normalise_entry_name("blobs/../../x").is_err());
+    }
+
+    #[test]
+    fn verifying_reader_fails_on_mismatch_at_end() {
+        let data = b"hello".to_vec();
+        let good = BlobRef {
+            digest: Digest::of(&data),
+            size: 5,
+            media_type: String::new(),
+        };
+        let mut out = Vec::new();
+        VerifyingReader::new(&data[..], good.clone())
+            .read_to_end(&mut out)
+            .unwrap();
+        assert_eq!(out, data);
+
+        let wrong_digest = BlobRef {
+            digest: Digest::of(b"other"),
+            ..good.clone()
+        };
+        let err = VerifyingReader::new(&data[..], wrong_digest)
+            .read_to_end(&mut Vec::new())
+            .unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+        assert!(err.to_string().contains("does not match its digest"));
+
+        let wrong_size = BlobRef { size: 6, ..good };
+        let err = VerifyingReader::new(&data[..], wrong_size)
+            .read_to_end(&mut Vec::new())
+            .unwrap_err();
+        assert!(err.to_string().contains("5 bytes"), "{err}");
+    }
+}

@@ -1,0 +1,494 @@
+//! Build records: `builds/builds.json` and each arch's `builds/<id>/<arch>/meta.json`.
+//!
+//! Owns finding a build and its arches, reading an arch's artifact entry (and refusing paths
+//! that leave the arch directory), deciding whether a meta.json already holds a record, and
+//! writing a record back: re-read at write time, only the owned key changed, key order and
+//! every other byte of structure kept, written atomically. It does not read archives or talk
+//! to a registry.
+
+use std::fs::{self, File};
+use std::io::{self, Write};
+
+use camino::{Utf8Path, Utf8PathBuf};
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use crate::platform::Arch;
+use crate::reference::{Digest, Repository, Tag};
+
+/// The key coreos-assembler bumps on every meta.json write so concurrent writers can tell
+/// which copy is newer.
+pub const META_STAMP: &str = "coreos-assembler.meta-stamp";
+
+/// An error about one build-record file; it always names the file.
+#[derive(Debug, thiserror::Error)]
+#[error("{path}: {kind}")]
+pub struct Error {
+    pub path: Utf8PathBuf,
+    pub kind: ErrorKind,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ErrorKind {
+    #[error("{0}")]
+    Io(#[from] io::Error),
+    #[error("invalid JSON: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+fn err(path: &Utf8Path, kind: impl Into<ErrorKind>) -> Error {
+    Error {
+        path: path.to_owned(),
+        kind: kind.into(),
+    }
+}
+
+fn invalid(path: &Utf8Path, msg: impl Into<String>) -> Error {
+    err(path, ErrorKind::Invalid(msg.into()))
+}
+
+/// One entry of builds.json.
+#[derive(Debug, Clone)]
+pub struct Build {
+    pub id: String,
+    pub arches: Vec<Arch>,
+}
+
+/// `builds/` under a working directory, and its builds.json.
+#[derive(Debug)]
+pub struct BuildsDir {
+    dir: Utf8PathBuf,
+    builds: Vec<Build>,
+}
+
+impl BuildsDir {
+    pub fn load(workdir: &Utf8Path) -> Result<BuildsDir, Error> {
+        let dir = workdir.join("builds");
+        let path = dir.join("builds.json");
+        let value: Value = read_json(&path)?;
+        let version = value
+            .get("schema-version")
+            .and_then(Value::as_str)
+            .ok_or_else(|| invalid(&path, "no \"schema-version\" string"))?;
+        if version.split('.').next() != Some("1") {
+            return Err(invalid(
+                &path,
+                format!("schema-version {version} is not supported (expected 1.x)"),
+            ));
+        }
+        let entries = value
+            .get("builds")
+            .and_then(Value::as_array)
+            .ok_or_else(|| invalid(&path, "no \"builds\" list"))?;
+        let mut builds = Vec::with_capacity(entries.len());
+        for (i, entry) in entries.iter().enumerate() {
+            let id = entry
+                .get("id")
+                .and_then(Value::as_str)
+                .ok_or_else(|| invalid(&path, format!("builds[{i}] has no \"id\" string")))?;
+            let arches = entry
+                .get("arches")
+                .and_then(Value::as_array)
+                .ok_or_else(|| invalid(&path, format!("build {id} has no \"arches\" list")))?
+                .iter()
+                .map(|a| {
+                    a.as_str()
+                        .ok_or_else(|| {
+                            invalid(&path, format!("build {id}: an arch is not a string"))
+                        })
+                        .and_then(|s| {
+                            Arch::parse(s).map_err(|e| invalid(&path, format!("build {id}: {e}")))
+                        })
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            builds.push(Build {
+                id: id.to_owned(),
+                arches,
+            });
+        }
+        Ok(BuildsDir { dir, builds })
+    }
+
+    /// `latest` is the first entry, as cosa keeps builds.json newest first.
+    pub fn find(&self, id: &str) -> Result<&Build, Error> {
+        let path = self.dir.join("builds.json");
+        if id == "latest" {
+            return self
+                .builds
+                .first()
+                .ok_or_else(|| invalid(&path, "lists no builds, so there is no latest build"));
+        }
+        self.builds
+            .iter()
+            .find(|b| b.id == id)
+            .ok_or_else(|| invalid(&path, format!("has no build {id:?}")))
+    }
+
+    pub fn arch_dir(&self, build: &Build, arch: &Arch) -> Utf8PathBuf {
+        self.dir.join(&build.id).join(arch.as_str())
+    }
+
+    pub fn build_dir(&self, build: &Build) -> Utf8PathBuf {
+        self.dir.join(&build.id)
+    }
+}
+
+/// What an arch's meta.json says about one artifact.
+#[derive(Debug, Clone)]
+pub struct Artifact {
+    pub path: Utf8PathBuf,
+    pub sha256: String,
+    pub size: Option<u64>,
+}
+
+/// One arch's meta.json as read.
+#[derive(Debug, Clone)]
+pub struct Meta {
+    pub path: Utf8PathBuf,
+    json: Map<String, Value>,
+}
+
+impl Meta {
+    pub fn load(path: Utf8PathBuf) -> Result<Meta, Error> {
+        let json = read_json(&path)?;
+        Ok(Meta { path, json })
+    }
+
+    pub fn get(&self, key: &str) -> Option<&Value> {
+        self.json.get(key)
+    }
+
+    pub fn str(&self, key: &str) -> Option<&str> {
+        self.json.get(key).and_then(Value::as_str)
+    }
+
+    /// `images.<name>`: its path must stay inside the arch directory.
+    pub fn artifact(&self, name: &str) -> Result<Artifact, Error> {
+        let entry = self
+            .json
+            .get("images")
+            .and_then(|i| i.get(name))
+            .ok_or_else(|| invalid(&self.path, format!("no artifact \"images.{name}\"")))?;
+        let field = |f: &str| {
+            entry
+                .get(f)
+                .and_then(Value::as_str)
+                .ok_or_else(|| invalid(&self.path, format!("images.{name} has no \"{f}\" string")))
+        };
+        let rel = field("path")?;
+        let sha256 = field("sha256")?.to_owned();
+        if sha256.len() != 64 || !sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(invalid(
+                &self.path,
+                format!("images.{name}.sha256 is not 64 hex digits"),
+            ));
+        }
+        let dir = self.path.parent().unwrap_or(Utf8Path::new("."));
+        let path = contained_path(dir, rel).ok_or_else(|| {
+            invalid(
+                &self.path,
+                format!("images.{name}.path {rel:?} leaves the arch directory"),
+            )
+        })?;
+        let size = entry.get("size").and_then(Value::as_u64);
+        Ok(Artifact { path, sha256, size })
+    }
+
+    /// How the record under `key` compares with `want`.
+    pub fn record_state(&self, key: &str, want: &Record) -> RecordState {
+        record_state(self.json.get(key), want)
+    }
+}
+
+/// Joins `rel` onto `dir` only if the result cannot leave `dir`, lexically and through
+/// symlinks that exist.
+fn contained_path(dir: &Utf8Path, rel: &str) -> Option<Utf8PathBuf> {
+    let rel = Utf8Path::new(rel);
+    if rel.is_absolute() || rel.as_str().is_empty() {
+        return None;
+    }
+    let mut depth = 0i32;
+    for c in rel.components() {
+        match c {
+            camino::Utf8Component::Normal(_) => depth += 1,
+            camino::Utf8Component::CurDir => {}
+            camino::Utf8Component::ParentDir => depth -= 1,
+            _ => return None,
+        }
+        if depth < 0 {
+            return None;
+        }
+    }
+    let joined = dir.join(rel);
+    if let (Ok(real), Ok(real_dir)) = (joined.canonicalize_utf8(), dir.canonicalize_utf8())
+        && !real.starts_with(&real_dir)
+    {
+        return None;
+    }
+    Some(joined)
+}
+
+/// The record reprise keeps under `--metajsonname`, the same fields cosa writes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Record {
+    pub image: Repository,
+    pub digest: Digest,
+    #[serde(rename = "manifest-list-digest")]
+    pub manifest_list_digest: Digest,
+    pub tags: Vec<Tag>,
+}
+
+impl Record {
+    fn to_json(&self) -> Map<String, Value> {
+        match serde_json::to_value(self) {
+            Ok(Value::Object(m)) => m,
+            _ => unreachable!("a Record serialises to an object"),
+        }
+    }
+
+    fn matches(&self, entry: &Value) -> bool {
+        let Some(obj) = entry.as_object() else {
+            return false;
+        };
+        let want = self.to_json();
+        want.iter().all(|(k, v)| obj.get(k) == Some(v))
+    }
+}
+
+fn is_for_image(entry: &Value, image: &Repository) -> bool {
+    entry
+        .get("image")
+        .and_then(Value::as_str)
+        .and_then(|s| Repository::parse(s).ok())
+        .is_some_and(|r| &r == image)
+}
+
+/// Whether a meta.json already records what a run would record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RecordState {
+    /// No record for this repository under the key.
+    Missing,
+    /// A record for this repository exists but says something else.
+    Stale,
+    /// Exactly the record a run would write.
+    Current,
+}
+
+/// The one definition of "already recorded": the primary record or the `additional-images`
+/// entry for the same repository holds every field of `want`.
+pub fn record_state(existing: Option<&Value>, want: &Record) -> RecordState {
+    let Some(existing) = existing else {
+        return RecordState::Missing;
+    };
+    let entry = if is_for_image(existing, &want.image) {
+        Some(existing)
+    } else {
+        existing
+            .get("additional-images")
+            .and_then(Value::as_array)
+            .and_then(|list| list.iter().find(|e| is_for_image(e, &want.image)))
+    };
+    match entry {
+        None => RecordState::Missing,
+        Some(e) if want.matches(e) => RecordState::Current,
+        Some(_) => RecordState::Stale,
+    }
+}
+
+/// Puts `want` under `key`: updates the primary record or the `additional-images` entry for
+/// the same repository in place (so other fields and their order survive), or adds one.
+/// Never appends a second entry for a repository.
+fn put_record(json: &mut Map<String, Value>, key: &str, want: &Record) {
+    let fresh = want.to_json();
+    let update = |target: &mut Map<String, Value>| {
+        for (k, v) in &fresh {
+            target.insert(k.clone(), v.clone());
+        }
+    };
+    match json.get_mut(key) {
+        Some(Value::Object(obj)) if is_for_image(&Value::Object(obj.clone()), &want.image) => {
+            update(obj)
+        }
+        Some(Value::Object(obj)) if obj.get("image").is_some() => {
+            let list = obj
+                .entry("additional-images")
+                .or_insert_with(|| Value::Array(Vec::new()));
+            if !list.is_array() {
+                *list = Value::Array(Vec::new());
+            }
+            let Value::Array(list) = list else {
+                unreachable!()
+            };
+            match list
+                .iter_mut()
+                .find(|e| is_for_image(e, &want.image))
+                .and_then(Value::as_object_mut)
+            {
+                Some(entry) => update(entry),
+                None => list.push(Value::Object(fresh.clone())),
+            }
+        }
+        _ => {
+            json.insert(key.to_owned(), Value::Object(fresh.clone()));
+        }
+    }
+}
+
+/// Writes `want` under `key` into the meta.json at `path`. The file is read again here, at
+/// write time, so keys other writers added since the run started survive; nothing is written
+/// when the record is already current. Returns whether the file changed.
+pub fn write_record(path: &Utf8Path, key: &str, want: &Record, stamp: u128) -> Result<bool, Error> {
+    let raw = fs::read(path).map_err(|e| err(path, e))?;
+    let mut json: Map<String, Value> = serde_json::from_slice(&raw).map_err(|e| err(path, e))?;
+    if record_state(json.get(key), want) == RecordState::Current {
+        return Ok(false);
+    }
+    put_record(&mut json, key, want);
+    json.insert(META_STAMP.to_owned(), Value::from(stamp as u64));
+    let mut out = to_cosa_json(&json).map_err(|e| err(path, e))?;
+    if raw.ends_with(b"\n") {
+        out.push(b'\n');
+    }
+    write_atomic(path, &out).map_err(|e| err(path, e))?;
+    Ok(true)
+}
+
+/// JSON as coreos-assembler writes meta.json: 4-space indentation, no trailing newline.
+pub fn to_cosa_json(value: &impl Serialize) -> Result<Vec<u8>, serde_json::Error> {
+    let mut out = Vec::new();
+    let fmt = serde_json::ser::PrettyFormatter::with_indent(b"    ");
+    let mut ser = serde_json::Serializer::with_formatter(&mut out, fmt);
+    value.serialize(&mut ser)?;
+    Ok(out)
+}
+
+/// Replaces `path` with `bytes` so that a reader (or a crash) sees either the old file or the
+/// new one, never a mix: temp file in the same directory, fsync, rename, fsync the directory.
+pub fn write_atomic(path: &Utf8Path, bytes: &[u8]) -> io::Result<()> {
+    let dir = path.parent().unwrap_or(Utf8Path::new("."));
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".reprise-")
+        .suffix(".tmp")
+        .tempfile_in(dir)?;
+    tmp.write_all(bytes)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = fs::metadata(path)
+            .map(|m| m.permissions().mode() & 0o777)
+            .unwrap_or(0o644);
+        tmp.as_file()
+            .set_permissions(fs::Permissions::from_mode(mode))?;
+    }
+    tmp.as_file().sync_all()?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    File::open(dir)?.sync_all()
+}
+
+fn read_json<T: serde::de::DeserializeOwned>(path: &Utf8Path) -> Result<T, Error> {
+    let raw = fs::read(path).map_err(|e| err(path, e))?;
+    serde_json::from_slice(&raw).map_err(|e| err(path, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn digest(c: char) -> Digest {
+        Digest::parse(&format!("sha256:{}", c.to_string().repeat(64))).unwrap()
+    }
+
+    fn record(repo: &str, d: char) -> Record {
+        Record {
+            image: Repository::parse(repo).unwrap(),
+            digest: digest(d),
+            manifest_list_digest: digest('f'),
+            tags: vec![Tag::parse("stable").unwrap()],
+        }
+    }
+
+    fn meta_with(key_value: Option<Value>) -> Map<String, Value> {
+        let mut m = Map::new();
+        m.insert("buildid".into(), "40.1".into());
+        if let Some(v) = key_value {
+            m.insert("base-oscontainer".into(), v);
+        }
+        m.insert("name".into(), "fedora-coreos".into());
+        m
+    }
+
+    #[test]
+    fn record_states() {
+        let want = record("quay.io/a/b", 'a');
+        assert_eq!(record_state(None, &want), RecordState::Missing);
+        let current = Value::Object(want.to_json());
+        assert_eq!(record_state(Some(&current), &want), RecordState::Current);
+        let stale = Value::Object(record("quay.io/a/b", 'b').to_json());
+        assert_eq!(record_state(Some(&stale), &want), RecordState::Stale);
+        let other = Value::Object(record("quay.io/x/y", 'a').to_json());
+        assert_eq!(record_state(Some(&other), &want), RecordState::Missing);
+    }
+
+    #[test]
+    fn putting_a_record_keeps_key_order_and_other_fields() {
+        let mut existing = record("quay.io/a/b", 'b').to_json();
+        existing.insert("extra".into(), "kept".into());
+        let mut json = meta_with(Some(Value::Object(existing)));
+        put_record(&mut json, "base-oscontainer", &record("quay.io/a/b", 'a'));
+        let keys: Vec<_> = json.keys().cloned().collect();
+        assert_eq!(keys, ["buildid", "base-oscontainer", "name"]);
+        let rec = &json["base-oscontainer"];
+        assert_eq!(rec["extra"], "kept");
+        assert_eq!(rec["digest"], digest('a').as_str());
+    }
+
+    #[test]
+    fn second_repository_goes_to_additional_images_once() {
+        let mut json = meta_with(None);
+        let first = record("quay.io/a/b", 'a');
+        let second = record("registry.example.com/mirror/b", 'a');
+        put_record(&mut json, "base-oscontainer", &first);
+        put_record(&mut json, "base-oscontainer", &second);
+        put_record(&mut json, "base-oscontainer", &second);
+        let rec = &json["base-oscontainer"];
+        assert_eq!(rec["image"], "quay.io/a/b");
+        let extra = rec["additional-images"].as_array().unwrap();
+        assert_eq!(extra.len(), 1);
+        assert_eq!(extra[0]["image"], "registry.example.com/mirror/b");
+        assert_eq!(record_state(Some(rec), &second), RecordState::Current);
+        assert_eq!(record_state(Some(rec), &first), RecordState::Current);
+    }
+
+    #[test]
+    fn artifact_paths_cannot_leave_the_arch_dir() {
+        let dir = Utf8Path::new("/tmp/builds/1/x86_64");
+        assert!(contained_path(dir, "a.ociarchive").is_some());
+        assert!(contained_path(dir, "sub/../a.ociarchive").is_some());
+        assert!(contained_path(dir, "../a.ociarchive").is_none());
+        assert!(contained_path(dir, "sub/../../a").is_none());
+        assert!(contained_path(dir, "/etc/passwd").is_none());
+        assert!(contained_path(dir, "").is_none());
+    }
+
+    #[test]
+    fn write_record_is_atomic_and_noop_when_current() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = Utf8PathBuf::from_path_buf(tmp.path().join("meta.json")).unwrap();
+        let original = to_cosa_json(&meta_with(None)).unwrap();
+        fs::write(&path, &original).unwrap();
+        let want = record("quay.io/a/b", 'a');
+        assert!(write_record(&path, "base-oscontainer", &want, 7).unwrap());
+        let after = fs::read(&path).unwrap();
+        let json: Map<String, Value> = serde_json::from_slice(&after).unwrap();
+        assert_eq!(json[META_STAMP], 7);
+        assert!(after.starts_with(b"{\n    \"buildid\""));
+        assert!(!after.ends_with(b"\n"));
+        assert!(!write_record(&path, "base-oscontainer", &want, 8).unwrap());
+        assert_eq!(fs::read(&path).unwrap(), after);
+        let leftovers: Vec<_> = fs::read_dir(tmp.path()).unwrap().collect();
+        assert_eq!(leftovers.len(), 1, "no temp files left behind");
+    }
+}

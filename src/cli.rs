@@ -1,0 +1,135 @@
+//! Command-line definitions (clap) and their conversion into requests. Nothing here does
+//! any work; flags mirror `cosa push-container-manifest` where they overlap.
+
+use std::time::Duration;
+
+use camino::Utf8PathBuf;
+use clap::{Args, Parser, Subcommand};
+
+use crate::plan::{MissingArch, Policy};
+use crate::platform::Arch;
+use crate::push::PushRequest;
+use crate::reference::{Repository, Tag};
+use crate::registry::ConnectOptions;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "reprise",
+    version,
+    about = "Publish multi-arch container images from build records, idempotently",
+    long_about = "reprise reads coreos-assembler build records (builds/<id>/<arch>/meta.json), \
+works out the image index each tag should hold, compares it with what the registry holds, and \
+does the least work that makes them equal: nothing, a meta.json update, or a push."
+)]
+pub struct Cli {
+    /// More log output on stderr (-v info, -vv debug, -vvv trace); RUST_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Push a build's per-arch images as one multi-arch index to tags, and record it in each
+    /// arch's meta.json (a drop-in for `cosa push-container-manifest`).
+    #[command(after_help = "\
+Examples:
+  reprise push-container-manifest --repo quay.io/fedora/fedora-coreos \\
+      --tag stable --tag 40 --artifact ostree --metajsonname base-oscontainer
+  reprise push-container-manifest --repo 127.0.0.1:5000/fcos --tag stable \\
+      --artifact ostree --metajsonname base-oscontainer --build latest --dry-run --json
+
+Exit status: 0 converged, 1 error, 2 usage, 3 refused by --missing-arch.")]
+    PushContainerManifest(PushArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PushArgs {
+    /// Repository to push to: host[:port]/path.
+    #[arg(long, value_name = "REPO")]
+    pub repo: Repository,
+
+    /// Tag to point at the index; repeat for several.
+    #[arg(long = "tag", value_name = "TAG", required = true)]
+    pub tags: Vec<Tag>,
+
+    /// Artifact name under images.<ARTIFACT> in meta.json (e.g. ostree).
+    #[arg(long, value_name = "ARTIFACT")]
+    pub artifact: String,
+
+    /// Key under which meta.json records the push (e.g. base-oscontainer).
+    #[arg(long, value_name = "KEY")]
+    pub metajsonname: String,
+
+    /// Build ID, or `latest` for the first entry of builds/builds.json.
+    #[arg(long, default_value = "latest", value_name = "ID")]
+    pub build: String,
+
+    /// Limit to these arches (default: every arch of the build); repeat for several.
+    #[arg(long = "arch", value_name = "ARCH")]
+    pub arches: Vec<Arch>,
+
+    /// Push manifests and the index to every tag even when the registry already matches.
+    #[arg(long)]
+    pub force: bool,
+
+    /// What to do with arches a tag holds that this build does not provide.
+    #[arg(long, value_enum, default_value_t = MissingArch::Refuse, value_name = "POLICY")]
+    pub missing_arch: MissingArch,
+
+    /// Write the index digest to this file.
+    #[arg(long, value_name = "PATH")]
+    pub write_digest_to_file: Option<Utf8PathBuf>,
+
+    /// Registry credentials (containers auth.json format); defaults to $REGISTRY_AUTH_FILE.
+    #[arg(long, value_name = "PATH")]
+    pub authfile: Option<Utf8PathBuf>,
+
+    /// Directory holding builds/ (default: the current directory).
+    #[arg(long, default_value = ".", value_name = "DIR")]
+    pub workdir: Utf8PathBuf,
+
+    /// Verify TLS certificates and require HTTPS (registries on loopback always use HTTP).
+    #[arg(long, value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set,
+          num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub tls_verify: bool,
+
+    /// Seconds to keep reading a written tag back until it shows the pushed digest.
+    #[arg(long, default_value_t = 60, value_name = "SECONDS")]
+    pub verify_timeout: u64,
+
+    /// Plan and print the plan; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Print the report as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl PushArgs {
+    pub fn into_request(self) -> PushRequest {
+        PushRequest {
+            workdir: self.workdir,
+            repo: self.repo,
+            tags: self.tags,
+            artifact: self.artifact,
+            metajsonname: self.metajsonname,
+            build: self.build,
+            arches: self.arches,
+            policy: Policy {
+                force: self.force,
+                missing_arch: self.missing_arch,
+            },
+            write_digest_to_file: self.write_digest_to_file,
+            connect: ConnectOptions {
+                tls_verify: self.tls_verify,
+                authfile: self.authfile,
+                verify_timeout: Duration::from_secs(self.verify_timeout),
+            },
+            dry_run: self.dry_run,
+        }
+    }
+}

@@ -1,0 +1,358 @@
+//! Image indexes: building the one reprise publishes, reading the ones registries hold, and
+//! comparing the two by platform.
+//!
+//! Owns the deterministic serialisation of the desired index (canonical JSON, entries sorted
+//! by platform, so the same inputs always give the same bytes and digest), parsing remote OCI
+//! indexes, Docker manifest lists and single image manifests into one view, and the
+//! platform → digest comparison that decides whether a tag is already right. It does not
+//! fetch anything.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::platform::Platform;
+use crate::reference::Digest;
+
+pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+pub const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+
+/// Remote manifests larger than this are refused instead of parsed.
+pub const MAX_REMOTE_MANIFEST: usize = 4 << 20;
+
+/// Annotation Docker's buildkit puts on attestation manifests inside an index.
+const DOCKER_REFERENCE_TYPE: &str = "vnd.docker.reference.type";
+const DOCKER_REFERENCE_DIGEST: &str = "vnd.docker.reference.digest";
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Error {
+    #[error("manifest is {0} bytes, over the {MAX_REMOTE_MANIFEST}-byte limit")]
+    TooLarge(usize),
+    #[error("manifest is not valid JSON: {0}")]
+    Json(String),
+    #[error("manifest has unsupported media type {0:?}")]
+    MediaType(String),
+    #[error("index entry {0} has an invalid digest")]
+    Digest(usize),
+}
+
+/// One entry of an index: a manifest for a platform.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub platform: Platform,
+    pub digest: Digest,
+    pub size: u64,
+    pub media_type: String,
+}
+
+/// An index reprise built: its exact bytes and what they list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BuiltIndex {
+    pub bytes: Vec<u8>,
+    pub digest: Digest,
+    pub media_type: String,
+    pub entries: Vec<Entry>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct IndexDoc<'a> {
+    schema_version: u32,
+    media_type: &'a str,
+    manifests: Vec<EntryDoc<'a>>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct EntryDoc<'a> {
+    media_type: &'a str,
+    digest: &'a Digest,
+    size: u64,
+    platform: PlatformDoc<'a>,
+}
+
+#[derive(Serialize, Deserialize, Default)]
+struct PlatformDoc<'a> {
+    #[serde(borrow, default)]
+    architecture: &'a str,
+    #[serde(borrow, default)]
+    os: &'a str,
+    #[serde(borrow, skip_serializing_if = "Option::is_none", default)]
+    variant: Option<&'a str>,
+}
+
+/// Builds the OCI image index listing `entries`. The bytes depend only on the set of
+/// entries: they are sorted by platform and written as canonical JSON (sorted keys, no
+/// insignificant whitespace), so any run over the same inputs pushes the same digest.
+pub fn build(mut entries: Vec<Entry>) -> BuiltIndex {
+    entries.sort_by(|a, b| (&a.platform, &a.digest).cmp(&(&b.platform, &b.digest)));
+    entries.dedup();
+    let doc = IndexDoc {
+        schema_version: 2,
+        media_type: OCI_INDEX,
+        manifests: entries
+            .iter()
+            .map(|e| EntryDoc {
+                media_type: &e.media_type,
+                digest: &e.digest,
+                size: e.size,
+                platform: PlatformDoc {
+                    architecture: &e.platform.architecture,
+                    os: &e.platform.os,
+                    variant: e.platform.variant.as_deref(),
+                },
+            })
+            .collect(),
+    };
+    let mut bytes = Vec::new();
+    let mut ser =
+        serde_json::Serializer::with_formatter(&mut bytes, olpc_cjson::CanonicalFormatter::new());
+    doc.serialize(&mut ser)
+        .expect("an index of strings and integers always serialises");
+    BuiltIndex {
+        digest: Digest::of(&bytes),
+        bytes,
+        media_type: OCI_INDEX.to_owned(),
+        entries,
+    }
+}
+
+/// What a remote manifest says, read as an index whatever it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Remote {
+    pub media_type: String,
+    /// Entries with a real platform, in the order the document lists them.
+    pub platforms: Vec<Entry>,
+    /// Entries that are not images for a platform (attestations, `unknown/unknown`).
+    pub other: Vec<OtherEntry>,
+}
+
+/// An index entry that names no runnable platform.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OtherEntry {
+    pub digest: Digest,
+    pub media_type: String,
+    /// For attestations: the manifest they describe.
+    pub refers_to: Option<Digest>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RemoteDoc<'a> {
+    #[serde(borrow, default)]
+    media_type: Option<&'a str>,
+    #[serde(default)]
+    manifests: Option<Vec<RemoteEntryDoc<'a>>>,
+    #[serde(default)]
+    config: Option<serde_json::Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RemoteEntryDoc<'a> {
+    #[serde(borrow, default)]
+    media_type: &'a str,
+    #[serde(borrow)]
+    digest: &'a str,
+    #[serde(default)]
+    size: u64,
+    #[serde(borrow, default)]
+    platform: Option<PlatformDoc<'a>>,
+    #[serde(default)]
+    annotations: Option<BTreeMap<String, String>>,
+}
+
+/// The kind of document a manifest is, from its body and Content-Type.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Parsed {
+    Index(Remote),
+    /// A single image manifest; its platform is in its config, which the caller must fetch.
+    Image {
+        config: Digest,
+    },
+}
+
+/// Parses a manifest a registry returned. `content_type` is the header value, used when the
+/// body carries no `mediaType`.
+pub fn parse_remote(bytes: &[u8], content_type: Option<&str>) -> Result<Parsed, Error> {
+    if bytes.len() > MAX_REMOTE_MANIFEST {
+        return Err(Error::TooLarge(bytes.len()));
+    }
+    let doc: RemoteDoc = serde_json::from_slice(bytes).map_err(|e| Error::Json(e.to_string()))?;
+    let media_type = doc
+        .media_type
+        .or(content_type)
+        .unwrap_or_default()
+        .to_owned();
+    if let Some(entries) = doc.manifests {
+        if !(media_type == OCI_INDEX || media_type == DOCKER_LIST || media_type.is_empty()) {
+            return Err(Error::MediaType(media_type));
+        }
+        let mut platforms = Vec::new();
+        let mut other = Vec::new();
+        for (i, e) in entries.into_iter().enumerate() {
+            let digest = Digest::parse(e.digest).map_err(|_| Error::Digest(i))?;
+            let annotations = e.annotations.unwrap_or_default();
+            let platform = e
+                .platform
+                .map(|p| Platform::new(p.os, p.architecture, p.variant))
+                .filter(|p| p.is_real() && !annotations.contains_key(DOCKER_REFERENCE_TYPE));
+            match platform {
+                Some(platform) => platforms.push(Entry {
+                    platform,
+                    digest,
+                    size: e.size,
+                    media_type: e.media_type.to_owned(),
+                }),
+                None => other.push(OtherEntry {
+                    digest,
+                    media_type: e.media_type.to_owned(),
+                    refers_to: annotations
+                        .get(DOCKER_REFERENCE_DIGEST)
+                        .and_then(|d| Digest::parse(d).ok()),
+                }),
+            }
+        }
+        return Ok(Parsed::Index(Remote {
+            media_type: if media_type.is_empty() {
+                OCI_INDEX.to_owned()
+            } else {
+                media_type
+            },
+            platforms,
+            other,
+        }));
+    }
+    let config = doc
+        .config
+        .as_ref()
+        .and_then(|c| c.get("digest"))
+        .and_then(|d| d.as_str())
+        .and_then(|d| Digest::parse(d).ok());
+    match config {
+        Some(config) => Ok(Parsed::Image { config }),
+        None => Err(Error::MediaType(media_type)),
+    }
+}
+
+/// Platform → manifest digest, keyed by the normalised platform.
+pub type PlatformMap = BTreeMap<Platform, Digest>;
+
+/// The normalised platform map of a list of entries, and the platforms listed more than
+/// once (which are reported, never merged).
+pub fn platform_map(entries: &[Entry]) -> (PlatformMap, Vec<Platform>) {
+    let mut map = PlatformMap::new();
+    let mut duplicates = Vec::new();
+    for e in entries {
+        let key = e.platform.key();
+        if map.insert(key.clone(), e.digest.clone()).is_some() && !duplicates.contains(&key) {
+            duplicates.push(key);
+        }
+    }
+    (map, duplicates)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(c: char) -> Digest {
+        Digest::parse(&format!("sha256:{}", c.to_string().repeat(64))).unwrap()
+    }
+
+    fn entry(arch: &str, variant: Option<&str>, c: char) -> Entry {
+        Entry {
+            platform: Platform::new("linux", arch, variant),
+            digest: d(c),
+            size: 100,
+            media_type: crate::archive::OCI_MANIFEST.to_owned(),
+        }
+    }
+
+    #[test]
+    fn build_is_deterministic_and_order_independent() {
+        let a = build(vec![
+            entry("amd64", None, 'a'),
+            entry("arm64", Some("v8"), 'b'),
+        ]);
+        let b = build(vec![
+            entry("arm64", Some("v8"), 'b'),
+            entry("amd64", None, 'a'),
+        ]);
+        assert_eq!(a.bytes, b.bytes);
+        assert_eq!(a.digest, Digest::of(&a.bytes));
+        let text = String::from_utf8(a.bytes.clone()).unwrap();
+        assert!(
+            text.starts_with(r#"{"manifests":[{"digest":"sha256:aaaa"#),
+            "{text}"
+        );
+        assert!(text.contains(r#""mediaType":"application/vnd.oci.image.index.v1+json""#));
+        assert!(text.contains(r#""variant":"v8""#));
+        assert!(!text.contains(' '));
+    }
+
+    #[test]
+    fn built_index_parses_back_to_the_same_platforms() {
+        let built = build(vec![entry("amd64", None, 'a'), entry("s390x", None, 'c')]);
+        let Parsed::Index(remote) = parse_remote(&built.bytes, None).unwrap() else {
+            panic!("not an index")
+        };
+        assert_eq!(remote.platforms, built.entries);
+        assert!(remote.other.is_empty());
+    }
+
+    #[test]
+    fn docker_list_and_attestations() {
+        let body = format!(
+            r#"{{"schemaVersion":2,"mediaType":"{DOCKER_LIST}","manifests":[
+              {{"mediaType":"application/vnd.docker.distribution.manifest.v2+json","digest":"{a}","size":1,"platform":{{"architecture":"arm64","os":"linux","variant":"v8"}}}},
+              {{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"{b}","size":1,"platform":{{"architecture":"unknown","os":"unknown"}},
+                "annotations":{{"vnd.docker.reference.type":"attestation-manifest","vnd.docker.reference.digest":"{a}"}}}}]}}"#,
+            a = d('a'),
+            b = d('b')
+        );
+        let Parsed::Index(remote) = parse_remote(body.as_bytes(), None).unwrap() else {
+            panic!()
+        };
+        assert_eq!(remote.media_type, DOCKER_LIST);
+        assert_eq!(remote.platforms.len(), 1);
+        assert_eq!(remote.other.len(), 1);
+        assert_eq!(remote.other[0].refers_to, Some(d('a')));
+        let (map, dups) = platform_map(&remote.platforms);
+        assert!(dups.is_empty());
+        assert_eq!(
+            map.get(&Platform::new("linux", "arm64", None)),
+            Some(&d('a'))
+        );
+    }
+
+    #[test]
+    fn duplicates_are_reported() {
+        let (map, dups) =
+            platform_map(&[entry("amd64", None, 'a'), entry("amd64", Some("v1"), 'b')]);
+        assert_eq!(map.len(), 1);
+        assert_eq!(dups, vec![Platform::new("linux", "amd64", None)]);
+    }
+
+    #[test]
+    fn single_image_manifest_names_its_config() {
+        let body = format!(
+            r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{{"mediaType":"x","digest":"{}","size":1}},"layers":[]}}"#,
+            d('c')
+        );
+        assert_eq!(
+            parse_remote(body.as_bytes(), None).unwrap(),
+            Parsed::Image { config: d('c') }
+        );
+    }
+
+    #[test]
+    fn garbage_and_oversized_are_errors() {
+        assert!(matches!(
+            parse_remote(b"not json", None),
+            Err(Error::Json(_))
+        ));
+        let big = vec![b' '; MAX_REMOTE_MANIFEST + 1];
+        assert!(matches!(parse_remote(&big, None), Err(Error::TooLarge(_))));
+    }
+}

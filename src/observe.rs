@@ -1,0 +1,108 @@
+//! Observed state: what each tag resolves to in the registry, read as an index.
+//!
+//! One HEAD per tag; the body is fetched (by digest, so it cannot change under us) only when
+//! the digest is not the one reprise would push. A tag holding a single image manifest is read
+//! as a one-platform index, its platform taken from its config. A 404 is "absent"; any other
+//! failure is an error, never "absent".
+
+use futures_util::future::try_join_all;
+
+use crate::index::{self, Entry, Parsed};
+use crate::plan::{Observed, RemoteContent, TagState};
+use crate::platform::Platform;
+use crate::reference::{Digest, Repository, Tag};
+use crate::registry::{self, Client};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Registry(#[from] registry::Error),
+    #[error("{target}: {source}")]
+    Index {
+        target: String,
+        source: index::Error,
+    },
+    #[error("{target}: tag changed while being read (it no longer resolves to {digest})")]
+    Vanished { target: String, digest: Digest },
+}
+
+/// Reads every tag concurrently.
+pub async fn observe(
+    client: &Client,
+    repo: &Repository,
+    tags: &[Tag],
+    own_index: &Digest,
+) -> Result<Observed, Error> {
+    let states = try_join_all(tags.iter().map(|t| observe_tag(client, repo, t, own_index))).await?;
+    Ok(Observed {
+        tags: tags.iter().cloned().zip(states).collect(),
+    })
+}
+
+async fn observe_tag(
+    client: &Client,
+    repo: &Repository,
+    tag: &Tag,
+    own_index: &Digest,
+) -> Result<TagState, Error> {
+    let Some(digest) = client.resolve(&repo.tagged(tag)).await? else {
+        return Ok(TagState::Absent);
+    };
+    if &digest == own_index {
+        return Ok(TagState::Present {
+            digest,
+            content: None,
+        });
+    }
+    let by_digest = repo.digested(&digest);
+    let target = format!("{}", repo.tagged(tag));
+    let fetched = client
+        .fetch_manifest(&by_digest)
+        .await?
+        .ok_or_else(|| Error::Vanished {
+            target: target.clone(),
+            digest: digest.clone(),
+        })?;
+    let parsed = index::parse_remote(&fetched.bytes, None).map_err(|source| Error::Index {
+        target: target.clone(),
+        source,
+    })?;
+    let content = match parsed {
+        Parsed::Index(remote) => RemoteContent {
+            bytes: fetched.bytes.to_vec(),
+            media_type: remote.media_type,
+            platforms: remote.platforms,
+            other: remote.other,
+        },
+        Parsed::Image { config } => {
+            let platform = client.fetch_platform(repo, &config).await?;
+            let media_type = media_type_of(&fetched.bytes);
+            RemoteContent {
+                bytes: fetched.bytes.to_vec(),
+                media_type: media_type.clone(),
+                platforms: platform
+                    .into_iter()
+                    .filter(Platform::is_real)
+                    .map(|platform| Entry {
+                        platform,
+                        digest: digest.clone(),
+                        size: fetched.bytes.len() as u64,
+                        media_type: media_type.clone(),
+                    })
+                    .collect(),
+                other: vec![],
+            }
+        }
+    };
+    Ok(TagState::Present {
+        digest,
+        content: Some(content),
+    })
+}
+
+fn media_type_of(bytes: &[u8]) -> String {
+    serde_json::from_slice::<serde_json::Value>(bytes)
+        .ok()
+        .and_then(|v| v.get("mediaType")?.as_str().map(str::to_owned))
+        .unwrap_or_else(|| crate::archive::OCI_MANIFEST.to_owned())
+}

@@ -1,0 +1,461 @@
+//! The plan: a pure function from what should be (desired) and what is (observed) to the
+//! least work that makes them equal, or a refusal.
+//!
+//! This is the only place that decides whether a tag is up to date and whether a record is
+//! current. No I/O, no async: everything it needs is in its arguments, and its tests are a
+//! table of cases.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::builds::{self, Record, RecordState};
+use crate::index::{self, Entry, OtherEntry, PlatformMap};
+use crate::platform::{Arch, Platform};
+use crate::reference::{Digest, Repository, Tag};
+
+/// What to do with platforms a tag holds that this build does not provide.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum MissingArch {
+    /// Publish nothing and say which arches are missing.
+    #[default]
+    Refuse,
+    /// Carry the remote entries for the missing arches into the new index.
+    Keep,
+    /// Publish only this build's arches.
+    Drop,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Policy {
+    pub force: bool,
+    pub missing_arch: MissingArch,
+}
+
+/// One arch this run publishes.
+#[derive(Debug, Clone)]
+pub struct DesiredArch {
+    pub arch: Arch,
+    /// The arch's manifest as it will appear in the index.
+    pub entry: Entry,
+    /// What its meta.json holds under the record key now, if anything.
+    pub existing_record: Option<Value>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Desired {
+    pub repo: Repository,
+    pub tags: Vec<Tag>,
+    pub arches: Vec<DesiredArch>,
+}
+
+/// What a tag holds, as read from the registry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TagState {
+    Absent,
+    /// The tag resolves to `digest`. `content` is its index view; it may be left out when
+    /// `digest` is the digest of the index reprise builds (the bytes are then known).
+    Present {
+        digest: Digest,
+        content: Option<RemoteContent>,
+    },
+}
+
+/// A remote manifest read as an index, with its exact bytes so it can be reused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteContent {
+    pub bytes: Vec<u8>,
+    pub media_type: String,
+    pub platforms: Vec<Entry>,
+    pub other: Vec<OtherEntry>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Observed {
+    pub tags: BTreeMap<Tag, TagState>,
+}
+
+/// Why nothing may be published.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    #[error(
+        "refusing to publish: {} not in this build; rerun with --missing-arch keep to carry {} over, or --missing-arch drop to remove {}",
+        describe_missing(.0), if .0.len() == 1 { "it" } else { "them" }, if .0.len() == 1 { "it" } else { "them" }
+    )]
+    MissingArches(Vec<Missing>),
+    #[error(
+        "refusing to publish: tags disagree on {platform}: {} hold different manifests, so there is no single entry to keep",
+        .tags.iter().map(|t| t.as_str()).collect::<Vec<_>>().join(", ")
+    )]
+    ConflictingCarry { platform: Platform, tags: Vec<Tag> },
+    #[error(
+        "refusing to publish: tag {tag} lists {platform} more than once; fix the tag by hand or rerun with --missing-arch drop"
+    )]
+    DuplicateCarry { tag: Tag, platform: Platform },
+}
+
+/// A platform some tags hold that this build lacks.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Missing {
+    pub platform: Platform,
+    pub arch: Option<Arch>,
+    pub tags: Vec<Tag>,
+}
+
+fn describe_missing(missing: &[Missing]) -> String {
+    missing
+        .iter()
+        .map(|m| {
+            let name = m
+                .arch
+                .as_ref()
+                .map_or_else(|| m.platform.to_string(), |a| a.to_string());
+            let tags: Vec<_> = m.tags.iter().map(Tag::as_str).collect();
+            format!("{name} is at {} but", tags.join(", "))
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// Which index the tags should end at.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case", tag = "kind")]
+pub enum IndexSource {
+    /// The index reprise builds.
+    Built,
+    /// An equivalent index a tag already holds, reused byte for byte so every tag ends at
+    /// one digest.
+    Reused { tag: Tag },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TargetIndex {
+    pub digest: Digest,
+    pub bytes: Vec<u8>,
+    pub media_type: String,
+    pub source: IndexSource,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TagAction {
+    /// Already holds the target index.
+    Unchanged,
+    /// Write the target index.
+    Push,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TagPlan {
+    pub tag: Tag,
+    pub before: Option<Digest>,
+    pub action: TagAction,
+    pub reason: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RecordPlan {
+    pub arch: Arch,
+    pub record: Record,
+    pub state: RecordState,
+    /// Whether the meta.json is written.
+    pub write: bool,
+}
+
+/// A remote entry this run carries into the new index, or drops from it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RemoteEntry {
+    pub platform: Option<Platform>,
+    pub digest: Digest,
+    pub tags: Vec<Tag>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plan {
+    pub index: TargetIndex,
+    /// Entries of the target index; for a built index, this build's arches plus carried ones.
+    pub entries: Vec<Entry>,
+    /// Push each arch's blobs and manifest before the index (only when the built index goes
+    /// out: a reused index's manifests are in the registry already).
+    pub push_images: bool,
+    pub tags: Vec<TagPlan>,
+    pub records: Vec<RecordPlan>,
+    pub carried: Vec<RemoteEntry>,
+    pub dropped: Vec<RemoteEntry>,
+    /// Platforms a remote index lists more than once (reported, never merged).
+    pub duplicates: Vec<(Tag, Platform)>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Outcome {
+    Noop,
+    Recorded,
+    Pushed,
+    Planned,
+    Refused,
+}
+
+impl Plan {
+    pub fn pushes(&self) -> bool {
+        self.tags.iter().any(|t| t.action == TagAction::Push)
+    }
+
+    pub fn records_to_write(&self) -> impl Iterator<Item = &RecordPlan> {
+        self.records.iter().filter(|r| r.write)
+    }
+
+    /// What applying this plan amounts to.
+    pub fn outcome(&self) -> Outcome {
+        if self.pushes() {
+            Outcome::Pushed
+        } else if self.records_to_write().next().is_some() {
+            Outcome::Recorded
+        } else {
+            Outcome::Noop
+        }
+    }
+}
+
+/// Works out the least work that makes every tag hold an index mapping each desired platform
+/// to its manifest (per the missing-arch policy), and every meta.json record it.
+pub fn plan(desired: &Desired, observed: &Observed, policy: &Policy) -> Result<Plan, Refusal> {
+    let own: Vec<Entry> = desired.arches.iter().map(|a| a.entry.clone()).collect();
+    let (own_map, _) = index::platform_map(&own);
+
+    // In the order the tags were given, so reports and reuse follow the command line.
+    let states: Vec<(&Tag, &TagState)> = desired
+        .tags
+        .iter()
+        .map(|t| (t, observed.tags.get(t).unwrap_or(&TagState::Absent)))
+        .collect();
+
+    // Remote platforms this build does not provide, per tag.
+    let mut duplicates = Vec::new();
+    let mut foreign: BTreeMap<Platform, Vec<(Tag, Entry)>> = BTreeMap::new();
+    let mut foreign_other: Vec<(Tag, OtherEntry)> = Vec::new();
+    for &(tag, state) in &states {
+        let TagState::Present {
+            content: Some(content),
+            ..
+        } = state
+        else {
+            continue;
+        };
+        let (_, dups) = index::platform_map(&content.platforms);
+        duplicates.extend(dups.into_iter().map(|p| (tag.clone(), p)));
+        for e in &content.platforms {
+            let key = e.platform.key();
+            if !own_map.contains_key(&key) {
+                foreign
+                    .entry(key)
+                    .or_default()
+                    .push((tag.clone(), e.clone()));
+            }
+        }
+        foreign_other.extend(content.other.iter().map(|o| (tag.clone(), o.clone())));
+    }
+
+    let mut carried = Vec::new();
+    let mut dropped = Vec::new();
+    let mut entries = own.clone();
+    match policy.missing_arch {
+        MissingArch::Refuse if !foreign.is_empty() => {
+            return Err(Refusal::MissingArches(
+                foreign
+                    .iter()
+                    .map(|(platform, at)| Missing {
+                        platform: platform.clone(),
+                        arch: platform.basearch(),
+                        tags: dedup_tags(at.iter().map(|(t, _)| t)),
+                    })
+                    .collect(),
+            ));
+        }
+        MissingArch::Refuse => {}
+        MissingArch::Keep => {
+            for (platform, at) in &foreign {
+                if let Some((tag, _)) = duplicates.iter().find(|(_, p)| p == platform) {
+                    return Err(Refusal::DuplicateCarry {
+                        tag: tag.clone(),
+                        platform: platform.clone(),
+                    });
+                }
+                let first = &at[0].1;
+                if at.iter().any(|(_, e)| e.digest != first.digest) {
+                    return Err(Refusal::ConflictingCarry {
+                        platform: platform.clone(),
+                        tags: dedup_tags(at.iter().map(|(t, _)| t)),
+                    });
+                }
+                entries.push(first.clone());
+                carried.push(RemoteEntry {
+                    platform: Some(platform.clone()),
+                    digest: first.digest.clone(),
+                    tags: dedup_tags(at.iter().map(|(t, _)| t)),
+                });
+            }
+        }
+        MissingArch::Drop => {
+            for (platform, at) in &foreign {
+                for (tag, e) in at {
+                    dropped.push(RemoteEntry {
+                        platform: Some(platform.clone()),
+                        digest: e.digest.clone(),
+                        tags: vec![tag.clone()],
+                    });
+                }
+            }
+        }
+    }
+    // Entries without a platform (attestations) are not carried yet: a new index lists only
+    // platform images, and the report names what it leaves out.
+    for (tag, other) in &foreign_other {
+        dropped.push(RemoteEntry {
+            platform: None,
+            digest: other.digest.clone(),
+            tags: vec![tag.clone()],
+        });
+    }
+
+    let built = index::build(entries.clone());
+    let (target_map, _) = index::platform_map(&built.entries);
+
+    let up_to_date = |state: &TagState| -> bool {
+        match state {
+            TagState::Absent => false,
+            TagState::Present { digest, content } => {
+                digest == &built.digest
+                    || content.as_ref().is_some_and(|c| equivalent(c, &target_map))
+            }
+        }
+    };
+
+    // Reuse an equivalent index a tag already holds, so all tags end at one digest and an
+    // index another tool wrote is not replaced by a byte-different twin.
+    let reuse = (!policy.force)
+        .then(|| {
+            states.iter().find_map(|&(tag, state)| match state {
+                TagState::Present {
+                    digest,
+                    content: Some(c),
+                } if digest != &built.digest && up_to_date(state) => Some(TargetIndex {
+                    digest: digest.clone(),
+                    bytes: c.bytes.clone(),
+                    media_type: c.media_type.clone(),
+                    source: IndexSource::Reused { tag: tag.clone() },
+                }),
+                _ => None,
+            })
+        })
+        .flatten();
+    let built_holder = states
+        .iter()
+        .any(|(_, s)| matches!(s, TagState::Present { digest, .. } if digest == &built.digest));
+    let index = match reuse {
+        // A tag already holding reprise's own bytes wins over a foreign twin.
+        Some(reused) if !built_holder => reused,
+        _ => TargetIndex {
+            digest: built.digest.clone(),
+            bytes: built.bytes.clone(),
+            media_type: built.media_type.clone(),
+            source: IndexSource::Built,
+        },
+    };
+
+    let tags: Vec<TagPlan> = states
+        .iter()
+        .map(|&(tag, state)| {
+            let before = match state {
+                TagState::Present { digest, .. } => Some(digest.clone()),
+                TagState::Absent => None,
+            };
+            let (action, reason) = if policy.force {
+                (TagAction::Push, "--force")
+            } else if before.as_ref() == Some(&index.digest) {
+                (TagAction::Unchanged, "up to date")
+            } else if before.is_none() {
+                (TagAction::Push, "tag absent")
+            } else if up_to_date(state) {
+                (TagAction::Push, "equivalent index; aligning to one digest")
+            } else {
+                (TagAction::Push, "index differs")
+            };
+            TagPlan {
+                tag: tag.clone(),
+                before,
+                action,
+                reason,
+            }
+        })
+        .collect();
+
+    let push_images =
+        index.source == IndexSource::Built && tags.iter().any(|t| t.action == TagAction::Push);
+
+    let records = desired
+        .arches
+        .iter()
+        .map(|a| {
+            let record = Record {
+                image: desired.repo.clone(),
+                digest: a.entry.digest.clone(),
+                manifest_list_digest: index.digest.clone(),
+                tags: desired.tags.clone(),
+            };
+            let state = builds::record_state(a.existing_record.as_ref(), &record);
+            RecordPlan {
+                arch: a.arch.clone(),
+                write: state != RecordState::Current,
+                record,
+                state,
+            }
+        })
+        .collect();
+
+    // Nothing is carried or dropped from a tag that is not written.
+    let pushed: Vec<&Tag> = tags
+        .iter()
+        .filter(|t| t.action == TagAction::Push)
+        .map(|t| &t.tag)
+        .collect();
+    for list in [&mut carried, &mut dropped] {
+        list.retain_mut(|e| {
+            e.tags.retain(|t| pushed.contains(&t));
+            !e.tags.is_empty()
+        });
+    }
+
+    Ok(Plan {
+        index,
+        entries: built.entries,
+        push_images,
+        tags,
+        records,
+        carried,
+        dropped,
+        duplicates,
+    })
+}
+
+/// Whether a remote index maps exactly the target platforms to the target digests and lists
+/// no platform twice. Entries without a platform do not take part.
+fn equivalent(content: &RemoteContent, target: &PlatformMap) -> bool {
+    let (map, dups) = index::platform_map(&content.platforms);
+    dups.is_empty() && &map == target
+}
+
+fn dedup_tags<'a>(tags: impl Iterator<Item = &'a Tag>) -> Vec<Tag> {
+    let mut out: Vec<Tag> = Vec::new();
+    for t in tags {
+        if !out.contains(t) {
+            out.push(t.clone());
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests;

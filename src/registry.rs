@@ -1,0 +1,600 @@
+//! The only place reprise talks HTTP: a thin layer over `oci-client`.
+//!
+//! Owns connection settings (TLS, plain HTTP for loopback), credentials from an auth file,
+//! the one normalisation of "not found" (a 404 reaches us from oci-client in several shapes),
+//! streaming blob uploads straight from an archive, and read-after-write verification.
+//! Everything that is not a success and not a 404 is an [`Error`], never "absent".
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use camino::{Utf8Path, Utf8PathBuf};
+use oci_client::Client as OciClient;
+use oci_client::client::{ClientConfig, ClientProtocol};
+use oci_client::errors::{OciDistributionError, OciErrorCode};
+use oci_client::secrets::RegistryAuth;
+
+use crate::archive::{self, BlobMismatch, BlobRef, VerifyingReader};
+use crate::reference::{Digest, Reference, Repository};
+
+const USER_AGENT: &str = concat!("reprise/", env!("CARGO_PKG_VERSION"));
+
+/// Every manifest type reprise reads; sent as Accept so the registry never converts.
+const MANIFEST_TYPES: &[&str] = &[
+    crate::index::OCI_INDEX,
+    crate::index::DOCKER_LIST,
+    archive::OCI_MANIFEST,
+    archive::DOCKER_MANIFEST,
+];
+
+/// Size of the chunks a blob is streamed in; with a small channel in front of the request
+/// body this bounds the memory an upload holds.
+const STREAM_CHUNK: usize = 256 << 10;
+
+/// What went wrong talking to a registry, sharp enough for callers to decide on.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{target}: access denied ({detail}); check the credentials for {registry}")]
+    Denied {
+        target: String,
+        registry: String,
+        detail: String,
+    },
+    #[error("{target}: registry answered HTTP {status}: {message}")]
+    Status {
+        target: String,
+        status: u16,
+        message: String,
+    },
+    #[error("{target}: {message}")]
+    Transport { target: String, message: String },
+    #[error("{target}: {message}")]
+    Protocol { target: String, message: String },
+    #[error("{target} still resolves to {observed} after {waited:?}; expected {expected}")]
+    Verify {
+        target: String,
+        expected: Digest,
+        observed: String,
+        waited: Duration,
+    },
+    #[error("reading auth file {path}: {detail}")]
+    AuthFile { path: Utf8PathBuf, detail: String },
+    #[error(transparent)]
+    Archive(#[from] archive::Error),
+}
+
+/// How to reach a registry.
+#[derive(Debug, Clone)]
+pub struct ConnectOptions {
+    /// Verify TLS and refuse plain HTTP (except for loopback registries).
+    pub tls_verify: bool,
+    pub authfile: Option<Utf8PathBuf>,
+    /// How long read-after-write verification waits for a tag to show what was pushed.
+    pub verify_timeout: Duration,
+}
+
+impl Default for ConnectOptions {
+    fn default() -> Self {
+        ConnectOptions {
+            tls_verify: true,
+            authfile: None,
+            verify_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// A manifest as a registry returned it.
+#[derive(Debug, Clone)]
+pub struct Fetched {
+    pub bytes: Bytes,
+    pub digest: Digest,
+}
+
+/// A client for one registry.
+#[derive(Clone)]
+pub struct Client {
+    inner: OciClient,
+    auth: RegistryAuth,
+    verify_timeout: Duration,
+}
+
+impl Client {
+    pub fn new(registry: &Repository, opts: &ConnectOptions) -> Result<Client, Error> {
+        let plain_http = registry.is_loopback() || !opts.tls_verify;
+        let config = ClientConfig {
+            protocol: if plain_http {
+                ClientProtocol::HttpsExcept(vec![registry.registry().to_owned()])
+            } else {
+                ClientProtocol::Https
+            },
+            accept_invalid_certificates: !opts.tls_verify,
+            // One PUT per blob: a streamed body, no chunk buffering, fewest requests.
+            use_monolithic_push: true,
+            connect_timeout: Some(Duration::from_secs(30)),
+            read_timeout: Some(Duration::from_secs(300)),
+            user_agent: USER_AGENT,
+            ..Default::default()
+        };
+        let inner = OciClient::try_from(config).map_err(|e| Error::Transport {
+            target: registry.registry().to_owned(),
+            message: format!("cannot set up the HTTP client: {e}"),
+        })?;
+        let auth = load_auth(opts.authfile.as_deref(), registry.registry())?;
+        Ok(Client {
+            inner,
+            auth,
+            verify_timeout: opts.verify_timeout,
+        })
+    }
+
+    fn oci_ref(r: &Reference) -> oci_client::Reference {
+        let repo = r.repository();
+        match r {
+            Reference::Tagged(_, t) => oci_client::Reference::with_tag(
+                repo.registry().to_owned(),
+                repo.path().to_owned(),
+                t.to_string(),
+            ),
+            Reference::Digested(_, d) => oci_client::Reference::with_digest(
+                repo.registry().to_owned(),
+                repo.path().to_owned(),
+                d.to_string(),
+            ),
+        }
+    }
+
+    /// The digest a tag or digest reference resolves to, or `None` if the registry says 404.
+    pub async fn resolve(&self, r: &Reference) -> Result<Option<Digest>, Error> {
+        let target = r.to_string();
+        match self
+            .inner
+            .fetch_manifest_digest(&Self::oci_ref(r), &self.auth)
+            .await
+        {
+            Ok(d) => parse_digest(&target, &d).map(Some),
+            Err(e) => not_found_or(&target, r.repository(), e),
+        }
+    }
+
+    /// The manifest a reference names, or `None` on 404. The body is checked against the
+    /// digest the registry reports (and the reference's own digest, if it has one).
+    pub async fn fetch_manifest(&self, r: &Reference) -> Result<Option<Fetched>, Error> {
+        let target = r.to_string();
+        match self
+            .inner
+            .pull_manifest_raw(&Self::oci_ref(r), &self.auth, MANIFEST_TYPES)
+            .await
+        {
+            Ok((bytes, digest)) => Ok(Some(Fetched {
+                bytes,
+                digest: parse_digest(&target, &digest)?,
+            })),
+            Err(e) => not_found_or(&target, r.repository(), e),
+        }
+    }
+
+    /// The platform an image config blob names (`None` if it names none).
+    pub async fn fetch_platform(
+        &self,
+        repo: &Repository,
+        config: &Digest,
+    ) -> Result<Option<crate::platform::Platform>, Error> {
+        let target = repo.digested(config);
+        let mut out: Vec<u8> = Vec::new();
+        self.inner
+            .store_auth_if_needed(repo.registry(), &self.auth)
+            .await;
+        self.inner
+            .pull_blob(&Self::oci_ref(&target), config.as_str(), &mut out)
+            .await
+            .map_err(|e| classify(&target.to_string(), repo, e))?;
+        let json: serde_json::Value =
+            serde_json::from_slice(&out).map_err(|e| Error::Protocol {
+                target: target.to_string(),
+                message: format!("image config is not JSON: {e}"),
+            })?;
+        let field = |k: &str| json.get(k).and_then(|v| v.as_str()).unwrap_or("");
+        if field("os").is_empty() || field("architecture").is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(crate::platform::Platform::new(
+            field("os"),
+            field("architecture"),
+            json.get("variant").and_then(|v| v.as_str()),
+        )))
+    }
+
+    pub async fn blob_exists(&self, repo: &Repository, digest: &Digest) -> Result<bool, Error> {
+        let target = repo.digested(digest);
+        self.inner
+            .blob_exists(&Self::oci_ref(&target), digest.as_str())
+            .await
+            .map_err(|e| classify(&target.to_string(), repo, e))
+    }
+
+    /// Uploads one blob, streaming it from `reader` (which verifies it as it goes) in one
+    /// monolithic PUT.
+    pub async fn push_blob<R>(
+        &self,
+        repo: &Repository,
+        blob: &BlobRef,
+        reader: VerifyingReader<R>,
+    ) -> Result<(), Error>
+    where
+        R: std::io::Read + Send + 'static,
+    {
+        let target = repo.digested(&blob.digest);
+        let mismatch: Arc<Mutex<Option<BlobMismatch>>> = Arc::default();
+        let (tx, rx) = tokio::sync::mpsc::channel::<oci_client::errors::Result<Bytes>>(4);
+        let seen = mismatch.clone();
+        let producer = tokio::task::spawn_blocking(move || pump(reader, tx, seen));
+        let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+            rx.recv().await.map(|item| (item, rx))
+        });
+        self.inner
+            .store_auth_if_needed(repo.registry(), &self.auth)
+            .await;
+        let pushed = self
+            .inner
+            .push_blob_stream(
+                &Self::oci_ref(&target),
+                stream,
+                blob.digest.as_str(),
+                Some(blob.size),
+            )
+            .await;
+        // The producer ends once the body is consumed or dropped.
+        let _ = producer.await;
+        if let Some(BlobMismatch(kind)) = mismatch.lock().map(|mut m| m.take()).unwrap_or(None) {
+            return Err(Error::Protocol {
+                target: target.to_string(),
+                message: format!("not uploaded: {kind}"),
+            });
+        }
+        pushed
+            .map(|_| ())
+            .map_err(|e| classify(&target.to_string(), repo, e))
+    }
+
+    /// Puts a manifest (image manifest or index) at a tag or digest.
+    pub async fn put_manifest(
+        &self,
+        r: &Reference,
+        bytes: &[u8],
+        media_type: &str,
+    ) -> Result<(), Error> {
+        let target = r.to_string();
+        let content_type = media_type.parse().map_err(|_| Error::Protocol {
+            target: target.clone(),
+            message: format!("media type {media_type:?} is not a valid header value"),
+        })?;
+        self.inner
+            .store_auth_if_needed(r.repository().registry(), &self.auth)
+            .await;
+        self.inner
+            .push_manifest_raw(&Self::oci_ref(r), bytes.to_vec(), content_type)
+            .await
+            .map(|_| ())
+            .map_err(|e| classify(&target, r.repository(), e))
+    }
+
+    /// Reads `r` back until it resolves to `expected`, with backoff, for at most the
+    /// configured verify timeout: a registry or a cache in front of it may answer the old
+    /// digest or a 404 for a while after a write.
+    pub async fn verify(&self, r: &Reference, expected: &Digest) -> Result<(), Error> {
+        let start = Instant::now();
+        let mut delay = Duration::from_millis(100);
+        loop {
+            let observed = self.resolve(r).await?;
+            if observed.as_ref() == Some(expected) {
+                return Ok(());
+            }
+            let waited = start.elapsed();
+            if waited + delay > self.verify_timeout {
+                return Err(Error::Verify {
+                    target: r.to_string(),
+                    expected: expected.clone(),
+                    observed: observed
+                        .map_or_else(|| "nothing (404)".to_owned(), |d| d.to_string()),
+                    waited,
+                });
+            }
+            tracing::info!(target = %r, "not yet showing the pushed digest; reading again in {delay:?}");
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_secs(5));
+        }
+    }
+}
+
+/// Reads a blob in chunks and feeds them to the request body. A digest or size mismatch is
+/// recorded for the caller and also sent as an error, which aborts the upload before the
+/// registry can commit it.
+fn pump<R: std::io::Read>(
+    mut reader: VerifyingReader<R>,
+    tx: tokio::sync::mpsc::Sender<oci_client::errors::Result<Bytes>>,
+    mismatch: Arc<Mutex<Option<BlobMismatch>>>,
+) {
+    loop {
+        let mut buf = vec![0u8; STREAM_CHUNK];
+        let item = match read_full(&mut reader, &mut buf) {
+            Ok(0) => return,
+            Ok(n) => {
+                buf.truncate(n);
+                Ok(Bytes::from(buf))
+            }
+            Err(e) => {
+                let text = e.to_string();
+                if let Some(m) = e
+                    .into_inner()
+                    .and_then(|inner| inner.downcast::<BlobMismatch>().ok())
+                    && let Ok(mut slot) = mismatch.lock()
+                {
+                    *slot = Some(*m);
+                }
+                Err(OciDistributionError::IoError(std::io::Error::other(text)))
+            }
+        };
+        let failed = item.is_err();
+        if tx.blocking_send(item).is_err() || failed {
+            return;
+        }
+    }
+}
+
+/// Fills `buf` as far as the reader allows, so chunks are full-sized except the last.
+fn read_full(reader: &mut impl std::io::Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match reader.read(&mut buf[filled..])? {
+            0 => break,
+            n => filled += n,
+        }
+    }
+    Ok(filled)
+}
+
+fn parse_digest(target: &str, d: &str) -> Result<Digest, Error> {
+    Digest::parse(d).map_err(|e| Error::Protocol {
+        target: target.to_owned(),
+        message: format!("registry reported an unusable digest: {e}"),
+    })
+}
+
+/// The one place a 404 becomes "absent". oci-client reports it as a typed not-found error,
+/// an OCI error envelope with an *_UNKNOWN code, or a plain status error.
+fn not_found_or<T>(
+    target: &str,
+    repo: &Repository,
+    e: OciDistributionError,
+) -> Result<Option<T>, Error> {
+    if is_not_found(&e) {
+        Ok(None)
+    } else {
+        Err(classify(target, repo, e))
+    }
+}
+
+fn is_not_found(e: &OciDistributionError) -> bool {
+    match e {
+        OciDistributionError::ImageManifestNotFoundError(_) => true,
+        OciDistributionError::ServerError { code, .. } => *code == 404,
+        OciDistributionError::RegistryError { envelope, .. } => {
+            !envelope.errors.is_empty()
+                && envelope.errors.iter().all(|err| {
+                    matches!(
+                        err.code,
+                        OciErrorCode::ManifestUnknown
+                            | OciErrorCode::BlobUnknown
+                            | OciErrorCode::NameUnknown
+                            | OciErrorCode::NotFound
+                    )
+                })
+        }
+        _ => false,
+    }
+}
+
+fn classify(target: &str, repo: &Repository, e: OciDistributionError) -> Error {
+    let target = target.to_owned();
+    match e {
+        OciDistributionError::UnauthorizedError { .. } => Error::Denied {
+            target,
+            registry: repo.registry().to_owned(),
+            detail: "HTTP 401".to_owned(),
+        },
+        OciDistributionError::AuthenticationFailure(_) => Error::Denied {
+            target,
+            registry: repo.registry().to_owned(),
+            detail: "the token service refused the credentials".to_owned(),
+        },
+        OciDistributionError::ServerError { code, message, .. } if code == 401 || code == 403 => {
+            Error::Denied {
+                target,
+                registry: repo.registry().to_owned(),
+                detail: format!("HTTP {code} {}", first_line(&message)),
+            }
+        }
+        OciDistributionError::ServerError { code, message, .. } => Error::Status {
+            target,
+            status: code,
+            message: first_line(&message),
+        },
+        OciDistributionError::RegistryError { envelope, .. } => {
+            let denied = envelope
+                .errors
+                .iter()
+                .any(|e| matches!(e.code, OciErrorCode::Denied | OciErrorCode::Unauthorized));
+            let message = envelope
+                .errors
+                .iter()
+                .map(|e| format!("{:?}: {}", e.code, e.message))
+                .collect::<Vec<_>>()
+                .join("; ");
+            if denied {
+                Error::Denied {
+                    target,
+                    registry: repo.registry().to_owned(),
+                    detail: message,
+                }
+            } else {
+                Error::Protocol { target, message }
+            }
+        }
+        OciDistributionError::RequestError(e) => Error::Transport {
+            target,
+            message: describe_request_error(&e),
+        },
+        other => Error::Protocol {
+            target,
+            message: other.to_string(),
+        },
+    }
+}
+
+/// reqwest's Display stops at the outermost layer ("error sending request"); the cause
+/// (connection refused, certificate invalid) is what a user needs.
+fn describe_request_error(e: &dyn std::error::Error) -> String {
+    let mut parts = vec![e.to_string()];
+    let mut source = e.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        source = s.source();
+    }
+    parts.join(": ")
+}
+
+fn first_line(s: &str) -> String {
+    let line = s.lines().next().unwrap_or("").trim();
+    line.chars().take(200).collect()
+}
+
+/// Credentials for `registry` from `--authfile`, else `REGISTRY_AUTH_FILE` (as cosa sets it),
+/// in the containers-auth.json format: `{"auths": {"host": {"auth": base64(user:pass)}}}`.
+/// No file, or no entry for this registry, means anonymous.
+fn load_auth(authfile: Option<&Utf8Path>, registry: &str) -> Result<RegistryAuth, Error> {
+    let path = match authfile {
+        Some(p) => p.to_owned(),
+        None => match std::env::var("REGISTRY_AUTH_FILE") {
+            Ok(p) if !p.is_empty() => Utf8PathBuf::from(p),
+            _ => return Ok(RegistryAuth::Anonymous),
+        },
+    };
+    let fail = |detail: String| Error::AuthFile {
+        path: path.clone(),
+        detail,
+    };
+    let raw = std::fs::read(&path).map_err(|e| fail(e.to_string()))?;
+    let json: serde_json::Value =
+        serde_json::from_slice(&raw).map_err(|e| fail(format!("invalid JSON: {e}")))?;
+    let Some(entry) = json.get("auths").and_then(|a| a.get(registry)) else {
+        return Ok(RegistryAuth::Anonymous);
+    };
+    let Some(encoded) = entry.get("auth").and_then(|a| a.as_str()) else {
+        return Ok(RegistryAuth::Anonymous);
+    };
+    use base64::Engine as _;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded)
+        .map_err(|_| fail(format!("the auth entry for {registry} is not valid base64")))?;
+    let text = String::from_utf8(decoded)
+        .map_err(|_| fail(format!("the auth entry for {registry} is not UTF-8")))?;
+    let (user, pass) = text.split_once(':').ok_or_else(|| {
+        fail(format!(
+            "the auth entry for {registry} is not user:password"
+        ))
+    })?;
+    Ok(RegistryAuth::Basic(user.to_owned(), pass.to_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use oci_client::errors::{OciEnvelope, OciError};
+
+    fn envelope(code: OciErrorCode) -> OciDistributionError {
+        OciDistributionError::RegistryError {
+            envelope: OciEnvelope {
+                errors: vec![OciError {
+                    code,
+                    message: String::new(),
+                    detail: serde_json::Value::Null,
+                }],
+            },
+            url: String::new(),
+        }
+    }
+
+    fn server(code: u16) -> OciDistributionError {
+        OciDistributionError::ServerError {
+            code,
+            url: String::new(),
+            message: String::new(),
+        }
+    }
+
+    #[test]
+    fn every_shape_of_404_is_not_found() {
+        assert!(is_not_found(
+            &OciDistributionError::ImageManifestNotFoundError(String::new())
+        ));
+        assert!(is_not_found(&server(404)));
+        assert!(is_not_found(&envelope(OciErrorCode::ManifestUnknown)));
+        assert!(is_not_found(&envelope(OciErrorCode::NameUnknown)));
+    }
+
+    #[test]
+    fn server_errors_are_never_not_found() {
+        for code in [500, 502, 503, 429, 401, 403, 400] {
+            assert!(!is_not_found(&server(code)), "{code}");
+        }
+        assert!(!is_not_found(&envelope(OciErrorCode::Denied)));
+        assert!(!is_not_found(&envelope(OciErrorCode::ManifestInvalid)));
+    }
+
+    #[test]
+    fn denied_is_its_own_error() {
+        let repo = Repository::parse("quay.io/a/b").unwrap();
+        assert!(matches!(
+            classify("t", &repo, server(403)),
+            Error::Denied { .. }
+        ));
+        assert!(matches!(
+            classify("t", &repo, envelope(OciErrorCode::Denied)),
+            Error::Denied { .. }
+        ));
+        assert!(matches!(
+            classify("t", &repo, server(503)),
+            Error::Status { status: 503, .. }
+        ));
+    }
+
+    #[test]
+    fn authfile_entry_is_decoded_and_absent_entry_is_anonymous() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = Utf8PathBuf::from_path_buf(dir.path().join("auth.json")).unwrap();
+        // "user:pa:ss" — a password may itself contain ':'.
+        std::fs::write(
+            &path,
+            r#"{"auths":{"quay.io":{"auth":"dXNlcjpwYTpzcw=="}}}"#,
+        )
+        .unwrap();
+        match load_auth(Some(&path), "quay.io").unwrap() {
+            RegistryAuth::Basic(u, p) => assert_eq!((u.as_str(), p.as_str()), ("user", "pa:ss")),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            load_auth(Some(&path), "ghcr.io").unwrap(),
+            RegistryAuth::Anonymous
+        ));
+        std::fs::write(&path, "{").unwrap();
+        let err = load_auth(Some(&path), "quay.io").unwrap_err().to_string();
+        assert!(
+            err.contains("auth.json") && err.contains("invalid JSON"),
+            "{err}"
+        );
+    }
+}

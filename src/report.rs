@@ -1,0 +1,261 @@
+//! What a run did, for people (a summary on stderr) and machines (JSON on stdout, described
+//! by `schemas/report.schema.json`).
+
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+use crate::apply::Stats;
+use crate::builds::RecordState;
+use crate::plan::{Desired, IndexSource, Missing, Outcome, Plan, Refusal, RemoteEntry, TagAction};
+use crate::platform::{Arch, Platform};
+use crate::push::PushRequest;
+use crate::reference::{Digest, Repository, Tag};
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub outcome: Outcome,
+    pub repo: Repository,
+    pub index_digest: Option<Digest>,
+    pub index_source: Option<IndexSource>,
+    pub tags: Vec<TagReport>,
+    pub arches: Vec<ArchReport>,
+    pub uploaded: Uploaded,
+    pub skipped_blobs: u64,
+    pub carried: Vec<RemoteEntry>,
+    pub dropped: Vec<RemoteEntry>,
+    pub duplicates: Vec<Duplicate>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refusal: Option<RefusalReport>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TagReport {
+    pub tag: Tag,
+    pub before: Option<Digest>,
+    pub after: Option<Digest>,
+    pub action: TagAction,
+    pub reason: &'static str,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ArchReport {
+    pub arch: Arch,
+    pub platform: Platform,
+    pub digest: Digest,
+    /// `written`, `unchanged`, or for a dry run `would-write`.
+    pub record: &'static str,
+    pub record_before: RecordState,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Uploaded {
+    pub blobs: u64,
+    pub bytes: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Duplicate {
+    pub tag: Tag,
+    pub platform: Platform,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RefusalReport {
+    pub message: String,
+    pub missing: Vec<Missing>,
+}
+
+impl Report {
+    pub fn new(
+        req: &PushRequest,
+        desired: &Desired,
+        plan: &Plan,
+        outcome: Outcome,
+        stats: Option<Stats>,
+    ) -> Report {
+        let stats = stats.unwrap_or_default();
+        let applied = outcome != Outcome::Planned;
+        let tags = plan
+            .tags
+            .iter()
+            .map(|t| TagReport {
+                tag: t.tag.clone(),
+                before: t.before.clone(),
+                after: match t.action {
+                    TagAction::Push => Some(plan.index.digest.clone()),
+                    TagAction::Unchanged => t.before.clone(),
+                },
+                action: t.action,
+                reason: t.reason,
+            })
+            .collect();
+        let arches = desired
+            .arches
+            .iter()
+            .zip(&plan.records)
+            .map(|(a, r)| ArchReport {
+                arch: a.arch.clone(),
+                platform: a.entry.platform.clone(),
+                digest: a.entry.digest.clone(),
+                record: match (r.write, applied) {
+                    (false, _) => "unchanged",
+                    (true, false) => "would-write",
+                    (true, true) if stats.records_written.contains(&a.arch) => "written",
+                    (true, true) => "unchanged",
+                },
+                record_before: r.state,
+            })
+            .collect();
+        Report {
+            outcome,
+            repo: req.repo.clone(),
+            index_digest: Some(plan.index.digest.clone()),
+            index_source: Some(plan.index.source.clone()),
+            tags,
+            arches,
+            uploaded: Uploaded {
+                blobs: stats.uploaded_blobs,
+                bytes: stats.uploaded_bytes,
+            },
+            skipped_blobs: stats.skipped_blobs,
+            carried: plan.carried.clone(),
+            dropped: plan.dropped.clone(),
+            duplicates: plan
+                .duplicates
+                .iter()
+                .map(|(tag, platform)| Duplicate {
+                    tag: tag.clone(),
+                    platform: platform.clone(),
+                })
+                .collect(),
+            refusal: None,
+        }
+    }
+
+    pub fn refused(req: &PushRequest, desired: &Desired, refusal: Refusal) -> Report {
+        let missing = match &refusal {
+            Refusal::MissingArches(m) => m.clone(),
+            _ => vec![],
+        };
+        Report {
+            outcome: Outcome::Refused,
+            repo: req.repo.clone(),
+            index_digest: None,
+            index_source: None,
+            tags: vec![],
+            arches: desired
+                .arches
+                .iter()
+                .map(|a| ArchReport {
+                    arch: a.arch.clone(),
+                    platform: a.entry.platform.clone(),
+                    digest: a.entry.digest.clone(),
+                    record: "unchanged",
+                    record_before: RecordState::Missing,
+                })
+                .collect(),
+            uploaded: Uploaded::default(),
+            skipped_blobs: 0,
+            carried: vec![],
+            dropped: vec![],
+            duplicates: vec![],
+            refusal: Some(RefusalReport {
+                message: refusal.to_string(),
+                missing,
+            }),
+        }
+    }
+
+    /// The human summary, several lines, for stderr.
+    pub fn human(&self) -> String {
+        let mut out = String::new();
+        let short = |d: &Option<Digest>| {
+            d.as_ref()
+                .map_or_else(|| "absent".to_owned(), |d| d.as_str()[..19].to_owned())
+        };
+        if let Some(refusal) = &self.refusal {
+            let _ = writeln!(out, "reprise: {}", refusal.message);
+            return out;
+        }
+        let verb = match self.outcome {
+            Outcome::Noop => "nothing to do",
+            Outcome::Recorded => "recorded (registry already up to date)",
+            Outcome::Pushed => "pushed",
+            Outcome::Planned => "plan (dry run, nothing changed)",
+            Outcome::Refused => "refused",
+        };
+        let source = match &self.index_source {
+            Some(IndexSource::Reused { tag }) => format!(" (reusing the index at {tag})"),
+            _ => String::new(),
+        };
+        let _ = writeln!(
+            out,
+            "reprise: {verb}: {} index {}{source}",
+            self.repo,
+            self.index_digest.as_ref().map_or("-", |d| d.as_str())
+        );
+        for t in &self.tags {
+            let action = match t.action {
+                TagAction::Push if self.outcome == Outcome::Planned => "would push",
+                TagAction::Push => "pushed",
+                TagAction::Unchanged => "unchanged",
+            };
+            let _ = writeln!(
+                out,
+                "  tag {:<20} {} -> {}  {action} ({})",
+                t.tag.as_str(),
+                short(&t.before),
+                short(&t.after),
+                t.reason
+            );
+        }
+        for a in &self.arches {
+            let _ = writeln!(
+                out,
+                "  {:<8} {:<16} {}  meta.json {}",
+                a.arch.as_str(),
+                a.platform.to_string(),
+                a.digest,
+                a.record
+            );
+        }
+        for c in &self.carried {
+            let _ = writeln!(out, "  carried {} from the remote index", describe(c));
+        }
+        for d in &self.dropped {
+            let _ = writeln!(out, "  dropped {} from the remote index", describe(d));
+        }
+        for d in &self.duplicates {
+            let _ = writeln!(
+                out,
+                "  warning: tag {} lists {} more than once",
+                d.tag, d.platform
+            );
+        }
+        if self.outcome == Outcome::Pushed {
+            let _ = writeln!(
+                out,
+                "  uploaded {} blobs ({} bytes), {} already present",
+                self.uploaded.blobs, self.uploaded.bytes, self.skipped_blobs
+            );
+        }
+        out
+    }
+}
+
+fn describe(e: &RemoteEntry) -> String {
+    let what = e
+        .platform
+        .as_ref()
+        .map_or_else(|| "a non-platform entry".to_owned(), |p| p.to_string());
+    format!(
+        "{what} ({}) at {}",
+        e.digest,
+        e.tags
+            .iter()
+            .map(Tag::as_str)
+            .collect::<Vec<_>>()
+            .join(", ")
+    )
+}
