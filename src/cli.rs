@@ -111,14 +111,27 @@ pub struct PushArgs {
 
 impl PushArgs {
     pub fn into_request(self) -> PushRequest {
+        // A tag or arch named twice means it once; the first mention keeps its place.
+        let mut tags: Vec<Tag> = Vec::with_capacity(self.tags.len());
+        for t in self.tags {
+            if !tags.contains(&t) {
+                tags.push(t);
+            }
+        }
+        let mut arches: Vec<Arch> = Vec::with_capacity(self.arches.len());
+        for a in self.arches {
+            if !arches.contains(&a) {
+                arches.push(a);
+            }
+        }
         PushRequest {
             workdir: self.workdir,
             repo: self.repo,
-            tags: self.tags,
+            tags,
             artifact: self.artifact,
             metajsonname: self.metajsonname,
             build: self.build,
-            arches: self.arches,
+            arches,
             policy: Policy {
                 force: self.force,
                 missing_arch: self.missing_arch,

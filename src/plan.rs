@@ -81,8 +81,8 @@ pub struct Observed {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Refusal {
     #[error(
-        "refusing to publish: {} not in this build; rerun with --missing-arch keep to carry {} over, or --missing-arch drop to remove {}",
-        describe_missing(.0), if .0.len() == 1 { "it" } else { "them" }, if .0.len() == 1 { "it" } else { "them" }
+        "refusing to publish: this build lacks {}, which the tags hold; rerun with --missing-arch keep to carry {} over, or --missing-arch drop to remove {}",
+        describe_missing(.0), them(.0), them(.0)
     )]
     MissingArches(Vec<Missing>),
     #[error(
@@ -113,10 +113,14 @@ fn describe_missing(missing: &[Missing]) -> String {
                 .as_ref()
                 .map_or_else(|| m.platform.to_string(), |a| a.to_string());
             let tags: Vec<_> = m.tags.iter().map(Tag::as_str).collect();
-            format!("{name} is at {} but", tags.join(", "))
+            format!("{name} (at {})", tags.join(", "))
         })
         .collect::<Vec<_>>()
-        .join("; ")
+        .join(", ")
+}
+
+fn them(missing: &[Missing]) -> &'static str {
+    if missing.len() == 1 { "it" } else { "them" }
 }
 
 /// Which index the tags should end at.

@@ -114,9 +114,7 @@ fn load_inputs(req: &PushRequest) -> Result<(plan::Desired, Vec<ArchImage>), Err
                 )));
             }
         }
-        let mut selected = req.arches.clone();
-        selected.dedup();
-        selected
+        req.arches.clone()
     };
     let mut desired_arches = Vec::new();
     let mut images = Vec::new();

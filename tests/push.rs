@@ -1,0 +1,454 @@
+//! `reprise push-container-manifest` against a real registry, through the recording proxy,
+//! checked with an independent client (skopeo) where it matters.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+use support::fixtures::{self, BuildSpec, WrittenArch};
+use support::proxy::Proxy;
+use support::registry::Registry;
+
+const KEY: &str = "base-oscontainer";
+
+/// A registry, a proxy in front of it, and a working directory holding a build tree.
+struct Env {
+    _registry: Registry,
+    proxy: Proxy,
+    work: tempfile::TempDir,
+    written: Vec<WrittenArch>,
+}
+
+impl Env {
+    fn new() -> Env {
+        Env::with_build(BuildSpec::demo())
+    }
+
+    fn with_build(build: BuildSpec) -> Env {
+        let registry = Registry::start();
+        let proxy = Proxy::start(registry.addr());
+        let work = tempfile::tempdir().expect("tempdir");
+        let written = fixtures::write_tree(work.path(), &[build]).expect("fixture tree");
+        Env {
+            _registry: registry,
+            proxy,
+            work,
+            written,
+        }
+    }
+
+    fn repo(&self) -> String {
+        format!("{}/fedora/fedora-coreos", self.proxy.host())
+    }
+
+    fn dir(&self) -> &Path {
+        self.work.path()
+    }
+
+    fn meta_path(&self, arch: &str) -> PathBuf {
+        let build = BuildSpec::demo().id;
+        self.dir()
+            .join("builds")
+            .join(build)
+            .join(arch)
+            .join("meta.json")
+    }
+
+    fn metas(&self) -> Vec<Vec<u8>> {
+        self.written
+            .iter()
+            .map(|w| std::fs::read(self.meta_path(&w.arch)).expect("meta.json"))
+            .collect()
+    }
+
+    /// Runs reprise in the working directory with `push-container-manifest` and the usual
+    /// arguments plus `extra`.
+    fn push(&self, tags: &[&str], extra: &[&str]) -> Run {
+        let mut args = vec![
+            "push-container-manifest".to_owned(),
+            "--repo".to_owned(),
+            self.repo(),
+            "--artifact".to_owned(),
+            "ostree".to_owned(),
+            "--metajsonname".to_owned(),
+            KEY.to_owned(),
+            "--json".to_owned(),
+        ];
+        for t in tags {
+            args.push("--tag".to_owned());
+            args.push((*t).to_owned());
+        }
+        args.extend(extra.iter().map(|s| (*s).to_owned()));
+        let out = Command::new(env!("CARGO_BIN_EXE_reprise"))
+            .args(&args)
+            .current_dir(self.dir())
+            .env_remove("REGISTRY_AUTH_FILE")
+            .output()
+            .expect("run reprise");
+        Run::from(out)
+    }
+
+    fn skopeo_raw(&self, reference: &str) -> Value {
+        let out = Command::new("skopeo")
+            .args(["inspect", "--raw", "--tls-verify=false"])
+            .arg(format!("docker://{}", reference))
+            .output()
+            .expect("run skopeo");
+        assert!(
+            out.status.success(),
+            "skopeo inspect {reference}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).expect("skopeo printed JSON")
+    }
+}
+
+struct Run {
+    code: i32,
+    report: Value,
+    stderr: String,
+}
+
+impl From<Output> for Run {
+    fn from(out: Output) -> Run {
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        let report = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            report,
+            stderr,
+        }
+    }
+}
+
+impl Run {
+    fn ok(self) -> Run {
+        assert_eq!(self.code, 0, "reprise failed:\n{}", self.stderr);
+        self
+    }
+
+    fn outcome(&self) -> &str {
+        self.report["outcome"].as_str().unwrap_or("<none>")
+    }
+
+    fn index_digest(&self) -> String {
+        self.report["index_digest"]
+            .as_str()
+            .expect("index_digest")
+            .to_owned()
+    }
+}
+
+fn platforms_of(index: &Value) -> Vec<(String, String)> {
+    let mut v: Vec<(String, String)> = index["manifests"]
+        .as_array()
+        .expect("manifests")
+        .iter()
+        .map(|m| {
+            (
+                m["platform"]["architecture"].as_str().unwrap().to_owned(),
+                m["digest"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+fn expected_platforms(written: &[WrittenArch]) -> Vec<(String, String)> {
+    let mut v: Vec<(String, String)> = written
+        .iter()
+        .map(|w| {
+            let oci = match w.arch.as_str() {
+                "x86_64" => "amd64",
+                "aarch64" => "arm64",
+                other => other,
+            };
+            (oci.to_owned(), w.manifest_digest.clone())
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+fn validate(schema_file: &str, instance: &Value) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("schemas")
+        .join(schema_file);
+    let schema: Value = serde_json::from_slice(&std::fs::read(&path).expect("schema")).unwrap();
+    let validator = jsonschema::validator_for(&schema).expect("valid schema");
+    let errors: Vec<String> = validator
+        .iter_errors(instance)
+        .map(|e| format!("{} at {}", e, e.instance_path()))
+        .collect();
+    assert!(errors.is_empty(), "{schema_file}: {errors:?}\n{instance:#}");
+}
+
+fn record(env: &Env, arch: &str) -> Value {
+    let meta: Value = serde_json::from_slice(&std::fs::read(env.meta_path(arch)).unwrap()).unwrap();
+    meta[KEY].clone()
+}
+
+#[test]
+fn first_push_publishes_every_arch_and_records_it() {
+    let env = Env::new();
+    let run = env.push(&["stable", "40"], &[]).ok();
+    assert_eq!(run.outcome(), "pushed");
+    validate("report.schema.json", &run.report);
+    let digest = run.index_digest();
+
+    for tag in ["stable", "40"] {
+        let index = env.skopeo_raw(&format!("{}:{tag}", env.repo()));
+        assert_eq!(
+            index["mediaType"],
+            "application/vnd.oci.image.index.v1+json"
+        );
+        assert_eq!(platforms_of(&index), expected_platforms(&env.written));
+    }
+    for w in &env.written {
+        let rec = record(&env, &w.arch);
+        validate("meta-record.schema.json", &rec);
+        assert_eq!(rec["image"], env.repo());
+        assert_eq!(rec["digest"], w.manifest_digest.as_str());
+        assert_eq!(rec["manifest-list-digest"], digest.as_str());
+        assert_eq!(rec["tags"], serde_json::json!(["stable", "40"]));
+    }
+    // An independent client can copy everything the index names.
+    let dest = tempfile::tempdir().unwrap();
+    let out = Command::new("skopeo")
+        .args(["copy", "--all", "--src-tls-verify=false"])
+        .arg(format!("docker://{}:stable", env.repo()))
+        .arg(format!("oci:{}", dest.path().join("copy").display()))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "skopeo copy --all: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn noop_rerun_sends_no_write_and_changes_no_file() {
+    let env = Env::new();
+    let first = env.push(&["stable", "40"], &[]).ok();
+    let metas = env.metas();
+    env.proxy.clear();
+
+    let again = env.push(&["stable", "40"], &[]).ok();
+    assert_eq!(again.outcome(), "noop");
+    validate("report.schema.json", &again.report);
+    assert_eq!(again.index_digest(), first.index_digest());
+    assert_eq!(env.proxy.writes(), vec![], "a no-op must not write");
+    assert_eq!(env.metas(), metas, "every meta.json byte-identical");
+}
+
+#[test]
+fn deleted_record_is_restored_without_registry_write() {
+    let env = Env::new();
+    let first = env.push(&["stable"], &[]).ok();
+    let path = env.meta_path("ppc64le");
+    let with_record = std::fs::read(&path).unwrap();
+    let mut meta: serde_json::Map<String, Value> = serde_json::from_slice(&with_record).unwrap();
+    meta.remove(KEY);
+    std::fs::write(&path, serde_json::to_vec_pretty(&meta).unwrap()).unwrap();
+    env.proxy.clear();
+
+    let run = env.push(&["stable"], &[]).ok();
+    assert_eq!(run.outcome(), "recorded");
+    validate("report.schema.json", &run.report);
+    assert_eq!(env.proxy.writes(), vec![]);
+    let rec = record(&env, "ppc64le");
+    assert_eq!(rec["manifest-list-digest"], first.index_digest().as_str());
+    let arches = run.report["arches"].as_array().unwrap();
+    let written: Vec<&str> = arches
+        .iter()
+        .filter(|a| a["record"] == "written")
+        .map(|a| a["arch"].as_str().unwrap())
+        .collect();
+    assert_eq!(written, ["ppc64le"]);
+}
+
+#[test]
+fn only_the_drifted_tag_is_rewritten() {
+    let env = Env::new();
+    let first = env.push(&["stable", "40"], &[]).ok();
+    // Point "40" at the x86_64 image alone, as if someone copied over it.
+    let x86 = env.written.iter().find(|w| w.arch == "x86_64").unwrap();
+    let out = Command::new("skopeo")
+        .args(["copy", "--src-tls-verify=false", "--dest-tls-verify=false"])
+        .arg(format!("docker://{}@{}", env.repo(), x86.manifest_digest))
+        .arg(format!("docker://{}:40", env.repo()))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    env.proxy.clear();
+
+    let run = env.push(&["stable", "40"], &[]).ok();
+    assert_eq!(run.outcome(), "pushed");
+    let tags = run.report["tags"].as_array().unwrap();
+    assert_eq!(tags[0]["action"], "unchanged");
+    assert_eq!(tags[1]["action"], "push");
+    assert_eq!(tags[1]["before"], x86.manifest_digest.as_str());
+    let tag_writes: Vec<_> = env
+        .proxy
+        .writes()
+        .into_iter()
+        .filter(|r| r.path.contains("/manifests/") && !r.path.contains("sha256:"))
+        .collect();
+    assert_eq!(tag_writes.len(), 1, "{tag_writes:?}");
+    assert!(tag_writes[0].path.ends_with("/manifests/40"));
+    assert_eq!(run.report["uploaded"]["blobs"], 0, "every blob was there");
+    let index = env.skopeo_raw(&format!("{}:40", env.repo()));
+    assert_eq!(platforms_of(&index), expected_platforms(&env.written));
+    assert_eq!(run.index_digest(), first.index_digest());
+}
+
+#[test]
+fn force_pushes_again_but_never_duplicates_records() {
+    let env = Env::new();
+    env.push(&["stable"], &[]).ok();
+    let before = env.metas();
+    env.proxy.clear();
+    let run = env.push(&["stable"], &["--force"]).ok();
+    assert_eq!(run.outcome(), "pushed");
+    assert!(!env.proxy.writes().is_empty(), "--force writes");
+    env.push(&["stable"], &["--force"]).ok();
+    assert_eq!(env.metas(), before, "same records, no duplicates");
+    for w in &env.written {
+        let rec = record(&env, &w.arch);
+        assert!(rec.get("additional-images").is_none(), "{rec}");
+    }
+}
+
+#[test]
+fn an_index_made_by_another_tool_with_the_same_mapping_is_left_alone() {
+    let env = Env::new();
+    env.push(&["stable"], &[]).ok();
+    // Rewrite "stable" as a Docker manifest list with the entries in another order: same
+    // platform → digest map, different bytes.
+    let index = env.skopeo_raw(&format!("{}:stable", env.repo()));
+    let mut manifests = index["manifests"].as_array().unwrap().clone();
+    manifests.reverse();
+    let foreign = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.docker.distribution.manifest.list.v2+json",
+        "manifests": manifests,
+    });
+    let bytes = serde_json::to_vec_pretty(&foreign).unwrap();
+    put_manifest(
+        &env,
+        "stable",
+        &bytes,
+        "application/vnd.docker.distribution.manifest.list.v2+json",
+    );
+    let foreign_digest = format!("sha256:{}", sha256_hex(&bytes));
+    env.proxy.clear();
+
+    let run = env.push(&["stable", "40"], &[]).ok();
+    assert_eq!(
+        run.index_digest(),
+        foreign_digest,
+        "the foreign index is reused"
+    );
+    let tags = run.report["tags"].as_array().unwrap();
+    assert_eq!(tags[0]["action"], "unchanged");
+    assert_eq!(tags[1]["action"], "push");
+    // No blob or per-arch manifest was written: only the tag "40".
+    let writes = env.proxy.writes();
+    assert_eq!(writes.len(), 1, "{writes:?}");
+    assert!(writes[0].path.ends_with("/manifests/40"));
+    for w in &env.written {
+        assert_eq!(
+            record(&env, &w.arch)["manifest-list-digest"],
+            foreign_digest.as_str()
+        );
+    }
+    env.proxy.clear();
+    assert_eq!(env.push(&["stable", "40"], &[]).ok().outcome(), "noop");
+    assert_eq!(env.proxy.writes(), vec![]);
+}
+
+#[test]
+fn dry_run_changes_nothing() {
+    let env = Env::new();
+    let metas = env.metas();
+    let run = env.push(&["stable"], &["--dry-run"]).ok();
+    assert_eq!(run.outcome(), "planned");
+    validate("report.schema.json", &run.report);
+    assert_eq!(run.report["tags"][0]["action"], "push");
+    assert_eq!(env.proxy.writes(), vec![]);
+    assert_eq!(env.metas(), metas);
+}
+
+#[test]
+fn digest_file_holds_the_index_digest() {
+    let env = Env::new();
+    let file = env.dir().join("digest");
+    let run = env
+        .push(
+            &["stable"],
+            &["--write-digest-to-file", file.to_str().unwrap()],
+        )
+        .ok();
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), run.index_digest());
+}
+
+#[test]
+fn missing_arch_is_refused_by_default() {
+    let env = Env::new();
+    env.push(&["stable"], &[]).ok();
+    env.proxy.clear();
+    let metas = env.metas();
+    let run = env.push(
+        &["stable"],
+        &["--arch", "x86_64", "--arch", "aarch64", "--arch", "ppc64le"],
+    );
+    assert_eq!(run.code, 3, "{}", run.stderr);
+    assert_eq!(run.outcome(), "refused");
+    validate("report.schema.json", &run.report);
+    assert!(
+        run.stderr.contains("s390x") && run.stderr.contains("stable"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(env.proxy.writes(), vec![]);
+    assert_eq!(env.metas(), metas);
+}
+
+#[test]
+fn arch_not_in_the_build_is_an_error() {
+    let mut spec = BuildSpec::demo();
+    spec.arches.retain(|a| a.arch != "s390x");
+    let env = Env::with_build(spec);
+    let run = env.push(&["stable"], &["--arch", "s390x"]);
+    assert_eq!(run.code, 1);
+    assert!(
+        run.stderr.contains("s390x is not in build"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(env.proxy.requests(), vec![]);
+}
+
+fn put_manifest(env: &Env, tag: &str, bytes: &[u8], media_type: &str) {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let repo = reprise::reference::Repository::parse(&env.repo()).unwrap();
+    let client =
+        reprise::registry::Client::new(&repo, &reprise::registry::ConnectOptions::default())
+            .unwrap();
+    let tag = reprise::reference::Tag::parse(tag).unwrap();
+    rt.block_on(client.put_manifest(&repo.tagged(&tag), bytes, media_type))
+        .expect("put manifest");
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest as _;
+    hex::encode(sha2::Sha256::digest(bytes))
+}
