@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Installs what reprise's tests and demo need on a Debian machine that has only the Rust
+# toolchain: Docker Distribution's registry and skopeo (the independent client the tests
+# cross-check with). Runs apt-get update once, and only when something is missing.
+set -euo pipefail
+
+missing=()
+command -v docker-registry >/dev/null 2>&1 || missing+=(docker-registry)
+command -v skopeo >/dev/null 2>&1 || missing+=(skopeo)
+if [ ${#missing[@]} -eq 0 ]; then
+    exit 0
+fi
+sudo=""
+if [ "$(id -u)" -ne 0 ]; then
+    sudo="sudo"
+fi
+echo "installing ${missing[*]}" >&2
+$sudo apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
