@@ -45,7 +45,9 @@ pub struct ArchReport {
     pub digest: Digest,
     /// `written`, `unchanged`, or for a dry run `would-write`.
     pub record: &'static str,
-    pub record_before: RecordState,
+    /// How the record compared with what this run records; unknown (null) when refused,
+    /// since no index was settled on.
+    pub record_before: Option<RecordState>,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -104,7 +106,7 @@ impl Report {
                     (true, true) if stats.records_written.contains(&a.arch) => "written",
                     (true, true) => "unchanged",
                 },
-                record_before: r.state,
+                record_before: Some(r.state),
             })
             .collect();
         Report {
@@ -152,7 +154,7 @@ impl Report {
                     platform: a.entry.platform.clone(),
                     digest: a.entry.digest.clone(),
                     record: "unchanged",
-                    record_before: RecordState::Missing,
+                    record_before: None,
                 })
                 .collect(),
             uploaded: Uploaded::default(),
