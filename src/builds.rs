@@ -196,9 +196,10 @@ impl Meta {
         Ok(Artifact { path, sha256, size })
     }
 
-    /// How the record under `key` compares with `want`.
-    pub fn record_state(&self, key: &str, want: &Record) -> RecordState {
-        record_state(self.json.get(key), want)
+    /// Fails now, before anything is pushed, if the value under `key` is one a record could not
+    /// be written into without overwriting someone else's data.
+    pub fn check_record_slot(&self, key: &str, want: &Record) -> Result<(), Error> {
+        put_record(&mut self.json.clone(), key, want).map_err(|msg| invalid(&self.path, msg))
     }
 }
 
@@ -301,26 +302,23 @@ pub fn record_state(existing: Option<&Value>, want: &Record) -> RecordState {
 /// Puts `want` under `key`: updates the primary record or the `additional-images` entry for
 /// the same repository in place (so other fields and their order survive), or adds one.
 /// Never appends a second entry for a repository.
-fn put_record(json: &mut Map<String, Value>, key: &str, want: &Record) {
+fn put_record(json: &mut Map<String, Value>, key: &str, want: &Record) -> Result<(), String> {
     let fresh = want.to_json();
     let update = |target: &mut Map<String, Value>| {
         for (k, v) in &fresh {
             target.insert(k.clone(), v.clone());
         }
     };
+    let primary = json.get(key).is_some_and(|v| is_for_image(v, &want.image));
     match json.get_mut(key) {
-        Some(Value::Object(obj)) if is_for_image(&Value::Object(obj.clone()), &want.image) => {
-            update(obj)
-        }
-        Some(Value::Object(obj)) if obj.get("image").is_some() => {
+        Some(Value::Object(obj)) if primary => update(obj),
+        Some(Value::Object(obj)) if obj.contains_key("image") => {
             let list = obj
                 .entry("additional-images")
                 .or_insert_with(|| Value::Array(Vec::new()));
-            if !list.is_array() {
-                *list = Value::Array(Vec::new());
-            }
+            // Whatever is there belongs to someone; never overwrite it with a guess.
             let Value::Array(list) = list else {
-                unreachable!()
+                return Err(format!("{key}.additional-images is not a list"));
             };
             match list
                 .iter_mut()
@@ -331,10 +329,14 @@ fn put_record(json: &mut Map<String, Value>, key: &str, want: &Record) {
                 None => list.push(Value::Object(fresh.clone())),
             }
         }
+        Some(other) if !other.is_null() && !other.is_object() => {
+            return Err(format!("{key} is not an object"));
+        }
         _ => {
             json.insert(key.to_owned(), Value::Object(fresh.clone()));
         }
     }
+    Ok(())
 }
 
 /// Writes `want` under `key` into the meta.json at `path`. The file is read again here, at
@@ -346,7 +348,7 @@ pub fn write_record(path: &Utf8Path, key: &str, want: &Record, stamp: u128) -> R
     if record_state(json.get(key), want) == RecordState::Current {
         return Ok(false);
     }
-    put_record(&mut json, key, want);
+    put_record(&mut json, key, want).map_err(|msg| invalid(path, msg))?;
     json.insert(META_STAMP.to_owned(), Value::from(stamp as u64));
     let mut out = to_cosa_json(&json).map_err(|e| err(path, e))?;
     if raw.ends_with(b"\n") {
@@ -437,7 +439,7 @@ mod tests {
         let mut existing = record("quay.io/a/b", 'b').to_json();
         existing.insert("extra".into(), "kept".into());
         let mut json = meta_with(Some(Value::Object(existing)));
-        put_record(&mut json, "base-oscontainer", &record("quay.io/a/b", 'a'));
+        put_record(&mut json, "base-oscontainer", &record("quay.io/a/b", 'a')).unwrap();
         let keys: Vec<_> = json.keys().cloned().collect();
         assert_eq!(keys, ["buildid", "base-oscontainer", "name"]);
         let rec = &json["base-oscontainer"];
@@ -450,9 +452,9 @@ mod tests {
         let mut json = meta_with(None);
         let first = record("quay.io/a/b", 'a');
         let second = record("registry.example.com/mirror/b", 'a');
-        put_record(&mut json, "base-oscontainer", &first);
-        put_record(&mut json, "base-oscontainer", &second);
-        put_record(&mut json, "base-oscontainer", &second);
+        for r in [&first, &second, &second] {
+            put_record(&mut json, "base-oscontainer", r).unwrap();
+        }
         let rec = &json["base-oscontainer"];
         assert_eq!(rec["image"], "quay.io/a/b");
         let extra = rec["additional-images"].as_array().unwrap();
@@ -460,6 +462,18 @@ mod tests {
         assert_eq!(extra[0]["image"], "registry.example.com/mirror/b");
         assert_eq!(record_state(Some(rec), &second), RecordState::Current);
         assert_eq!(record_state(Some(rec), &first), RecordState::Current);
+    }
+
+    #[test]
+    fn malformed_record_values_are_refused_not_overwritten() {
+        let mut json = meta_with(Some(Value::from("a string")));
+        assert!(put_record(&mut json, "base-oscontainer", &record("quay.io/a/b", 'a')).is_err());
+        let mut other = record("quay.io/x/y", 'a').to_json();
+        other.insert("additional-images".into(), Value::from(7));
+        let mut json = meta_with(Some(Value::Object(other)));
+        let err = put_record(&mut json, "base-oscontainer", &record("quay.io/a/b", 'a'));
+        assert!(err.unwrap_err().contains("additional-images"));
+        assert_eq!(json["base-oscontainer"]["additional-images"], 7);
     }
 
     #[test]

@@ -122,6 +122,13 @@ fn load_inputs(req: &PushRequest) -> Result<(plan::Desired, Vec<ArchImage>), Err
         let meta_path = dir.arch_dir(build, &arch).join("meta.json");
         let meta = Meta::load(meta_path.clone())?;
         let artifact = meta.artifact(&req.artifact)?;
+        let probe = builds::Record {
+            image: req.repo.clone(),
+            digest: crate::reference::Digest::of(b""),
+            manifest_list_digest: crate::reference::Digest::of(b""),
+            tags: req.tags.clone(),
+        };
+        meta.check_record_slot(&req.metajsonname, &probe)?;
         let actual_size = std::fs::metadata(&artifact.path)
             .map_err(|e| {
                 Error::Input(format!(

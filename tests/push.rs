@@ -437,6 +437,32 @@ fn arch_not_in_the_build_is_an_error() {
     assert_eq!(env.proxy.requests(), vec![]);
 }
 
+#[test]
+fn a_record_slot_holding_something_else_fails_before_any_write() {
+    let env = Env::new();
+    let path = env.meta_path("s390x");
+    let mut meta: serde_json::Map<String, Value> =
+        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    meta.insert(KEY.to_owned(), Value::from("not a record"));
+    std::fs::write(&path, serde_json::to_vec_pretty(&meta).unwrap()).unwrap();
+    let metas = env.metas();
+    let run = env.push(&["stable"], &[]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("s390x/meta.json") && run.stderr.contains("is not an object"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(
+        run.stderr.trim().lines().count(),
+        1,
+        "one line: {}",
+        run.stderr
+    );
+    assert_eq!(env.proxy.requests(), vec![]);
+    assert_eq!(env.metas(), metas);
+}
+
 fn put_manifest(env: &Env, tag: &str, bytes: &[u8], media_type: &str) {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let repo = reprise::reference::Repository::parse(&env.repo()).unwrap();
