@@ -143,8 +143,9 @@ impl Apply<'_> {
                 continue;
             }
             tracing::info!(arch = %img.arch, digest = %blob.digest, size = blob.size, "uploading blob");
-            let reader = img.archive.blob_reader(blob)?;
-            self.client.push_blob(self.repo, blob, reader).await?;
+            self.client
+                .push_blob(self.repo, blob, || img.archive.blob_reader(blob))
+                .await?;
             stats.uploaded_blobs += 1;
             stats.uploaded_bytes += blob.size;
         }

@@ -100,6 +100,14 @@ pub struct PushArgs {
     #[arg(long, default_value_t = 60, value_name = "SECONDS")]
     pub verify_timeout: u64,
 
+    /// Times to retry a request that failed transiently (network, 408, 429, 5xx).
+    #[arg(long, default_value_t = 5, value_name = "N")]
+    pub retry_times: u32,
+
+    /// Seconds before the first retry; doubles (with jitter) for each further one.
+    #[arg(long, default_value = "1", value_name = "SECONDS", value_parser = parse_seconds)]
+    pub retry_delay: Duration,
+
     /// Plan and print the plan; change nothing.
     #[arg(long)]
     pub dry_run: bool,
@@ -141,8 +149,19 @@ impl PushArgs {
                 tls_verify: self.tls_verify,
                 authfile: self.authfile,
                 verify_timeout: Duration::from_secs(self.verify_timeout),
+                retry_times: self.retry_times,
+                retry_delay: self.retry_delay,
             },
             dry_run: self.dry_run,
         }
     }
+}
+
+/// A non-negative number of seconds, fractions allowed ("0.5").
+fn parse_seconds(s: &str) -> Result<Duration, String> {
+    let secs: f64 = s
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number of seconds"))?;
+    Duration::try_from_secs_f64(secs)
+        .map_err(|_| format!("{s:?} is not a usable number of seconds"))
 }

@@ -64,6 +64,27 @@ pub enum Error {
     Archive(#[from] archive::Error),
 }
 
+impl Error {
+    /// Whether trying again may help: the network, a timeout, or a status registries use for
+    /// "busy" or "down for a moment". Never a 4xx other than 408 and 429.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Error::Status { status, .. } => matches!(status, 408 | 429 | 500 | 502 | 503 | 504),
+            Error::Transport { .. } => true,
+            _ => false,
+        }
+    }
+}
+
+/// `delay` scaled by a factor in [0.5, 1.5), so parallel clients do not retry in step.
+fn jitter(delay: Duration) -> Duration {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    delay.mul_f64(0.5 + f64::from(nanos % 1000) / 1000.0)
+}
+
 /// How to reach a registry.
 #[derive(Debug, Clone)]
 pub struct ConnectOptions {
@@ -72,6 +93,10 @@ pub struct ConnectOptions {
     pub authfile: Option<Utf8PathBuf>,
     /// How long read-after-write verification waits for a tag to show what was pushed.
     pub verify_timeout: Duration,
+    /// How many times a request that failed transiently is tried again.
+    pub retry_times: u32,
+    /// The first pause before a retry; it doubles (with jitter) up to 30 s.
+    pub retry_delay: Duration,
 }
 
 impl Default for ConnectOptions {
@@ -80,6 +105,8 @@ impl Default for ConnectOptions {
             tls_verify: true,
             authfile: None,
             verify_timeout: Duration::from_secs(60),
+            retry_times: 5,
+            retry_delay: Duration::from_secs(1),
         }
     }
 }
@@ -97,6 +124,8 @@ pub struct Client {
     inner: OciClient,
     auth: RegistryAuth,
     verify_timeout: Duration,
+    retry_times: u32,
+    retry_delay: Duration,
 }
 
 impl Client {
@@ -125,6 +154,8 @@ impl Client {
             inner,
             auth,
             verify_timeout: opts.verify_timeout,
+            retry_times: opts.retry_times,
+            retry_delay: opts.retry_delay,
         })
     }
 
@@ -144,8 +175,98 @@ impl Client {
         }
     }
 
+    /// Runs `op`, trying again after transient failures (connection errors, timeouts, 408,
+    /// 429, 500, 502, 503, 504) with exponential backoff and jitter, at most `retry_times`
+    /// more times. Anything else, and the last failure, is returned as is.
+    async fn retry<T, F, Fut>(&self, what: &str, mut op: F) -> Result<T, Error>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, Error>>,
+    {
+        let mut delay = self.retry_delay;
+        let mut attempt = 0;
+        loop {
+            match op().await {
+                Err(e) if attempt < self.retry_times && e.is_transient() => {
+                    attempt += 1;
+                    let pause = jitter(delay);
+                    tracing::warn!(
+                        "{what}: {e}; retrying in {pause:?} (retry {attempt} of {})",
+                        self.retry_times
+                    );
+                    tokio::time::sleep(pause).await;
+                    delay = (delay * 2).min(Duration::from_secs(30));
+                }
+                other => return other,
+            }
+        }
+    }
+
     /// The digest a tag or digest reference resolves to, or `None` if the registry says 404.
     pub async fn resolve(&self, r: &Reference) -> Result<Option<Digest>, Error> {
+        self.retry(&format!("resolving {r}"), || self.resolve_once(r))
+            .await
+    }
+
+    /// The manifest a reference names, or `None` on 404. The body is checked against the
+    /// digest the registry reports (and the reference's own digest, if it has one).
+    pub async fn fetch_manifest(&self, r: &Reference) -> Result<Option<Fetched>, Error> {
+        self.retry(&format!("fetching {r}"), || self.fetch_manifest_once(r))
+            .await
+    }
+
+    /// The platform an image config blob names (`None` if it names none).
+    pub async fn fetch_platform(
+        &self,
+        repo: &Repository,
+        config: &Digest,
+    ) -> Result<Option<crate::platform::Platform>, Error> {
+        self.retry(&format!("fetching config {config}"), || {
+            self.fetch_platform_once(repo, config)
+        })
+        .await
+    }
+
+    pub async fn blob_exists(&self, repo: &Repository, digest: &Digest) -> Result<bool, Error> {
+        self.retry(&format!("checking blob {digest}"), || {
+            self.blob_exists_once(repo, digest)
+        })
+        .await
+    }
+
+    /// Uploads one blob in one monolithic PUT, streaming it from a reader `open` returns
+    /// (which verifies it as it goes). A failed upload restarts from a fresh session and a
+    /// fresh reader.
+    pub async fn push_blob<R>(
+        &self,
+        repo: &Repository,
+        blob: &BlobRef,
+        open: impl Fn() -> Result<VerifyingReader<R>, archive::Error>,
+    ) -> Result<(), Error>
+    where
+        R: std::io::Read + Send + 'static,
+    {
+        self.retry(&format!("uploading blob {}", blob.digest), || async {
+            let reader = open()?;
+            self.push_blob_once(repo, blob, reader).await
+        })
+        .await
+    }
+
+    /// Puts a manifest (image manifest or index) at a tag or digest.
+    pub async fn put_manifest(
+        &self,
+        r: &Reference,
+        bytes: &[u8],
+        media_type: &str,
+    ) -> Result<(), Error> {
+        self.retry(&format!("pushing {r}"), || {
+            self.put_manifest_once(r, bytes, media_type)
+        })
+        .await
+    }
+
+    async fn resolve_once(&self, r: &Reference) -> Result<Option<Digest>, Error> {
         let target = r.to_string();
         match self
             .inner
@@ -157,9 +278,7 @@ impl Client {
         }
     }
 
-    /// The manifest a reference names, or `None` on 404. The body is checked against the
-    /// digest the registry reports (and the reference's own digest, if it has one).
-    pub async fn fetch_manifest(&self, r: &Reference) -> Result<Option<Fetched>, Error> {
+    async fn fetch_manifest_once(&self, r: &Reference) -> Result<Option<Fetched>, Error> {
         let target = r.to_string();
         match self
             .inner
@@ -174,8 +293,7 @@ impl Client {
         }
     }
 
-    /// The platform an image config blob names (`None` if it names none).
-    pub async fn fetch_platform(
+    async fn fetch_platform_once(
         &self,
         repo: &Repository,
         config: &Digest,
@@ -205,7 +323,7 @@ impl Client {
         )))
     }
 
-    pub async fn blob_exists(&self, repo: &Repository, digest: &Digest) -> Result<bool, Error> {
+    async fn blob_exists_once(&self, repo: &Repository, digest: &Digest) -> Result<bool, Error> {
         let target = repo.digested(digest);
         self.inner
             .blob_exists(&Self::oci_ref(&target), digest.as_str())
@@ -213,9 +331,7 @@ impl Client {
             .map_err(|e| classify(&target.to_string(), repo, e))
     }
 
-    /// Uploads one blob, streaming it from `reader` (which verifies it as it goes) in one
-    /// monolithic PUT.
-    pub async fn push_blob<R>(
+    async fn push_blob_once<R>(
         &self,
         repo: &Repository,
         blob: &BlobRef,
@@ -257,8 +373,7 @@ impl Client {
             .map_err(|e| classify(&target.to_string(), repo, e))
     }
 
-    /// Puts a manifest (image manifest or index) at a tag or digest.
-    pub async fn put_manifest(
+    async fn put_manifest_once(
         &self,
         r: &Reference,
         bytes: &[u8],
@@ -553,6 +668,30 @@ mod tests {
         }
         assert!(!is_not_found(&envelope(OciErrorCode::Denied)));
         assert!(!is_not_found(&envelope(OciErrorCode::ManifestInvalid)));
+    }
+
+    #[test]
+    fn only_network_timeouts_throttling_and_5xx_are_transient() {
+        let repo = Repository::parse("quay.io/a/b").unwrap();
+        for code in [408, 429, 500, 502, 503, 504] {
+            assert!(classify("t", &repo, server(code)).is_transient(), "{code}");
+        }
+        for code in [400, 401, 403, 404, 405, 409, 501] {
+            assert!(!classify("t", &repo, server(code)).is_transient(), "{code}");
+        }
+        let transport = Error::Transport {
+            target: "t".into(),
+            message: "connection reset".into(),
+        };
+        assert!(transport.is_transient());
+        assert!(!classify("t", &repo, envelope(OciErrorCode::ManifestInvalid)).is_transient());
+    }
+
+    #[test]
+    fn jitter_stays_within_half_to_one_and_a_half() {
+        let d = Duration::from_millis(1000);
+        let j = jitter(d);
+        assert!(j >= d / 2 && j < d * 3 / 2, "{j:?}");
     }
 
     #[test]

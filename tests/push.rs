@@ -8,7 +8,7 @@ use std::process::{Command, Output};
 
 use serde_json::Value;
 use support::fixtures::{self, BuildSpec, WrittenArch};
-use support::proxy::Proxy;
+use support::proxy::{Action, Fault, Match, Proxy};
 use support::registry::Registry;
 
 const KEY: &str = "base-oscontainer";
@@ -460,6 +460,51 @@ fn a_record_slot_holding_something_else_fails_before_any_write() {
         run.stderr
     );
     assert_eq!(env.proxy.requests(), vec![]);
+    assert_eq!(env.metas(), metas);
+}
+
+#[test]
+fn transient_503s_on_reading_a_tag_are_ridden_out() {
+    let env = Env::new();
+    env.proxy
+        .inject(Fault::status("HEAD", "/manifests/stable", 503).times(2));
+    env.proxy
+        .inject(Fault::status("GET", "/manifests/stable", 503).times(2));
+    let run = env.push(&["stable"], &["--retry-delay", "0.05"]).ok();
+    assert_eq!(run.outcome(), "pushed");
+    let served_503 = env
+        .proxy
+        .requests()
+        .iter()
+        .filter(|r| r.status == 503)
+        .count();
+    assert_eq!(served_503, 4, "every injected fault was hit");
+    assert!(run.stderr.contains("retrying"), "{}", run.stderr);
+    let index = env.skopeo_raw(&format!("{}:stable", env.repo()));
+    assert_eq!(platforms_of(&index), expected_platforms(&env.written));
+}
+
+#[test]
+fn persistent_500_on_reading_a_tag_fails_without_any_write() {
+    let env = Env::new();
+    env.proxy.inject(Fault::new(
+        Match {
+            method: None,
+            path_contains: Some("/manifests/stable".to_owned()),
+        },
+        Action::Status {
+            code: 500,
+            retry_after: None,
+        },
+    ));
+    let metas = env.metas();
+    let run = env.push(
+        &["stable"],
+        &["--retry-times", "2", "--retry-delay", "0.01"],
+    );
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(run.stderr.contains("HTTP 500"), "{}", run.stderr);
+    assert_eq!(env.proxy.writes(), vec![], "a 500 is never read as absent");
     assert_eq!(env.metas(), metas);
 }
 
