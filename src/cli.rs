@@ -153,6 +153,7 @@ impl PushArgs {
                 retry_delay: self.retry_delay,
             },
             dry_run: self.dry_run,
+            v2s2: false,
         }
     }
 }

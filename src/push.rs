@@ -27,6 +27,8 @@ pub struct PushRequest {
     pub write_digest_to_file: Option<Utf8PathBuf>,
     pub connect: ConnectOptions,
     pub dry_run: bool,
+    /// Publish Docker schema 2 manifests and a Docker manifest list instead of OCI.
+    pub v2s2: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -50,7 +52,18 @@ pub enum Error {
     },
 }
 
-pub async fn push(req: &PushRequest) -> Result<Report, Error> {
+/// A push worked out up to its plan: inputs read, tags observed, nothing changed yet.
+/// `reprise run` prepares every stage before it applies the first one.
+pub struct Prepared {
+    pub req: PushRequest,
+    pub desired: plan::Desired,
+    pub images: Vec<ArchImage>,
+    pub client: Client,
+    pub plan: Result<plan::Plan, plan::Refusal>,
+}
+
+/// Reads the inputs, observes the tags and plans. Sends no write request.
+pub async fn prepare(req: &PushRequest) -> Result<Prepared, Error> {
     let loaded = {
         let req = req.clone();
         tokio::task::spawn_blocking(move || load_inputs(&req))
@@ -62,27 +75,54 @@ pub async fn push(req: &PushRequest) -> Result<Report, Error> {
 
     let client = Client::new(&req.repo, &req.connect)?;
     let observed = observe::observe(&client, &req.repo, &req.tags, &own.digest).await?;
+    let plan = plan::plan(&desired, &observed, &req.policy);
+    Ok(Prepared {
+        req: req.clone(),
+        desired,
+        images,
+        client,
+        plan,
+    })
+}
 
-    let plan = match plan::plan(&desired, &observed, &req.policy) {
-        Ok(p) => p,
-        Err(refusal) => return Ok(Report::refused(req, &desired, refusal)),
-    };
+impl Prepared {
+    /// The report of the plan alone: what a run would do (or why it refuses).
+    pub fn planned(&self) -> Report {
+        match &self.plan {
+            Ok(plan) => Report::new(&self.req, &self.desired, plan, Outcome::Planned, None),
+            Err(refusal) => Report::refused(&self.req, &self.desired, refusal.clone()),
+        }
+    }
+
+    /// Applies the plan: uploads, pushes, verifies, records. A refusal changes nothing.
+    pub async fn apply(self) -> Result<Report, Error> {
+        let req = &self.req;
+        let plan = match &self.plan {
+            Ok(p) => p,
+            Err(refusal) => return Ok(Report::refused(req, &self.desired, refusal.clone())),
+        };
+        let outcome = plan.outcome();
+        let stats = Apply {
+            client: &self.client,
+            repo: &req.repo,
+            metajsonname: &req.metajsonname,
+            force: req.policy.force,
+        }
+        .run(plan, &self.images)
+        .await?;
+        if let Some(path) = &req.write_digest_to_file {
+            write_digest_file(path, plan.index.digest.as_str())?;
+        }
+        Ok(Report::new(req, &self.desired, plan, outcome, Some(stats)))
+    }
+}
+
+pub async fn push(req: &PushRequest) -> Result<Report, Error> {
+    let prepared = prepare(req).await?;
     if req.dry_run {
-        return Ok(Report::new(req, &desired, &plan, Outcome::Planned, None));
+        return Ok(prepared.planned());
     }
-    let outcome = plan.outcome();
-    let stats = Apply {
-        client: &client,
-        repo: &req.repo,
-        metajsonname: &req.metajsonname,
-        force: req.policy.force,
-    }
-    .run(&plan, &images)
-    .await?;
-    if let Some(path) = &req.write_digest_to_file {
-        write_digest_file(path, plan.index.digest.as_str())?;
-    }
-    Ok(Report::new(req, &desired, &plan, outcome, Some(stats)))
+    prepared.apply().await
 }
 
 fn write_digest_file(path: &Utf8Path, digest: &str) -> Result<(), Error> {
