@@ -54,12 +54,40 @@ pub struct BuiltIndex {
     pub entries: Vec<Entry>,
 }
 
+/// Which kind of index reprise publishes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Format {
+    /// An OCI image index of OCI image manifests.
+    #[default]
+    Oci,
+    /// A Docker manifest list of Docker schema 2 manifests (`--v2s2`).
+    Docker,
+}
+
+impl Format {
+    pub fn index_media_type(self) -> &'static str {
+        match self {
+            Format::Oci => OCI_INDEX,
+            Format::Docker => DOCKER_LIST,
+        }
+    }
+}
+
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct IndexDoc<'a> {
     schema_version: u32,
     media_type: &'a str,
-    manifests: Vec<EntryDoc<'a>>,
+    manifests: Vec<IndexItem<'a>>,
+}
+
+/// An entry of a built index: one of this build's platforms, or a carried entry without a
+/// platform (an attestation), kept exactly as the remote index listed it.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum IndexItem<'a> {
+    Platform(EntryDoc<'a>),
+    Carried(&'a serde_json::Value),
 }
 
 #[derive(Serialize)]
@@ -84,24 +112,40 @@ struct PlatformDoc<'a> {
 /// Builds the OCI image index listing `entries`. The bytes depend only on the set of
 /// entries: they are sorted by platform and written as canonical JSON (sorted keys, no
 /// insignificant whitespace), so any run over the same inputs pushes the same digest.
-pub fn build(mut entries: Vec<Entry>) -> BuiltIndex {
+pub fn build(entries: Vec<Entry>) -> BuiltIndex {
+    build_with(Format::Oci, entries, Vec::new())
+}
+
+/// Builds the index of `format` listing `entries` and then `carried` (entries without a
+/// platform, kept verbatim), each group in a fixed order, as canonical JSON.
+pub fn build_with(
+    format: Format,
+    mut entries: Vec<Entry>,
+    mut carried: Vec<OtherEntry>,
+) -> BuiltIndex {
     entries.sort_by(|a, b| (&a.platform, &a.digest).cmp(&(&b.platform, &b.digest)));
     entries.dedup();
+    carried.sort_by(|a, b| a.digest.cmp(&b.digest));
+    carried.dedup_by(|a, b| a.digest == b.digest);
+    let media_type = format.index_media_type();
     let doc = IndexDoc {
         schema_version: 2,
-        media_type: OCI_INDEX,
+        media_type,
         manifests: entries
             .iter()
-            .map(|e| EntryDoc {
-                media_type: &e.media_type,
-                digest: &e.digest,
-                size: e.size,
-                platform: PlatformDoc {
-                    architecture: &e.platform.architecture,
-                    os: &e.platform.os,
-                    variant: e.platform.variant.as_deref(),
-                },
+            .map(|e| {
+                IndexItem::Platform(EntryDoc {
+                    media_type: &e.media_type,
+                    digest: &e.digest,
+                    size: e.size,
+                    platform: PlatformDoc {
+                        architecture: &e.platform.architecture,
+                        os: &e.platform.os,
+                        variant: e.platform.variant.as_deref(),
+                    },
+                })
             })
+            .chain(carried.iter().map(|o| IndexItem::Carried(&o.raw)))
             .collect(),
     };
     let mut bytes = Vec::new();
@@ -112,7 +156,7 @@ pub fn build(mut entries: Vec<Entry>) -> BuiltIndex {
     BuiltIndex {
         digest: Digest::of(&bytes),
         bytes,
-        media_type: OCI_INDEX.to_owned(),
+        media_type: media_type.to_owned(),
         entries,
     }
 }
@@ -134,6 +178,8 @@ pub struct OtherEntry {
     pub media_type: String,
     /// For attestations: the manifest they describe.
     pub refers_to: Option<Digest>,
+    /// The entry exactly as the remote index lists it, so it can be carried unchanged.
+    pub raw: serde_json::Value,
 }
 
 #[derive(Deserialize)]
@@ -179,6 +225,15 @@ pub fn parse_remote(bytes: &[u8], content_type: Option<&str>) -> Result<Parsed, 
         return Err(Error::TooLarge(bytes.len()));
     }
     let doc: RemoteDoc = serde_json::from_slice(bytes).map_err(|e| Error::Json(e.to_string()))?;
+    // The whole document again as a value, so an entry can be carried byte-for-byte in
+    // meaning (canonical JSON re-serialises it) without a lossy typed round trip.
+    let raw_entries: Vec<serde_json::Value> = match doc.manifests {
+        Some(_) => serde_json::from_slice::<serde_json::Value>(bytes)
+            .ok()
+            .and_then(|v| v.get("manifests")?.as_array().cloned())
+            .unwrap_or_default(),
+        None => Vec::new(),
+    };
     let media_type = doc
         .media_type
         .or(content_type)
@@ -210,6 +265,7 @@ pub fn parse_remote(bytes: &[u8], content_type: Option<&str>) -> Result<Parsed, 
                     refers_to: annotations
                         .get(DOCKER_REFERENCE_DIGEST)
                         .and_then(|d| Digest::parse(d).ok()),
+                    raw: raw_entries.get(i).cloned().unwrap_or_default(),
                 }),
             }
         }

@@ -49,6 +49,10 @@ pub struct Desired {
     pub repo: Repository,
     pub tags: Vec<Tag>,
     pub arches: Vec<DesiredArch>,
+    /// OCI index, or Docker manifest list for `--v2s2`.
+    pub format: index::Format,
+    /// Whether each arch's meta.json records the push (not for images given with `--image`).
+    pub records: bool,
 }
 
 /// What a tag holds, as read from the registry.
@@ -314,17 +318,40 @@ pub fn plan(desired: &Desired, observed: &Observed, policy: &Policy) -> Result<P
             }
         }
     }
-    // Entries without a platform (attestations) are not carried yet: a new index lists only
-    // platform images, and the report names what it leaves out.
+    // Entries without a platform (attestations) go with the manifest they describe: carried
+    // when it is carried, dropped (and reported) otherwise.
+    let carried_digests: Vec<&Digest> = carried.iter().map(|c| &c.digest).collect();
+    let mut carried_other: Vec<OtherEntry> = Vec::new();
+    let mut carried_attestations: Vec<RemoteEntry> = Vec::new();
     for (tag, other) in &foreign_other {
-        dropped.push(RemoteEntry {
+        let goes_along = other
+            .refers_to
+            .as_ref()
+            .is_some_and(|d| carried_digests.contains(&d));
+        let report = RemoteEntry {
             platform: None,
             digest: other.digest.clone(),
             tags: vec![tag.clone()],
-        });
+        };
+        if goes_along {
+            if !carried_other.iter().any(|o| o.digest == other.digest) {
+                carried_other.push(other.clone());
+            }
+            match carried_attestations
+                .iter_mut()
+                .find(|c| c.digest == other.digest)
+            {
+                Some(c) if !c.tags.contains(tag) => c.tags.push(tag.clone()),
+                Some(_) => {}
+                None => carried_attestations.push(report),
+            }
+        } else {
+            dropped.push(report);
+        }
     }
+    carried.extend(carried_attestations);
 
-    let built = index::build(entries.clone());
+    let built = index::build_with(desired.format, entries.clone(), carried_other);
     let (target_map, _) = index::platform_map(&built.entries);
 
     let up_to_date = |state: &TagState| -> bool {
@@ -402,6 +429,7 @@ pub fn plan(desired: &Desired, observed: &Observed, policy: &Policy) -> Result<P
     let records = desired
         .arches
         .iter()
+        .filter(|_| desired.records)
         .map(|a| {
             let record = Record {
                 image: desired.repo.clone(),

@@ -216,6 +216,12 @@ fn load_inputs(req: &PushRequest) -> Result<(plan::Desired, Vec<ArchImage>), Err
             repo: req.repo.clone(),
             tags: req.tags.clone(),
             arches: desired_arches,
+            format: if req.v2s2 {
+                index::Format::Docker
+            } else {
+                index::Format::Oci
+            },
+            records: true,
         },
         images,
     ))

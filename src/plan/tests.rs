@@ -38,6 +38,8 @@ fn desired(arches: &[(&str, char)], tags: &[&str]) -> Desired {
                 existing_record: None,
             })
             .collect(),
+        format: index::Format::Oci,
+        records: true,
     }
 }
 
@@ -378,4 +380,131 @@ fn a_duplicate_platform_is_never_up_to_date() {
     .unwrap();
     assert_eq!(actions(&p), [("stable", TagAction::Push)]);
     assert_eq!(p.duplicates.len(), 1);
+}
+
+/// An attestation entry (buildkit style) describing `refers_to`.
+fn attestation(c: char, refers_to: char) -> OtherEntry {
+    let raw = serde_json::json!({
+        "mediaType": OCI_MANIFEST,
+        "digest": d(c).as_str(),
+        "size": 800,
+        "platform": {"architecture": "unknown", "os": "unknown"},
+        "annotations": {
+            "vnd.docker.reference.type": "attestation-manifest",
+            "vnd.docker.reference.digest": d(refers_to).as_str(),
+        },
+    });
+    OtherEntry {
+        digest: d(c),
+        media_type: OCI_MANIFEST.to_owned(),
+        refers_to: Some(d(refers_to)),
+        raw,
+    }
+}
+
+fn with_other(mut state: TagState, other: Vec<OtherEntry>) -> TagState {
+    if let TagState::Present {
+        content: Some(c), ..
+    } = &mut state
+    {
+        c.other = other;
+    }
+    state
+}
+
+#[test]
+fn keep_carries_an_attestation_with_the_manifest_it_describes() {
+    let three = &FOUR[..3];
+    // 'e' is s390x (carried); '0' was the old x86_64 (replaced by 'a').
+    let remote = with_other(
+        holds_foreign(&[
+            ("x86_64", '0'),
+            ("aarch64", 'b'),
+            ("ppc64le", 'c'),
+            ("s390x", 'e'),
+        ]),
+        vec![attestation('5', 'e'), attestation('6', '0')],
+    );
+    let p = plan(
+        &desired(three, &["stable"]),
+        &observed(&[("stable", remote)]),
+        &Policy {
+            missing_arch: MissingArch::Keep,
+            ..Policy::default()
+        },
+    )
+    .unwrap();
+    let carried: Vec<_> = p.carried.iter().map(|c| c.digest.clone()).collect();
+    assert_eq!(carried, [d('e'), d('5')]);
+    assert_eq!(p.carried[1].platform, None);
+    let dropped: Vec<_> = p.dropped.iter().map(|c| c.digest.clone()).collect();
+    assert_eq!(dropped, [d('6')]);
+    let text = String::from_utf8(p.index.bytes.clone()).unwrap();
+    assert!(text.contains(d('5').as_str()), "{text}");
+    assert!(text.contains("attestation-manifest"), "{text}");
+    assert!(!text.contains(d('6').as_str()), "{text}");
+    // The platform view of the new index is exactly the build plus the carried arch.
+    assert_eq!(p.entries.len(), 4);
+}
+
+#[test]
+fn drop_drops_attestations_and_says_so() {
+    let three = &FOUR[..3];
+    let remote = with_other(holds_foreign(FOUR), vec![attestation('5', 'e')]);
+    let p = plan(
+        &desired(three, &["stable"]),
+        &observed(&[("stable", remote)]),
+        &Policy {
+            missing_arch: MissingArch::Drop,
+            ..Policy::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(p.index.digest, built_of(three).digest);
+    let dropped: Vec<_> = p.dropped.iter().map(|c| c.digest.clone()).collect();
+    assert_eq!(dropped, [d('e'), d('5')]);
+}
+
+#[test]
+fn attestations_alone_are_not_arches_so_refuse_does_not_trigger() {
+    let remote = with_other(holds_foreign(FOUR), vec![attestation('5', 'a')]);
+    let p = plan(
+        &desired(FOUR, &["stable"]),
+        &observed(&[("stable", remote)]),
+        &Policy::default(),
+    )
+    .unwrap();
+    // Same platform mapping: up to date, nothing dropped from an unwritten tag.
+    assert_eq!(actions(&p), [("stable", TagAction::Unchanged)]);
+    assert!(p.dropped.is_empty());
+}
+
+#[test]
+fn v2s2_builds_a_docker_manifest_list() {
+    let mut want = desired(FOUR, &["stable"]);
+    want.format = index::Format::Docker;
+    let p = plan(
+        &want,
+        &observed(&[("stable", TagState::Absent)]),
+        &Policy::default(),
+    )
+    .unwrap();
+    assert_eq!(p.index.media_type, index::DOCKER_LIST);
+    let text = String::from_utf8(p.index.bytes.clone()).unwrap();
+    assert!(text.contains(index::DOCKER_LIST), "{text}");
+    assert_ne!(p.index.digest, built_of(FOUR).digest);
+}
+
+#[test]
+fn images_given_directly_plan_no_records() {
+    let mut want = desired(FOUR, &["stable"]);
+    want.records = false;
+    let p = plan(
+        &want,
+        &observed(&[("stable", holds_built(FOUR))]),
+        &Policy::default(),
+    )
+    .unwrap();
+    assert!(p.records.is_empty());
+    assert_eq!(p.outcome(), Outcome::Noop);
 }
