@@ -37,15 +37,25 @@ pub enum Error {
     Task(String),
 }
 
-/// One arch's local image, ready to push.
-#[derive(Debug)]
+/// One arch's image, ready to push.
 pub struct ArchImage {
     pub arch: Arch,
-    pub archive: Archive,
     pub image: Image,
-    /// The whole-archive sha256 meta.json records; checked before anything is pushed.
-    pub archive_sha256: String,
-    pub meta_path: Utf8PathBuf,
+    pub origin: Origin,
+    /// The meta.json that records this arch; `None` for images given with `--image`.
+    pub meta_path: Option<Utf8PathBuf>,
+}
+
+/// Where an image's blobs are read from.
+pub enum Origin {
+    /// A local OCI archive or layout directory. `sha256` is the whole-archive checksum
+    /// meta.json records, checked before anything is pushed from it.
+    Local {
+        archive: Archive,
+        sha256: Option<String>,
+    },
+    /// An image already in a registry, reached through `client`.
+    Registry { client: Client, repo: Repository },
 }
 
 /// What applying did, for the report.
@@ -54,6 +64,8 @@ pub struct Stats {
     pub uploaded_blobs: u64,
     pub uploaded_bytes: u64,
     pub skipped_blobs: u64,
+    /// Blobs linked from another repository of the same registry instead of uploaded.
+    pub mounted_blobs: u64,
     pub pushed_manifests: u64,
     pub records_written: Vec<Arch>,
 }
@@ -117,10 +129,13 @@ impl Apply<'_> {
             .map(|d| d.as_nanos())
             .unwrap_or_default();
         for rec in plan.records_to_write() {
-            let Some(img) = images.iter().find(|i| i.arch == rec.arch) else {
+            let Some(path) = images
+                .iter()
+                .find(|i| i.arch == rec.arch)
+                .and_then(|i| i.meta_path.clone())
+            else {
                 continue;
             };
-            let path = img.meta_path.clone();
             let key = self.metajsonname.to_owned();
             let record = rec.record.clone();
             let changed = tokio::task::spawn_blocking(move || {
@@ -142,10 +157,28 @@ impl Apply<'_> {
                 stats.skipped_blobs += 1;
                 continue;
             }
-            tracing::info!(arch = %img.arch, digest = %blob.digest, size = blob.size, "uploading blob");
-            self.client
-                .push_blob(self.repo, blob, || img.archive.blob_reader(blob))
-                .await?;
+            match &img.origin {
+                Origin::Local { archive, .. } => {
+                    tracing::info!(arch = %img.arch, digest = %blob.digest, size = blob.size, "uploading blob");
+                    self.client
+                        .push_blob(self.repo, blob, || archive.blob_reader(blob))
+                        .await?;
+                }
+                Origin::Registry { client, repo } => {
+                    if repo.registry() == self.repo.registry()
+                        && self
+                            .client
+                            .mount_blob(self.repo, repo, &blob.digest)
+                            .await?
+                    {
+                        tracing::info!(arch = %img.arch, digest = %blob.digest, from = %repo, "mounted blob");
+                        stats.mounted_blobs += 1;
+                        continue;
+                    }
+                    tracing::info!(arch = %img.arch, digest = %blob.digest, size = blob.size, from = %repo, "copying blob");
+                    self.client.copy_blob(self.repo, client, repo, blob).await?;
+                }
+            }
             stats.uploaded_blobs += 1;
             stats.uploaded_bytes += blob.size;
         }
@@ -160,7 +193,14 @@ impl Apply<'_> {
     /// cosa parity: the archive must be the one meta.json describes before any of it is
     /// pushed. Only done when something is pushed, so a no-op never hashes an archive.
     async fn check_archive(&self, img: &ArchImage) -> Result<(), Error> {
-        let path = img.archive.path().to_owned();
+        let Origin::Local {
+            archive,
+            sha256: Some(expected),
+        } = &img.origin
+        else {
+            return Ok(());
+        };
+        let path = archive.path().to_owned();
         let hashed = path.clone();
         let (actual, _) = tokio::task::spawn_blocking(move || archive::file_sha256(&hashed))
             .await
@@ -169,10 +209,10 @@ impl Apply<'_> {
                 path: path.clone(),
                 kind: e.into(),
             })?;
-        if !actual.eq_ignore_ascii_case(&img.archive_sha256) {
+        if !actual.eq_ignore_ascii_case(expected) {
             return Err(Error::Checksum {
                 path,
-                expected: img.archive_sha256.clone(),
+                expected: expected.clone(),
                 actual,
             });
         }

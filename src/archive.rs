@@ -94,12 +94,26 @@ impl Image {
     }
 }
 
-/// An opened OCI archive: its table of entries, built from the tar headers alone.
+/// The annotation an OCI layout's index.json uses to name a manifest (`oci:DIR:NAME`).
+pub const REF_NAME: &str = "org.opencontainers.image.ref.name";
+
+/// An opened OCI archive (or OCI layout directory): its table of entries, built from the tar
+/// headers (or the directory listing) alone.
 #[derive(Debug)]
 pub struct Archive {
     path: Utf8PathBuf,
+    layout: Layout,
     entries: BTreeMap<String, Entry>,
     bytes_read: Arc<AtomicU64>,
+}
+
+/// Where the entries' bytes live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Layout {
+    /// One tar file; entries are byte ranges of it.
+    Tar,
+    /// An OCI layout directory; entries are files under it.
+    Dir,
 }
 
 impl Archive {
@@ -156,8 +170,65 @@ impl Archive {
         }
         Ok(Archive {
             path: path.to_owned(),
+            layout: Layout::Tar,
             entries,
             bytes_read,
+        })
+    }
+
+    /// Lists an OCI layout directory (`oci-layout`, `index.json`, `blobs/<alg>/<hex>`).
+    /// Links are refused as they are in a tar: the layout must hold its own files.
+    pub fn open_dir(path: &Utf8Path) -> Result<Archive, Error> {
+        let err = |kind| Error {
+            path: path.to_owned(),
+            kind,
+        };
+        let mut entries = BTreeMap::new();
+        let mut add = |name: String| -> Result<(), Error> {
+            let meta = std::fs::symlink_metadata(path.join(&name)).map_err(|e| err(e.into()))?;
+            if meta.file_type().is_symlink() {
+                return Err(err(ErrorKind::UnsafeEntry {
+                    entry: name,
+                    why: "is a link; an OCI layout holds regular files only",
+                }));
+            }
+            if meta.is_file() {
+                entries.insert(
+                    name,
+                    Entry {
+                        offset: 0,
+                        size: meta.len(),
+                    },
+                );
+            }
+            Ok(())
+        };
+        for name in ["oci-layout", "index.json"] {
+            if path.join(name).exists() {
+                add(name.to_owned())?;
+            }
+        }
+        let blobs = path.join("blobs");
+        if let Ok(algs) = blobs.read_dir_utf8() {
+            for alg in algs {
+                let alg = alg.map_err(|e| err(e.into()))?;
+                let Ok(files) = alg.path().read_dir_utf8() else {
+                    continue;
+                };
+                for file in files {
+                    let file = file.map_err(|e| err(e.into()))?;
+                    add(format!("blobs/{}/{}", alg.file_name(), file.file_name()))?;
+                }
+            }
+        }
+        if !entries.contains_key("index.json") {
+            return Err(err(ErrorKind::Missing("index.json".to_owned())));
+        }
+        Ok(Archive {
+            path: path.to_owned(),
+            layout: Layout::Dir,
+            entries,
+            bytes_read: Arc::new(AtomicU64::new(0)),
         })
     }
 
@@ -190,8 +261,12 @@ impl Archive {
     }
 
     /// Opens a reader over exactly one entry's bytes.
-    fn entry_reader(&self, entry: Entry) -> Result<impl Read + use<>, Error> {
-        let mut file = File::open(&self.path).map_err(|e| self.error(e.into()))?;
+    fn entry_reader(&self, name: &str, entry: Entry) -> Result<impl Read + use<>, Error> {
+        let file_path = match self.layout {
+            Layout::Tar => self.path.clone(),
+            Layout::Dir => self.path.join(name),
+        };
+        let mut file = File::open(&file_path).map_err(|e| self.error(e.into()))?;
         file.seek(SeekFrom::Start(entry.offset))
             .map_err(|e| self.error(e.into()))?;
         Ok(CountingReader {
@@ -210,7 +285,7 @@ impl Archive {
             }));
         }
         let mut buf = Vec::with_capacity(entry.size as usize);
-        self.entry_reader(entry)?
+        self.entry_reader(name, entry)?
             .read_to_end(&mut buf)
             .map_err(|e| self.error(e.into()))?;
         Ok(buf)
@@ -239,6 +314,12 @@ impl Archive {
 
     /// Reads index.json, the one image manifest it names, and that manifest's config.
     pub fn image(&self) -> Result<Image, Error> {
+        self.image_named(None)
+    }
+
+    /// Like [`Archive::image`], but with `Some(name)` picks the manifest index.json names
+    /// `name` (annotation `org.opencontainers.image.ref.name`) among several.
+    pub fn image_named(&self, name: Option<&str>) -> Result<Image, Error> {
         let invalid = |what: &str, detail: String| {
             self.error(ErrorKind::Invalid {
                 what: what.to_owned(),
@@ -248,8 +329,25 @@ impl Archive {
         let index_bytes = self.read_json_entry("index.json", "index.json")?;
         let index: ImageIndex = serde_json::from_slice(&index_bytes)
             .map_err(|e| invalid("index.json", e.to_string()))?;
-        let [desc] = index.manifests().as_slice() else {
-            return Err(self.error(ErrorKind::ManifestCount(index.manifests().len())));
+        let desc = match name {
+            None => match index.manifests().as_slice() {
+                [desc] => desc,
+                other => return Err(self.error(ErrorKind::ManifestCount(other.len()))),
+            },
+            Some(name) => index
+                .manifests()
+                .iter()
+                .find(|d| {
+                    d.annotations()
+                        .as_ref()
+                        .and_then(|a| a.get(REF_NAME))
+                        .is_some_and(|n| n == name)
+                })
+                .ok_or_else(|| {
+                    self.error(ErrorKind::Missing(format!(
+                        "manifest named {name:?} in index.json"
+                    )))
+                })?,
         };
         let media_type = desc.media_type().to_string();
         if media_type != OCI_MANIFEST && media_type != DOCKER_MANIFEST {
@@ -308,8 +406,9 @@ impl Archive {
                 actual: entry.size,
             }));
         }
+        let name = format!("blobs/sha256/{}", blob.digest.hex());
         Ok(VerifyingReader::new(
-            self.entry_reader(entry)?,
+            self.entry_reader(&name, entry)?,
             blob.clone(),
         ))
     }

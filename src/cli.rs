@@ -8,9 +8,10 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::plan::{MissingArch, Policy};
 use crate::platform::Arch;
-use crate::push::PushRequest;
+use crate::push::{BuildInputs, Inputs, PushRequest};
 use crate::reference::{Repository, Tag};
 use crate::registry::ConnectOptions;
+use crate::source::ImageSource;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -40,12 +41,16 @@ Examples:
       --tag stable --tag 40 --artifact ostree --metajsonname base-oscontainer
   reprise push-container-manifest --repo 127.0.0.1:5000/fcos --tag stable \\
       --artifact ostree --metajsonname base-oscontainer --build latest --dry-run --json
+  reprise push-container-manifest --repo quay.io/example/tools --tag latest --v2s2 \\
+      --image docker://quay.io/example/tools:x86_64-6864566 \\
+      --image oci-archive:tools-aarch64.ociarchive
 
 Exit status: 0 converged, 1 error, 2 usage, 3 refused by --missing-arch.")]
     PushContainerManifest(PushArgs),
 }
 
 #[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("what").required(true).args(["artifact", "images"])))]
 pub struct PushArgs {
     /// Repository to push to: host[:port]/path.
     #[arg(long, value_name = "REPO")]
@@ -56,12 +61,22 @@ pub struct PushArgs {
     pub tags: Vec<Tag>,
 
     /// Artifact name under images.<ARTIFACT> in meta.json (e.g. ostree).
-    #[arg(long, value_name = "ARTIFACT")]
-    pub artifact: String,
+    #[arg(long, value_name = "ARTIFACT", requires = "metajsonname")]
+    pub artifact: Option<String>,
 
     /// Key under which meta.json records the push (e.g. base-oscontainer).
     #[arg(long, value_name = "KEY")]
-    pub metajsonname: String,
+    pub metajsonname: Option<String>,
+
+    /// Publish these images instead of a build's artifact (repeat, one per arch):
+    /// oci-archive:PATH[:NAME], oci:DIR[:NAME] or docker://REPO:TAG|REPO@DIGEST.
+    /// No meta.json is read or written.
+    #[arg(long = "image", value_name = "SOURCE", conflicts_with_all = ["metajsonname", "arches"])]
+    pub images: Vec<ImageSource>,
+
+    /// Publish Docker schema 2 manifests and a Docker manifest list instead of OCI.
+    #[arg(long)]
+    pub v2s2: bool,
 
     /// Build ID, or `latest` for the first entry of builds/builds.json.
     #[arg(long, default_value = "latest", value_name = "ID")]
@@ -136,10 +151,17 @@ impl PushArgs {
             workdir: self.workdir,
             repo: self.repo,
             tags,
-            artifact: self.artifact,
-            metajsonname: self.metajsonname,
-            build: self.build,
-            arches,
+            // clap guarantees exactly one of --artifact and --image, and --metajsonname
+            // with --artifact.
+            inputs: match self.artifact {
+                Some(artifact) => Inputs::Build(BuildInputs {
+                    build: self.build,
+                    artifact,
+                    metajsonname: self.metajsonname.unwrap_or_default(),
+                    arches,
+                }),
+                None => Inputs::Images(self.images),
+            },
             policy: Policy {
                 force: self.force,
                 missing_arch: self.missing_arch,
@@ -153,7 +175,7 @@ impl PushArgs {
                 retry_delay: self.retry_delay,
             },
             dry_run: self.dry_run,
-            v2s2: false,
+            v2s2: self.v2s2,
         }
     }
 }

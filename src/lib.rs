@@ -17,6 +17,8 @@ pub mod push;
 pub mod reference;
 pub mod registry;
 pub mod report;
+pub mod source;
+pub mod v2s2;
 
 use plan::Outcome;
 use report::Report;

@@ -1,9 +1,10 @@
-//! `push-container-manifest` from end to end: read the build's records and archives
-//! (inputs), work out the desired index, observe the tags, plan, apply, report.
+//! `push-container-manifest` from end to end: read the inputs (a build's records and
+//! archives, or images named with `--image`), work out the desired index, observe the tags,
+//! plan, apply, report.
 
 use camino::{Utf8Path, Utf8PathBuf};
 
-use crate::apply::{self, Apply, ArchImage};
+use crate::apply::{self, Apply, ArchImage, Origin};
 use crate::archive::{self, Archive};
 use crate::builds::{self, BuildsDir, Meta};
 use crate::index::{self, Entry};
@@ -13,22 +14,42 @@ use crate::platform::Arch;
 use crate::reference::{Repository, Tag};
 use crate::registry::{self, Client, ConnectOptions};
 use crate::report::Report;
+use crate::source::ImageSource;
 
 #[derive(Debug, Clone)]
 pub struct PushRequest {
+    /// Holds `builds/`; relative `--image` paths are read from here too.
     pub workdir: Utf8PathBuf,
     pub repo: Repository,
     pub tags: Vec<Tag>,
-    pub artifact: String,
-    pub metajsonname: String,
-    pub build: String,
-    pub arches: Vec<Arch>,
+    pub inputs: Inputs,
     pub policy: Policy,
     pub write_digest_to_file: Option<Utf8PathBuf>,
     pub connect: ConnectOptions,
     pub dry_run: bool,
     /// Publish Docker schema 2 manifests and a Docker manifest list instead of OCI.
     pub v2s2: bool,
+}
+
+/// What is published.
+#[derive(Debug, Clone)]
+pub enum Inputs {
+    /// Each arch's artifact from a build's records, recorded back into its meta.json.
+    Build(BuildInputs),
+    /// Images named directly (`--image`); no build record is read or written.
+    Images(Vec<ImageSource>),
+}
+
+#[derive(Debug, Clone)]
+pub struct BuildInputs {
+    /// A build ID, or `latest`.
+    pub build: String,
+    /// The artifact under `images.<artifact>` in meta.json (e.g. `ostree`).
+    pub artifact: String,
+    /// The meta.json key the push is recorded under (e.g. `base-oscontainer`).
+    pub metajsonname: String,
+    /// Only these arches; empty means every arch of the build.
+    pub arches: Vec<Arch>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -45,6 +66,11 @@ pub enum Error {
     Apply(#[from] apply::Error),
     #[error("{0}")]
     Input(String),
+    #[error("{what}: {source}")]
+    Convert {
+        what: String,
+        source: crate::v2s2::Error,
+    },
     #[error("writing {path}: {source}")]
     DigestFile {
         path: Utf8PathBuf,
@@ -64,14 +90,20 @@ pub struct Prepared {
 
 /// Reads the inputs, observes the tags and plans. Sends no write request.
 pub async fn prepare(req: &PushRequest) -> Result<Prepared, Error> {
-    let loaded = {
-        let req = req.clone();
-        tokio::task::spawn_blocking(move || load_inputs(&req))
-            .await
-            .map_err(|e| Error::Input(e.to_string()))??
+    let (desired, images) = match &req.inputs {
+        Inputs::Build(build) => {
+            let (req, build) = (req.clone(), build.clone());
+            tokio::task::spawn_blocking(move || load_build(&req, &build))
+                .await
+                .map_err(|e| Error::Input(e.to_string()))??
+        }
+        Inputs::Images(sources) => load_images(req, sources).await?,
     };
-    let (desired, images) = loaded;
-    let own = index::build(desired.arches.iter().map(|a| a.entry.clone()).collect());
+    let own = index::build_with(
+        desired.format,
+        desired.arches.iter().map(|a| a.entry.clone()).collect(),
+        Vec::new(),
+    );
 
     let client = Client::new(&req.repo, &req.connect)?;
     let observed = observe::observe(&client, &req.repo, &req.tags, &own.digest).await?;
@@ -102,10 +134,15 @@ impl Prepared {
             Err(refusal) => return Ok(Report::refused(req, &self.desired, refusal.clone())),
         };
         let outcome = plan.outcome();
+        let metajsonname = match &req.inputs {
+            Inputs::Build(b) => b.metajsonname.as_str(),
+            // Direct images plan no records, so the key is never used.
+            Inputs::Images(_) => "",
+        };
         let stats = Apply {
             client: &self.client,
             repo: &req.repo,
-            metajsonname: &req.metajsonname,
+            metajsonname,
             force: req.policy.force,
         }
         .run(plan, &self.images)
@@ -132,15 +169,41 @@ fn write_digest_file(path: &Utf8Path, digest: &str) -> Result<(), Error> {
     })
 }
 
+fn format_of(req: &PushRequest) -> index::Format {
+    if req.v2s2 {
+        index::Format::Docker
+    } else {
+        index::Format::Oci
+    }
+}
+
+/// The image as it is published: converted to Docker schema 2 under `--v2s2`.
+fn publishable(
+    req: &PushRequest,
+    image: archive::Image,
+    what: &str,
+) -> Result<archive::Image, Error> {
+    if !req.v2s2 {
+        return Ok(image);
+    }
+    crate::v2s2::convert(&image).map_err(|source| Error::Convert {
+        what: what.to_owned(),
+        source,
+    })
+}
+
 /// Reads builds.json, each selected arch's meta.json and the headers and JSON documents of
 /// its archive. Never reads a layer.
-fn load_inputs(req: &PushRequest) -> Result<(plan::Desired, Vec<ArchImage>), Error> {
+fn load_build(
+    req: &PushRequest,
+    inputs: &BuildInputs,
+) -> Result<(plan::Desired, Vec<ArchImage>), Error> {
     let dir = BuildsDir::load(&req.workdir)?;
-    let build = dir.find(&req.build)?;
-    let arches = if req.arches.is_empty() {
+    let build = dir.find(&inputs.build)?;
+    let arches = if inputs.arches.is_empty() {
         build.arches.clone()
     } else {
-        for a in &req.arches {
+        for a in &inputs.arches {
             if !build.arches.contains(a) {
                 return Err(Error::Input(format!(
                     "requested architecture {a} is not in build {} (it has {})",
@@ -154,21 +217,21 @@ fn load_inputs(req: &PushRequest) -> Result<(plan::Desired, Vec<ArchImage>), Err
                 )));
             }
         }
-        req.arches.clone()
+        inputs.arches.clone()
     };
     let mut desired_arches = Vec::new();
     let mut images = Vec::new();
     for arch in arches {
         let meta_path = dir.arch_dir(build, &arch).join("meta.json");
         let meta = Meta::load(meta_path.clone())?;
-        let artifact = meta.artifact(&req.artifact)?;
+        let artifact = meta.artifact(&inputs.artifact)?;
         let probe = builds::Record {
             image: req.repo.clone(),
             digest: crate::reference::Digest::of(b""),
             manifest_list_digest: crate::reference::Digest::of(b""),
             tags: req.tags.clone(),
         };
-        meta.check_record_slot(&req.metajsonname, &probe)?;
+        meta.check_record_slot(&inputs.metajsonname, &probe)?;
         let actual_size = std::fs::metadata(&artifact.path)
             .map_err(|e| {
                 Error::Input(format!(
@@ -193,6 +256,7 @@ fn load_inputs(req: &PushRequest) -> Result<(plan::Desired, Vec<ArchImage>), Err
                 artifact.path, image.platform
             )));
         }
+        let image = publishable(req, image, artifact.path.as_str())?;
         desired_arches.push(DesiredArch {
             arch: arch.clone(),
             entry: Entry {
@@ -201,14 +265,16 @@ fn load_inputs(req: &PushRequest) -> Result<(plan::Desired, Vec<ArchImage>), Err
                 size: image.manifest.len() as u64,
                 media_type: image.media_type.clone(),
             },
-            existing_record: meta.get(&req.metajsonname).cloned(),
+            existing_record: meta.get(&inputs.metajsonname).cloned(),
         });
         images.push(ArchImage {
             arch,
-            archive,
             image,
-            archive_sha256: artifact.sha256,
-            meta_path,
+            origin: Origin::Local {
+                archive,
+                sha256: Some(artifact.sha256),
+            },
+            meta_path: Some(meta_path),
         });
     }
     Ok((
@@ -216,12 +282,93 @@ fn load_inputs(req: &PushRequest) -> Result<(plan::Desired, Vec<ArchImage>), Err
             repo: req.repo.clone(),
             tags: req.tags.clone(),
             arches: desired_arches,
-            format: if req.v2s2 {
-                index::Format::Docker
-            } else {
-                index::Format::Oci
-            },
+            format: format_of(req),
             records: true,
+        },
+        images,
+    ))
+}
+
+/// Reads each `--image` source: a local archive or layout (headers and JSON documents only),
+/// or a registry image (manifest and config). The arch comes from the image's platform.
+async fn load_images(
+    req: &PushRequest,
+    sources: &[ImageSource],
+) -> Result<(plan::Desired, Vec<ArchImage>), Error> {
+    let mut desired_arches: Vec<DesiredArch> = Vec::new();
+    let mut images: Vec<ArchImage> = Vec::new();
+    for source in sources {
+        let what = source.to_string();
+        let (image, origin) = match source.resolved(&req.workdir) {
+            ImageSource::OciArchive { path, name } | ImageSource::OciDir { path, name } => {
+                let dir = matches!(source, ImageSource::OciDir { .. });
+                let (archive, image) = tokio::task::spawn_blocking(move || {
+                    let archive = if dir {
+                        Archive::open_dir(&path)?
+                    } else {
+                        Archive::open(&path)?
+                    };
+                    let image = archive.image_named(name.as_deref())?;
+                    Ok::<_, archive::Error>((archive, image))
+                })
+                .await
+                .map_err(|e| Error::Input(e.to_string()))??;
+                let origin = Origin::Local {
+                    archive,
+                    sha256: None,
+                };
+                (image, origin)
+            }
+            ImageSource::Registry(reference) => {
+                let client = Client::new(reference.repository(), &req.connect)?;
+                let image = client
+                    .fetch_image(&reference)
+                    .await?
+                    .ok_or_else(|| Error::Input(format!("--image {what}: not found (404)")))?;
+                let origin = Origin::Registry {
+                    client,
+                    repo: reference.repository().clone(),
+                };
+                (image, origin)
+            }
+        };
+        let arch = image.platform.basearch().ok_or_else(|| {
+            Error::Input(format!(
+                "--image {what}: its platform {} is not one reprise publishes",
+                image.platform
+            ))
+        })?;
+        if let Some(other) = images.iter().position(|i| i.arch == arch) {
+            return Err(Error::Input(format!(
+                "--image {what} and --image {} are both {arch}; an index holds one image per platform",
+                sources[other]
+            )));
+        }
+        let image = publishable(req, image, &what)?;
+        desired_arches.push(DesiredArch {
+            arch: arch.clone(),
+            entry: Entry {
+                platform: image.platform.clone(),
+                digest: image.manifest_digest.clone(),
+                size: image.manifest.len() as u64,
+                media_type: image.media_type.clone(),
+            },
+            existing_record: None,
+        });
+        images.push(ArchImage {
+            arch,
+            image,
+            origin,
+            meta_path: None,
+        });
+    }
+    Ok((
+        plan::Desired {
+            repo: req.repo.clone(),
+            tags: req.tags.clone(),
+            arches: desired_arches,
+            format: format_of(req),
+            records: false,
         },
         images,
     ))

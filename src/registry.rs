@@ -422,6 +422,207 @@ impl Client {
     }
 }
 
+/// Images that are already in a registry: reading one as an [`archive::Image`], and
+/// bringing its blobs into another repository.
+impl Client {
+    /// The single-platform image `r` names, or `None` on 404. An index is an error: a source
+    /// image must be one platform's manifest.
+    pub async fn fetch_image(&self, r: &Reference) -> Result<Option<archive::Image>, Error> {
+        let target = r.to_string();
+        let protocol = |message: String| Error::Protocol {
+            target: target.clone(),
+            message,
+        };
+        let Some(fetched) = self.fetch_manifest(r).await? else {
+            return Ok(None);
+        };
+        let config = match crate::index::parse_remote(&fetched.bytes, None) {
+            Ok(crate::index::Parsed::Image { config }) => config,
+            Ok(crate::index::Parsed::Index(_)) => {
+                return Err(protocol(
+                    "is an index, not one platform's image; name a per-arch tag or digest".into(),
+                ));
+            }
+            Err(e) => return Err(protocol(e.to_string())),
+        };
+        let parsed: oci_spec::image::ImageManifest = serde_json::from_slice(&fetched.bytes)
+            .map_err(|e| protocol(format!("image manifest is not valid: {e}")))?;
+        let blob = |d: &oci_spec::image::Descriptor| -> Result<archive::BlobRef, Error> {
+            Ok(archive::BlobRef {
+                digest: Digest::parse(d.digest().as_ref())
+                    .map_err(|e| protocol(format!("image manifest: {e}")))?,
+                size: d.size(),
+                media_type: d.media_type().to_string(),
+            })
+        };
+        let config_ref = blob(parsed.config())?;
+        let layers = parsed
+            .layers()
+            .iter()
+            .map(blob)
+            .collect::<Result<Vec<_>, _>>()?;
+        let platform = self
+            .fetch_platform(r.repository(), &config)
+            .await?
+            .filter(crate::platform::Platform::is_real)
+            .ok_or_else(|| protocol("its image config names no os and architecture".into()))?;
+        let media_type = parsed
+            .media_type()
+            .as_ref()
+            .map(|m| m.to_string())
+            .unwrap_or_else(|| archive::OCI_MANIFEST.to_owned());
+        Ok(Some(archive::Image {
+            manifest: fetched.bytes.to_vec(),
+            manifest_digest: fetched.digest,
+            media_type,
+            platform,
+            config: config_ref,
+            layers,
+        }))
+    }
+
+    /// Asks the registry to link `digest` from `from` into `repo` without moving its bytes
+    /// (`POST …/blobs/uploads/?mount=&from=`). `false` when the registry declines (it may
+    /// not have the blob there, or not allow mounts); the caller then copies the blob.
+    pub async fn mount_blob(
+        &self,
+        repo: &Repository,
+        from: &Repository,
+        digest: &Digest,
+    ) -> Result<bool, Error> {
+        let target = repo.digested(digest);
+        let source = from.digested(digest);
+        self.inner
+            .store_auth_if_needed(repo.registry(), &self.auth)
+            .await;
+        match self
+            .inner
+            .mount_blob(
+                &Self::oci_ref(&target),
+                &Self::oci_ref(&source),
+                digest.as_str(),
+            )
+            .await
+        {
+            Ok(()) => Ok(true),
+            Err(e) => {
+                let e = classify(&target.to_string(), repo, e);
+                if matches!(e, Error::Denied { .. }) || e.is_transient() {
+                    return Err(e);
+                }
+                tracing::debug!("mounting {digest} from {from} declined: {e}");
+                Ok(false)
+            }
+        }
+    }
+
+    /// Copies one blob from `from` (through `source`, which may talk to another registry)
+    /// into `repo`, streaming it and checking its digest and size on the way: a blob whose
+    /// bytes do not match is never committed.
+    pub async fn copy_blob(
+        &self,
+        repo: &Repository,
+        source: &Client,
+        from: &Repository,
+        blob: &archive::BlobRef,
+    ) -> Result<(), Error> {
+        self.retry(&format!("copying blob {} from {from}", blob.digest), || {
+            self.copy_blob_once(repo, source, from, blob)
+        })
+        .await
+    }
+
+    async fn copy_blob_once(
+        &self,
+        repo: &Repository,
+        source: &Client,
+        from: &Repository,
+        blob: &archive::BlobRef,
+    ) -> Result<(), Error> {
+        use futures_util::StreamExt as _;
+        use sha2::Digest as _;
+
+        let src = from.digested(&blob.digest);
+        source
+            .inner
+            .store_auth_if_needed(from.registry(), &source.auth)
+            .await;
+        let sized = source
+            .inner
+            .pull_blob_stream(&Self::oci_ref(&src), blob.digest.as_str())
+            .await
+            .map_err(|e| classify(&src.to_string(), from, e))?;
+        let expected = blob.clone();
+        let mismatch: Arc<Mutex<Option<String>>> = Arc::default();
+        let seen = mismatch.clone();
+        // Hash as the bytes pass; at the end, an error item instead of the end of the body
+        // aborts the upload before the registry can commit a wrong blob.
+        let state = (sized.stream, sha2::Sha256::new(), 0u64, false);
+        let body = futures_util::stream::unfold(
+            state,
+            move |(mut inner, mut hasher, mut n, done)| {
+                let expected = expected.clone();
+                let seen = seen.clone();
+                async move {
+                    if done {
+                        return None;
+                    }
+                    match inner.next().await {
+                        Some(Ok(chunk)) => {
+                            hasher.update(&chunk);
+                            n += chunk.len() as u64;
+                            Some((Ok(chunk), (inner, hasher, n, false)))
+                        }
+                        Some(Err(e)) => Some((
+                            Err(OciDistributionError::IoError(e)),
+                            (inner, hasher, n, true),
+                        )),
+                        None => {
+                            let actual = Digest::from_sha256(hasher.clone());
+                            if actual == expected.digest && n == expected.size {
+                                return None;
+                            }
+                            let why = format!(
+                                "source sent {n} bytes hashing to {actual}, expected {} bytes of {}",
+                                expected.size, expected.digest
+                            );
+                            if let Ok(mut slot) = seen.lock() {
+                                *slot = Some(why.clone());
+                            }
+                            Some((
+                                Err(OciDistributionError::IoError(std::io::Error::other(why))),
+                                (inner, hasher, n, true),
+                            ))
+                        }
+                    }
+                }
+            },
+        );
+        let target = repo.digested(&blob.digest);
+        self.inner
+            .store_auth_if_needed(repo.registry(), &self.auth)
+            .await;
+        let pushed = self
+            .inner
+            .push_blob_stream(
+                &Self::oci_ref(&target),
+                body,
+                blob.digest.as_str(),
+                Some(blob.size),
+            )
+            .await;
+        if let Some(why) = mismatch.lock().map(|mut m| m.take()).unwrap_or(None) {
+            return Err(Error::Protocol {
+                target: target.to_string(),
+                message: format!("not copied: {why}"),
+            });
+        }
+        pushed
+            .map(|_| ())
+            .map_err(|e| classify(&target.to_string(), repo, e))
+    }
+}
+
 /// Reads a blob in chunks and feeds them to the request body. A digest or size mismatch is
 /// recorded for the caller and also sent as an error, which aborts the upload before the
 /// registry can commit it.

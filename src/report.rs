@@ -54,6 +54,8 @@ pub struct ArchReport {
 pub struct Uploaded {
     pub blobs: u64,
     pub bytes: u64,
+    /// Blobs linked from another repository of the same registry (no bytes moved).
+    pub mounted: u64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -95,18 +97,22 @@ impl Report {
         let arches = desired
             .arches
             .iter()
-            .zip(&plan.records)
-            .map(|(a, r)| ArchReport {
-                arch: a.arch.clone(),
-                platform: a.entry.platform.clone(),
-                digest: a.entry.digest.clone(),
-                record: match (r.write, applied) {
-                    (false, _) => "unchanged",
-                    (true, false) => "would-write",
-                    (true, true) if stats.records_written.contains(&a.arch) => "written",
-                    (true, true) => "unchanged",
-                },
-                record_before: Some(r.state),
+            .map(|a| {
+                let r = plan.records.iter().find(|r| r.arch == a.arch);
+                ArchReport {
+                    arch: a.arch.clone(),
+                    platform: a.entry.platform.clone(),
+                    digest: a.entry.digest.clone(),
+                    record: match (r.map(|r| r.write), applied) {
+                        // Images given with --image have no build record.
+                        (None, _) => "none",
+                        (Some(false), _) => "unchanged",
+                        (Some(true), false) => "would-write",
+                        (Some(true), true) if stats.records_written.contains(&a.arch) => "written",
+                        (Some(true), true) => "unchanged",
+                    },
+                    record_before: r.map(|r| r.state),
+                }
             })
             .collect();
         Report {
@@ -119,6 +125,7 @@ impl Report {
             uploaded: Uploaded {
                 blobs: stats.uploaded_blobs,
                 bytes: stats.uploaded_bytes,
+                mounted: stats.mounted_blobs,
             },
             skipped_blobs: stats.skipped_blobs,
             carried: plan.carried.clone(),
@@ -213,13 +220,16 @@ impl Report {
             );
         }
         for a in &self.arches {
+            let record = match a.record {
+                "none" => String::new(),
+                r => format!("  meta.json {r}"),
+            };
             let _ = writeln!(
                 out,
-                "  {:<8} {:<16} {}  meta.json {}",
+                "  {:<8} {:<16} {}{record}",
                 a.arch.as_str(),
                 a.platform.to_string(),
                 a.digest,
-                a.record
             );
         }
         for c in &self.carried {
@@ -236,9 +246,13 @@ impl Report {
             );
         }
         if self.outcome == Outcome::Pushed {
+            let mounted = match self.uploaded.mounted {
+                0 => String::new(),
+                n => format!(", {n} mounted"),
+            };
             let _ = writeln!(
                 out,
-                "  uploaded {} blobs ({} bytes), {} already present",
+                "  uploaded {} blobs ({} bytes){mounted}, {} already present",
                 self.uploaded.blobs, self.uploaded.bytes, self.skipped_blobs
             );
         }
@@ -250,7 +264,7 @@ fn describe(e: &RemoteEntry) -> String {
     let what = e
         .platform
         .as_ref()
-        .map_or_else(|| "a non-platform entry".to_owned(), |p| p.to_string());
+        .map_or_else(|| "an entry without a platform".to_owned(), |p| p.to_string());
     format!(
         "{what} ({}) at {}",
         e.digest,
