@@ -261,10 +261,10 @@ impl Report {
 }
 
 fn describe(e: &RemoteEntry) -> String {
-    let what = e
-        .platform
-        .as_ref()
-        .map_or_else(|| "an entry without a platform".to_owned(), |p| p.to_string());
+    let what = e.platform.as_ref().map_or_else(
+        || "an entry without a platform".to_owned(),
+        |p| p.to_string(),
+    );
     format!(
         "{what} ({}) at {}",
         e.digest,
