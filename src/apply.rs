@@ -150,7 +150,8 @@ impl Apply<'_> {
         Ok(stats)
     }
 
-    async fn push_image(&self, img: &ArchImage, stats: &mut Stats) -> Result<(), Error> {
+    /// Uploads the blobs of one image the registry lacks, then its manifest by digest.
+    pub async fn push_image(&self, img: &ArchImage, stats: &mut Stats) -> Result<(), Error> {
         let manifest_ref = self.repo.digested(&img.image.manifest_digest);
         for blob in img.image.blobs() {
             if self.client.blob_exists(self.repo, &blob.digest).await? {
@@ -192,7 +193,7 @@ impl Apply<'_> {
 
     /// cosa parity: the archive must be the one meta.json describes before any of it is
     /// pushed. Only done when something is pushed, so a no-op never hashes an archive.
-    async fn check_archive(&self, img: &ArchImage) -> Result<(), Error> {
+    pub async fn check_archive(&self, img: &ArchImage) -> Result<(), Error> {
         let Origin::Local {
             archive,
             sha256: Some(expected),

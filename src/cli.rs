@@ -11,6 +11,7 @@ use crate::platform::Arch;
 use crate::push::{BuildInputs, Inputs, PushRequest};
 use crate::reference::{Repository, Tag};
 use crate::registry::ConnectOptions;
+use crate::release::RunRequest;
 use crate::source::ImageSource;
 
 #[derive(Debug, Parser)]
@@ -47,6 +48,17 @@ Examples:
 
 Exit status: 0 converged, 1 error, 2 usage, 3 refused by --missing-arch.")]
     PushContainerManifest(PushArgs),
+
+    /// Run a whole release from one config: plan every stage, then apply them in order,
+    /// stopping at the first that fails or is refused; a rerun skips what is done.
+    #[command(after_help = "\
+Examples:
+  reprise run --config release.toml --dry-run
+  reprise run --config release.toml --build 40.20261101.3.0 --json
+
+Exit status: 0 converged, 1 error (a stage failed), 2 usage, 3 a stage was refused by \
+its missing-arch policy.")]
+    Run(RunArgs),
 }
 
 #[derive(Debug, Args)]
@@ -98,13 +110,28 @@ pub struct PushArgs {
     #[arg(long, value_name = "PATH")]
     pub write_digest_to_file: Option<Utf8PathBuf>,
 
-    /// Registry credentials (containers auth.json format); defaults to $REGISTRY_AUTH_FILE.
-    #[arg(long, value_name = "PATH")]
-    pub authfile: Option<Utf8PathBuf>,
-
     /// Directory holding builds/ (default: the current directory).
     #[arg(long, default_value = ".", value_name = "DIR")]
     pub workdir: Utf8PathBuf,
+
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+
+    /// Plan and print the plan; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Print the report as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// How to reach the registry: every command that talks to one takes these.
+#[derive(Debug, Args)]
+pub struct ConnectArgs {
+    /// Registry credentials (containers auth.json format); defaults to $REGISTRY_AUTH_FILE.
+    #[arg(long, value_name = "PATH")]
+    pub authfile: Option<Utf8PathBuf>,
 
     /// Verify TLS certificates and require HTTPS (registries on loopback always use HTTP).
     #[arg(long, value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set,
@@ -122,14 +149,71 @@ pub struct PushArgs {
     /// Seconds before the first retry; doubles (with jitter) for each further one.
     #[arg(long, default_value = "1", value_name = "SECONDS", value_parser = parse_seconds)]
     pub retry_delay: Duration,
+}
 
-    /// Plan and print the plan; change nothing.
+impl ConnectArgs {
+    pub fn into_options(self) -> ConnectOptions {
+        ConnectOptions {
+            tls_verify: self.tls_verify,
+            authfile: self.authfile,
+            verify_timeout: Duration::from_secs(self.verify_timeout),
+            retry_times: self.retry_times,
+            retry_delay: self.retry_delay,
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The release config: stages in order (see schemas/release.schema.json).
+    #[arg(long, default_value = "release.toml", value_name = "PATH")]
+    pub config: Utf8PathBuf,
+
+    /// Build ID, or `latest` for the first entry of builds/builds.json.
+    #[arg(long, default_value = "latest", value_name = "ID")]
+    pub build: String,
+
+    /// Directory holding builds/ (default: the current directory).
+    #[arg(long, default_value = ".", value_name = "DIR")]
+    pub workdir: Utf8PathBuf,
+
+    /// Write every stage's tags even when the registry already matches.
+    #[arg(long)]
+    pub force: bool,
+
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+
+    /// Plan every stage and print the release plan; change nothing.
     #[arg(long)]
     pub dry_run: bool,
 
     /// Print the report as JSON on stdout.
     #[arg(long)]
     pub json: bool,
+}
+
+impl RunArgs {
+    pub fn into_request(self) -> RunRequest {
+        RunRequest {
+            config: self.config,
+            workdir: self.workdir,
+            build: self.build,
+            connect: self.connect.into_options(),
+            force: self.force,
+            dry_run: self.dry_run,
+        }
+    }
+}
+
+impl Command {
+    /// Whether the report goes to stdout as JSON.
+    pub fn json(&self) -> bool {
+        match self {
+            Command::PushContainerManifest(a) => a.json,
+            Command::Run(a) => a.json,
+        }
+    }
 }
 
 impl PushArgs {
@@ -167,13 +251,7 @@ impl PushArgs {
                 missing_arch: self.missing_arch,
             },
             write_digest_to_file: self.write_digest_to_file,
-            connect: ConnectOptions {
-                tls_verify: self.tls_verify,
-                authfile: self.authfile,
-                verify_timeout: Duration::from_secs(self.verify_timeout),
-                retry_times: self.retry_times,
-                retry_delay: self.retry_delay,
-            },
+            connect: self.connect.into_options(),
             dry_run: self.dry_run,
             v2s2: self.v2s2,
         }

@@ -16,6 +16,7 @@ pub mod platform;
 pub mod push;
 pub mod reference;
 pub mod registry;
+pub mod release;
 pub mod report;
 pub mod source;
 pub mod v2s2;
@@ -32,17 +33,54 @@ pub const EXIT_USAGE: u8 = 2;
 /// Exit status: the missing-arch policy refused to publish.
 pub const EXIT_REFUSED: u8 = 3;
 
-/// Runs one command and returns its report.
-pub async fn run(command: cli::Command) -> Result<Report, push::Error> {
-    match command {
-        cli::Command::PushContainerManifest(args) => push::push(&args.into_request()).await,
+/// What a command reports: one push, or a release of several stages.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(untagged)]
+pub enum Done {
+    Push(Box<Report>),
+    Release(release::Report),
+}
+
+impl Done {
+    /// The human summary, several lines, for stderr.
+    pub fn human(&self) -> String {
+        match self {
+            Done::Push(r) => r.human(),
+            Done::Release(r) => r.human(),
+        }
     }
 }
 
+/// Why a command did not finish with a report.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Push(#[from] push::Error),
+    #[error(transparent)]
+    Release(#[from] release::Error),
+}
+
+/// Runs one command and returns its report.
+pub async fn run(command: cli::Command) -> Result<Done, Error> {
+    Ok(match command {
+        cli::Command::PushContainerManifest(args) => {
+            Done::Push(Box::new(push::push(&args.into_request()).await?))
+        }
+        cli::Command::Run(args) => Done::Release(release::run(&args.into_request()).await?),
+    })
+}
+
 /// The exit status a finished run maps to.
-pub fn exit_code(report: &Report) -> u8 {
-    match report.outcome {
-        Outcome::Refused => EXIT_REFUSED,
-        _ => EXIT_OK,
+pub fn exit_code(done: &Done) -> u8 {
+    match done {
+        Done::Push(report) => match report.outcome {
+            Outcome::Refused => EXIT_REFUSED,
+            _ => EXIT_OK,
+        },
+        Done::Release(report) => match report.release.outcome {
+            release::StageOutcome::Refused => EXIT_REFUSED,
+            release::StageOutcome::Failed => EXIT_ERROR,
+            _ => EXIT_OK,
+        },
     }
 }

@@ -2,14 +2,12 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use clap::Parser;
-use reprise::cli::{Cli, Command};
+use reprise::cli::Cli;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.verbose);
-    let json = match &cli.command {
-        Command::PushContainerManifest(a) => a.json,
-    };
+    let json = cli.command.json();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {

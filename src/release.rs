@@ -1,0 +1,589 @@
+//! `reprise run`: a whole release from one config file.
+//!
+//! Owns the stages of a release and their order: read the config ([`config`]), expand its
+//! templates with the build's variables, plan every stage, then apply them one by one,
+//! stopping at the first that fails or is refused. Each stage decides "done" by reading the
+//! registry (and, for `container-manifest`, the records), so a rerun skips what is done.
+//!
+//! Stage kinds reuse the rest of reprise: `container-manifest` is exactly
+//! [`push::prepare`]/[`push::Prepared::apply`]; `arch-tags` and `copy-tag` write tags that
+//! must hold one given digest, decided by [`tag_step`] and written through the registry
+//! client and [`apply::Apply`].
+//!
+//! Stages run in order, so a later stage may read a tag an earlier one writes. The plan made
+//! before anything runs reads such a tag as the earlier stage's plan leaves it (and says so);
+//! when it comes to applying, a stage is planned again, against the registry as it then is,
+//! whenever an earlier stage of the run changed something.
+
+pub mod config;
+mod report;
+
+use std::collections::BTreeMap;
+
+use camino::{Utf8Path, Utf8PathBuf};
+
+use crate::apply::{self, Apply, ArchImage, Stats};
+use crate::builds::{self, BuildsDir, Meta};
+use crate::plan::{Outcome, Policy, TagAction};
+use crate::platform::Arch;
+use crate::push::{self, BuildInputs, Inputs, PushRequest};
+use crate::reference::{Digest, Repository, Tag};
+use crate::registry::{self, Client, ConnectOptions};
+
+pub use config::{BuildVars, ConfigError, Kind, Stage, StageKind};
+pub use report::{FromReport, Report, StageOutcome, StageReport, Summary, TagReport};
+
+/// What `reprise run` was asked to do.
+#[derive(Debug, Clone)]
+pub struct RunRequest {
+    pub config: Utf8PathBuf,
+    pub workdir: Utf8PathBuf,
+    pub build: String,
+    pub connect: ConnectOptions,
+    pub force: bool,
+    pub dry_run: bool,
+}
+
+/// Why a release did not start; once a stage has run, failures end up in the report.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("reading {path}: {source}")]
+    Read {
+        path: Utf8PathBuf,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Builds(#[from] builds::Error),
+    #[error("stage {stage:?}: {source}")]
+    Stage { stage: String, source: StageError },
+    #[error("{0}")]
+    Task(String),
+}
+
+/// Why one stage could not be planned or applied.
+#[derive(Debug, thiserror::Error)]
+pub enum StageError {
+    #[error(transparent)]
+    Push(#[from] push::Error),
+    #[error(transparent)]
+    Registry(#[from] registry::Error),
+    #[error(transparent)]
+    Apply(#[from] apply::Error),
+    #[error("{0} does not exist, so there is nothing to copy")]
+    FromAbsent(String),
+    #[error("{0} vanished while being copied")]
+    Vanished(String),
+}
+
+/// The one rule for a tag that must hold exactly one digest (an arch's manifest, or what
+/// another tag holds): up to date only when it already resolves to that digest. Compared by
+/// digest, not by content: the point of these tags is that consumers pin the same digest.
+pub fn tag_step(want: &Digest, have: Option<&Digest>, force: bool) -> (TagAction, &'static str) {
+    match have {
+        _ if force => (TagAction::Push, "--force"),
+        Some(d) if d == want => (TagAction::Unchanged, "up to date"),
+        Some(_) => (TagAction::Push, "holds another digest"),
+        None => (TagAction::Push, "tag absent"),
+    }
+}
+
+/// Tags that earlier stages of this run plan to write, with the digest and the stage.
+type Overlay = BTreeMap<(Repository, Tag), (Digest, String)>;
+
+/// One tag an `arch-tags` or `copy-tag` stage owns.
+#[derive(Debug, Clone)]
+struct TagStep {
+    tag: Tag,
+    arch: Option<Arch>,
+    want: Digest,
+    before: Option<Digest>,
+    action: TagAction,
+    reason: &'static str,
+}
+
+/// A stage planned, ready to apply.
+enum Work {
+    Push(Box<push::Prepared>),
+    Tags(Box<TagsWork>),
+}
+
+/// An `arch-tags` or `copy-tag` stage planned.
+struct TagsWork {
+    client: Client,
+    steps: Vec<TagStep>,
+    /// The arch images an `arch-tags` stage pushes; empty for `copy-tag`.
+    images: Vec<ArchImage>,
+    /// For `copy-tag`: the source tag and what it holds.
+    source: Option<(Tag, Digest)>,
+}
+
+struct Planned {
+    work: Work,
+    /// Earlier stages whose planned writes this plan reads.
+    after: Vec<String>,
+}
+
+impl Planned {
+    fn refused(&self) -> bool {
+        matches!(&self.work, Work::Push(p) if p.plan.is_err())
+    }
+
+    /// Records what this stage will write, for the stages after it.
+    fn project(&self, stage: &Stage, overlay: &mut Overlay) {
+        let mut put = |tag: &Tag, digest: &Digest| {
+            overlay.insert(
+                (stage.repo.clone(), tag.clone()),
+                (digest.clone(), stage.name.clone()),
+            );
+        };
+        match &self.work {
+            Work::Push(p) => {
+                if let Ok(plan) = &p.plan {
+                    for t in plan.tags.iter().filter(|t| t.action == TagAction::Push) {
+                        put(&t.tag, &plan.index.digest);
+                    }
+                }
+            }
+            Work::Tags(t) => {
+                for s in t.steps.iter().filter(|s| s.action == TagAction::Push) {
+                    put(&s.tag, &s.want);
+                }
+            }
+        }
+    }
+}
+
+/// Runs a release: plans every stage, then (unless a dry run) applies them in order.
+pub async fn run(req: &RunRequest) -> Result<Report, Error> {
+    let text = tokio::fs::read_to_string(&req.config)
+        .await
+        .map_err(|source| Error::Read {
+            path: req.config.clone(),
+            source,
+        })?;
+    let config = config::parse(&req.config, &text)?;
+    let build = {
+        let (workdir, id) = (req.workdir.clone(), req.build.clone());
+        tokio::task::spawn_blocking(move || load_build(&workdir, &id))
+            .await
+            .map_err(|e| Error::Task(e.to_string()))??
+    };
+    let stages = config::expand(&config, &build)?;
+    let summary = |outcome| Summary {
+        config: req.config.to_string(),
+        build: build.buildid.clone(),
+        outcome,
+        dry_run: req.dry_run,
+    };
+
+    // Plan everything before anything is written, so a bad stage stops the release early.
+    let mut overlay = Overlay::new();
+    let mut plans: Vec<Option<Planned>> = Vec::new();
+    for stage in &stages {
+        if plans.iter().flatten().any(Planned::refused) {
+            plans.push(None);
+            continue;
+        }
+        let planned = plan_stage(req, &build.buildid, stage, &overlay)
+            .await
+            .map_err(|source| Error::Stage {
+                stage: stage.name.clone(),
+                source,
+            })?;
+        planned.project(stage, &mut overlay);
+        plans.push(Some(planned));
+    }
+
+    if req.dry_run {
+        let reports: Vec<StageReport> = stages
+            .iter()
+            .zip(&plans)
+            .map(|(stage, planned)| match planned {
+                Some(p) => planned_report(stage, p),
+                None => StageReport::not_run(stage),
+            })
+            .collect();
+        let outcome = if reports.iter().any(|r| r.outcome == StageOutcome::Refused) {
+            StageOutcome::Refused
+        } else {
+            StageOutcome::Planned
+        };
+        return Ok(Report {
+            release: summary(outcome),
+            stages: reports,
+        });
+    }
+
+    let mut reports: Vec<StageReport> = Vec::new();
+    let mut changed = false;
+    let mut stop: Option<StageOutcome> = None;
+    for (stage, planned) in stages.iter().zip(plans) {
+        if stop.is_some() {
+            reports.push(StageReport::not_run(stage));
+            continue;
+        }
+        let report = match apply_stage(req, &build.buildid, stage, planned, changed).await {
+            Ok(r) => r,
+            Err(e) => StageReport::failed(stage, e.to_string()),
+        };
+        match report.outcome {
+            StageOutcome::Failed | StageOutcome::Refused => stop = Some(report.outcome),
+            StageOutcome::Noop => {}
+            _ => changed = true,
+        }
+        reports.push(report);
+    }
+    let outcome = stop.unwrap_or_else(|| overall(&reports));
+    Ok(Report {
+        release: summary(outcome),
+        stages: reports,
+    })
+}
+
+/// The release's outcome when every stage converged: the most any stage did.
+fn overall(reports: &[StageReport]) -> StageOutcome {
+    let did = |o| reports.iter().any(|r| r.outcome == o);
+    if did(StageOutcome::Pushed) {
+        StageOutcome::Pushed
+    } else if did(StageOutcome::Recorded) {
+        StageOutcome::Recorded
+    } else {
+        StageOutcome::Noop
+    }
+}
+
+/// The build's variables, from builds.json and every arch's meta.json.
+fn load_build(workdir: &Utf8Path, id: &str) -> Result<BuildVars, builds::Error> {
+    let dir = BuildsDir::load(workdir)?;
+    let build = dir.find(id)?;
+    let mut names = Vec::new();
+    let mut versions = Vec::new();
+    for arch in &build.arches {
+        let meta = Meta::load(dir.arch_dir(build, arch).join("meta.json"))?;
+        names.push(meta.str("name").map(str::to_owned));
+        versions.push(meta.str("ostree-version").map(str::to_owned));
+    }
+    // Only a value every arch agrees on names the build.
+    let agreed = |vals: Vec<Option<String>>| {
+        let first = vals.first().cloned().flatten()?;
+        vals.iter()
+            .all(|v| v.as_deref() == Some(first.as_str()))
+            .then_some(first)
+    };
+    Ok(BuildVars {
+        buildid: build.id.clone(),
+        arches: build.arches.clone(),
+        name: agreed(names),
+        version: agreed(versions),
+    })
+}
+
+/// The key arch-tags passes as the record key when it loads a build's images: arch-tags
+/// records nothing, and no meta.json uses an empty key, so the slot check always passes.
+const NO_RECORD: &str = "";
+
+fn push_request(req: &RunRequest, build_id: &str, stage: &Stage) -> PushRequest {
+    let mut inputs = BuildInputs {
+        build: build_id.to_owned(),
+        artifact: String::new(),
+        metajsonname: NO_RECORD.to_owned(),
+        arches: vec![],
+    };
+    let mut push = PushRequest {
+        workdir: req.workdir.clone(),
+        repo: stage.repo.clone(),
+        tags: vec![],
+        inputs: Inputs::Images(vec![]),
+        policy: Policy {
+            force: req.force,
+            ..Policy::default()
+        },
+        write_digest_to_file: None,
+        connect: req.connect.clone(),
+        dry_run: req.dry_run,
+        v2s2: false,
+    };
+    match &stage.kind {
+        StageKind::ContainerManifest {
+            artifact,
+            metajsonname,
+            tags,
+            arches,
+            missing_arch,
+            v2s2,
+        } => {
+            inputs.artifact = artifact.clone();
+            inputs.metajsonname = metajsonname.clone();
+            inputs.arches = arches.clone();
+            push.tags = tags.clone();
+            push.policy.missing_arch = *missing_arch;
+            push.v2s2 = *v2s2;
+        }
+        StageKind::ArchTags {
+            artifact, arches, ..
+        } => {
+            inputs.artifact = artifact.clone();
+            inputs.arches = arches.clone();
+        }
+        StageKind::CopyTag { .. } => {}
+    }
+    push.inputs = Inputs::Build(inputs);
+    push
+}
+
+/// What a tag holds for this stage's plan: an earlier stage's planned write if there is one
+/// (and which stage), else what the registry says now.
+async fn read_tag(
+    client: &Client,
+    repo: &Repository,
+    tag: &Tag,
+    overlay: &Overlay,
+    after: &mut Vec<String>,
+) -> Result<Option<Digest>, StageError> {
+    if let Some((digest, by)) = overlay.get(&(repo.clone(), tag.clone())) {
+        if !after.contains(by) {
+            after.push(by.clone());
+        }
+        return Ok(Some(digest.clone()));
+    }
+    Ok(client.resolve(&repo.tagged(tag)).await?)
+}
+
+async fn plan_stage(
+    req: &RunRequest,
+    build_id: &str,
+    stage: &Stage,
+    overlay: &Overlay,
+) -> Result<Planned, StageError> {
+    let mut after = Vec::new();
+    let repo = &stage.repo;
+    let work = match &stage.kind {
+        StageKind::ContainerManifest { tags, .. } => {
+            // Planned against the registry as it is; if an earlier stage writes one of these
+            // tags it is named, and the stage is planned again before it runs.
+            for t in tags {
+                if let Some((_, by)) = overlay.get(&(repo.clone(), t.clone()))
+                    && !after.contains(by)
+                {
+                    after.push(by.clone());
+                }
+            }
+            let prepared = push::prepare(&push_request(req, build_id, stage)).await?;
+            Work::Push(Box::new(prepared))
+        }
+        StageKind::ArchTags { tags, .. } => {
+            let prepared = push::prepare(&push_request(req, build_id, stage)).await?;
+            let mut steps = Vec::new();
+            for (arch, tag) in tags {
+                let Some(img) = prepared.images.iter().find(|i| &i.arch == arch) else {
+                    continue;
+                };
+                let want = img.image.manifest_digest.clone();
+                let before = read_tag(&prepared.client, repo, tag, overlay, &mut after).await?;
+                let (action, reason) = tag_step(&want, before.as_ref(), req.force);
+                steps.push(TagStep {
+                    tag: tag.clone(),
+                    arch: Some(arch.clone()),
+                    want,
+                    before,
+                    action,
+                    reason,
+                });
+            }
+            Work::Tags(Box::new(TagsWork {
+                client: prepared.client,
+                steps,
+                images: prepared.images,
+                source: None,
+            }))
+        }
+        StageKind::CopyTag { from, to } => {
+            let client = Client::new(repo, &req.connect)?;
+            let want = read_tag(&client, repo, from, overlay, &mut after)
+                .await?
+                .ok_or_else(|| StageError::FromAbsent(repo.tagged(from).to_string()))?;
+            let mut steps = Vec::new();
+            for tag in to {
+                let before = read_tag(&client, repo, tag, overlay, &mut after).await?;
+                let (action, reason) = tag_step(&want, before.as_ref(), req.force);
+                steps.push(TagStep {
+                    tag: tag.clone(),
+                    arch: None,
+                    want: want.clone(),
+                    before,
+                    action,
+                    reason,
+                });
+            }
+            Work::Tags(Box::new(TagsWork {
+                client,
+                steps,
+                images: vec![],
+                source: Some((from.clone(), want)),
+            }))
+        }
+    };
+    Ok(Planned { work, after })
+}
+
+/// Applies one stage; re-plans it first when an earlier stage of this run changed anything,
+/// since its plan was made before that.
+async fn apply_stage(
+    req: &RunRequest,
+    build_id: &str,
+    stage: &Stage,
+    planned: Option<Planned>,
+    replan: bool,
+) -> Result<StageReport, StageError> {
+    let planned = match planned {
+        Some(p) if !replan => p,
+        _ => plan_stage(req, build_id, stage, &Overlay::new()).await?,
+    };
+    match planned.work {
+        Work::Push(prepared) => {
+            let report = prepared.apply().await?;
+            Ok(StageReport::from_push(stage, report, vec![]))
+        }
+        Work::Tags(t) => {
+            let copy_of = t.source.as_ref().map(|(_, digest)| digest);
+            let stats = write_tags(req, stage, &t.client, &t.steps, &t.images, copy_of).await?;
+            Ok(StageReport::from_tags(
+                stage,
+                &t.steps,
+                t.source.as_ref(),
+                Some(stats),
+                vec![],
+            ))
+        }
+    }
+}
+
+/// Writes the tags a plan says to write: the images they name first (arch-tags) or the
+/// manifest they copy (`copy_of`, copy-tag), then each tag, then reads every written tag back.
+async fn write_tags(
+    req: &RunRequest,
+    stage: &Stage,
+    client: &Client,
+    steps: &[TagStep],
+    images: &[ArchImage],
+    copy_of: Option<&Digest>,
+) -> Result<Stats, StageError> {
+    let repo = &stage.repo;
+    let to_write: Vec<&TagStep> = steps
+        .iter()
+        .filter(|s| s.action == TagAction::Push)
+        .collect();
+    let mut stats = Stats::default();
+    if to_write.is_empty() {
+        return Ok(stats);
+    }
+    let pusher = Apply {
+        client,
+        repo,
+        metajsonname: NO_RECORD,
+        force: req.force,
+    };
+    let mut needed = Vec::new();
+    for img in images {
+        if !to_write.iter().any(|s| s.arch.as_ref() == Some(&img.arch)) {
+            continue;
+        }
+        let present = client
+            .resolve(&repo.digested(&img.image.manifest_digest))
+            .await?
+            .is_some();
+        if present && !req.force {
+            stats.skipped_blobs += img.image.blobs().count() as u64;
+        } else {
+            needed.push(img);
+        }
+    }
+    // Every archive is checked before the first byte of any of them goes out.
+    for img in &needed {
+        pusher.check_archive(img).await?;
+    }
+    for img in needed {
+        pusher.push_image(img, &mut stats).await?;
+    }
+
+    // copy-tag writes the source's own bytes, so the copy has the source's digest.
+    let copied = match copy_of {
+        Some(digest) => {
+            let source = repo.digested(digest);
+            let fetched = client
+                .fetch_manifest(&source)
+                .await?
+                .ok_or_else(|| StageError::Vanished(source.to_string()))?;
+            let media_type = media_type_of(&fetched.bytes);
+            Some((fetched.bytes.to_vec(), media_type))
+        }
+        None => None,
+    };
+    for s in &to_write {
+        let (bytes, media_type) = match (&copied, &s.arch) {
+            (Some((bytes, media_type)), _) => (bytes.as_slice(), media_type.as_str()),
+            (None, Some(arch)) => match images.iter().find(|i| &i.arch == arch) {
+                Some(img) => (img.image.manifest.as_slice(), img.image.media_type.as_str()),
+                None => continue,
+            },
+            (None, None) => continue,
+        };
+        tracing::info!(tag = %s.tag, digest = %s.want, stage = %stage.name, "writing tag");
+        client
+            .put_manifest(&repo.tagged(&s.tag), bytes, media_type)
+            .await?;
+        stats.pushed_manifests += 1;
+    }
+    // Never trust a tag that has not been read back.
+    for s in &to_write {
+        client.verify(&repo.tagged(&s.tag), &s.want).await?;
+    }
+    Ok(stats)
+}
+
+/// The media type a manifest declares; one that declares none is typed by its shape.
+fn media_type_of(bytes: &[u8]) -> String {
+    let json: Option<serde_json::Value> = serde_json::from_slice(bytes).ok();
+    if let Some(m) = json
+        .as_ref()
+        .and_then(|v| v.get("mediaType"))
+        .and_then(|m| m.as_str())
+    {
+        return m.to_owned();
+    }
+    if json.as_ref().is_some_and(|v| v.get("manifests").is_some()) {
+        crate::index::OCI_INDEX.to_owned()
+    } else {
+        crate::archive::OCI_MANIFEST.to_owned()
+    }
+}
+
+fn planned_report(stage: &Stage, planned: &Planned) -> StageReport {
+    match &planned.work {
+        Work::Push(p) => StageReport::from_push(stage, p.planned(), planned.after.clone()),
+        Work::Tags(t) => StageReport::from_tags(
+            stage,
+            &t.steps,
+            t.source.as_ref(),
+            None,
+            planned.after.clone(),
+        ),
+    }
+}
+
+impl From<Outcome> for StageOutcome {
+    fn from(o: Outcome) -> StageOutcome {
+        match o {
+            Outcome::Noop => StageOutcome::Noop,
+            Outcome::Recorded => StageOutcome::Recorded,
+            Outcome::Pushed => StageOutcome::Pushed,
+            Outcome::Planned => StageOutcome::Planned,
+            Outcome::Refused => StageOutcome::Refused,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
