@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The main job on the bundled fixtures: starts a throwaway local registry, pushes the demo
 # build (fixtures/demo, four arches) with push-container-manifest, then runs the same
-# command again to show that the rerun is a no-op. Nothing outside a temp dir is touched.
+# command again to show that the rerun is a no-op. Then runs the demo's whole release
+# (fixtures/demo/release.toml) twice the same way. Nothing outside a temp dir is touched.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo_root=$(pwd)
@@ -67,3 +68,11 @@ echo
 echo "== the record in builds/*/x86_64/meta.json =="
 python3 -c 'import json,sys; print(json.dumps(json.load(open(sys.argv[1]))["base-oscontainer"], indent=4))' \
     builds/*/x86_64/meta.json 2>/dev/null || grep -A8 base-oscontainer builds/*/x86_64/meta.json
+
+echo
+echo "== a whole release (release.toml): per-arch tags, the index, promotion to latest =="
+sed -i "s|^registry = .*|registry = \"127.0.0.1:$port\"|" release.toml
+time "$reprise" run --config release.toml
+echo
+echo "== the release again: every stage has nothing to do =="
+time "$reprise" run --config release.toml
