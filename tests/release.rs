@@ -477,3 +477,32 @@ fn the_demo_config_follows_its_schema() {
     validate("release.schema.json", &json);
     assert_eq!(json["stage"].as_array().map(Vec::len), Some(3));
 }
+
+#[test]
+fn a_container_manifest_stage_with_v2s2_publishes_a_docker_manifest_list() {
+    let env = Env::new();
+    let config = env.config(&format!(
+        r#"
+[[stage]]
+name = "base"
+kind = "container-manifest"
+artifact = "ostree"
+metajsonname = "base-oscontainer"
+repo = "{}"
+tags = ["stable"]
+v2s2 = true
+"#,
+        env.repo()
+    ));
+    let run = env.run(&config, &[]).ok();
+    validate("report.schema.json", &run.report);
+    assert_eq!(run.outcomes(), ["pushed"]);
+    let (_, index) = env.skopeo_raw("stable").expect("stable");
+    assert_eq!(
+        index["mediaType"],
+        "application/vnd.docker.distribution.manifest.list.v2+json"
+    );
+    env.proxy.clear();
+    assert_eq!(env.run(&config, &[]).ok().outcomes(), ["noop"]);
+    assert_eq!(env.proxy.writes(), vec![]);
+}
