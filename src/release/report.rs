@@ -234,6 +234,13 @@ impl Report {
                     let line = line.strip_prefix("reprise: ").unwrap_or(line);
                     let _ = writeln!(out, "      {}", line.trim_start());
                 }
+                if push.refusal.is_some() {
+                    let _ = writeln!(
+                        out,
+                        "      (in a release, that is the stage's missing-arch key in {})",
+                        r.config
+                    );
+                }
                 continue;
             }
             if let Some(from) = &s.from {
