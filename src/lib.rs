@@ -7,9 +7,11 @@
 
 pub mod apply;
 pub mod archive;
+pub mod auth;
 pub mod builds;
 pub mod cli;
 pub mod index;
+pub mod inspect;
 pub mod observe;
 pub mod plan;
 pub mod platform;
@@ -32,55 +34,103 @@ pub const EXIT_ERROR: u8 = 1;
 pub const EXIT_USAGE: u8 = 2;
 /// Exit status: the missing-arch policy refused to publish.
 pub const EXIT_REFUSED: u8 = 3;
+/// Exit status: `status --check` (or `inspect --meta`) found work pending or a mismatch.
+pub const EXIT_PENDING: u8 = 4;
 
-/// What a command reports: one push, or a release of several stages.
-#[derive(Debug, Clone, serde::Serialize)]
-#[serde(untagged)]
-pub enum Done {
-    Push(Box<Report>),
-    Release(release::Report),
-}
-
-impl Done {
-    /// The human summary, several lines, for stderr.
-    pub fn human(&self) -> String {
-        match self {
-            Done::Push(r) => r.human(),
-            Done::Release(r) => r.human(),
-        }
-    }
-}
-
-/// Why a command did not finish with a report.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error(transparent)]
     Push(#[from] push::Error),
     #[error(transparent)]
+    Inspect(#[from] inspect::Error),
+    #[error(transparent)]
     Release(#[from] release::Error),
 }
 
-/// Runs one command and returns its report.
-pub async fn run(command: cli::Command) -> Result<Done, Error> {
-    Ok(match command {
-        cli::Command::PushContainerManifest(args) => {
-            Done::Push(Box::new(push::push(&args.into_request()).await?))
-        }
-        cli::Command::Run(args) => Done::Release(release::run(&args.into_request()).await?),
-    })
+/// What a command produced.
+pub enum Output {
+    /// A push or its plan.
+    Report(Report),
+    /// `status`: the plan, and whether pending work is a failure (`--check`).
+    Status {
+        report: Report,
+        check: bool,
+    },
+    /// `run`: a release of several stages.
+    Release(release::Report),
+    Inspection(inspect::Inspection),
+    /// Generated text (completions, man page) for stdout.
+    Text(Vec<u8>),
 }
 
-/// The exit status a finished run maps to.
-pub fn exit_code(done: &Done) -> u8 {
-    match done {
-        Done::Push(report) => match report.outcome {
-            Outcome::Refused => EXIT_REFUSED,
-            _ => EXIT_OK,
+/// Runs one command.
+pub async fn run(command: cli::Command) -> Result<Output, Error> {
+    use clap::CommandFactory as _;
+    match command {
+        cli::Command::PushContainerManifest(args) => {
+            Ok(Output::Report(push::push(&args.into_request()).await?))
+        }
+        cli::Command::Run(args) => Ok(Output::Release(release::run(&args.into_request()).await?)),
+        cli::Command::Status(args) => {
+            let check = args.check;
+            let report = push::push(&args.plan.into_request()).await?;
+            Ok(Output::Status { report, check })
+        }
+        cli::Command::Inspect(args) => {
+            let meta = args.meta.zip(args.metajsonname);
+            let connect = args.connect.options();
+            Ok(Output::Inspection(
+                inspect::inspect(&args.reference, &connect, meta).await?,
+            ))
+        }
+        cli::Command::Completions { shell } => {
+            let mut out = Vec::new();
+            clap_complete::generate(shell, &mut cli::Cli::command(), "reprise", &mut out);
+            Ok(Output::Text(out))
+        }
+        cli::Command::Man { command } => {
+            let mut cmd = cli::Cli::command();
+            cmd.build();
+            let page = match &command {
+                None => cmd,
+                Some(name) => cmd
+                    .find_subcommand(name)
+                    .cloned()
+                    .ok_or_else(|| push::Error::Input(format!("no command {name:?}")))?,
+            };
+            let mut out = Vec::new();
+            clap_mangen::Man::new(page)
+                .render(&mut out)
+                .map_err(|e| push::Error::Input(format!("rendering the man page: {e}")))?;
+            Ok(Output::Text(out))
+        }
+    }
+}
+
+/// The exit status a finished command maps to.
+pub fn exit_code(output: &Output) -> u8 {
+    match output {
+        Output::Report(report) => report_code(report),
+        Output::Status { report, check } => match report_code(report) {
+            EXIT_OK if *check && report.pending() => EXIT_PENDING,
+            code => code,
         },
-        Done::Release(report) => match report.release.outcome {
+        Output::Release(report) => match report.release.outcome {
             release::StageOutcome::Refused => EXIT_REFUSED,
             release::StageOutcome::Failed => EXIT_ERROR,
             _ => EXIT_OK,
         },
+        Output::Inspection(i) => match &i.meta {
+            Some(m) if !m.matches => EXIT_PENDING,
+            _ => EXIT_OK,
+        },
+        Output::Text(_) => EXIT_OK,
+    }
+}
+
+fn report_code(report: &Report) -> u8 {
+    match report.outcome {
+        Outcome::Refused => EXIT_REFUSED,
+        _ => EXIT_OK,
     }
 }

@@ -35,11 +35,13 @@ const STREAM_CHUNK: usize = 256 << 10;
 /// What went wrong talking to a registry, sharp enough for callers to decide on.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("{target}: access denied ({detail}); check the credentials for {registry}")]
+    #[error("{target}: access denied ({detail}); {auth}")]
     Denied {
         target: String,
         registry: String,
         detail: String,
+        /// Which credentials were tried, never the credentials themselves.
+        auth: String,
     },
     #[error("{target}: registry answered HTTP {status}: {message}")]
     Status {
@@ -58,8 +60,10 @@ pub enum Error {
         observed: String,
         waited: Duration,
     },
-    #[error("reading auth file {path}: {detail}")]
-    AuthFile { path: Utf8PathBuf, detail: String },
+    #[error(transparent)]
+    Auth(#[from] crate::auth::Error),
+    #[error("{path}: {detail}")]
+    CertDir { path: Utf8PathBuf, detail: String },
     #[error(transparent)]
     Archive(#[from] archive::Error),
 }
@@ -88,8 +92,15 @@ fn jitter(delay: Duration) -> Duration {
 /// How to reach a registry.
 #[derive(Debug, Clone)]
 pub struct ConnectOptions {
-    /// Verify TLS and refuse plain HTTP (except for loopback registries).
+    /// Verify TLS certificates. `false` also allows plain HTTP, as skopeo's flag does.
     pub tls_verify: bool,
+    /// Speak plain HTTP to a registry on a loopback address. Off when `--tls-verify=true`
+    /// or `--cert-dir` ask for TLS explicitly.
+    pub loopback_http: bool,
+    /// Extra CA certificates (`*.crt`), as `--cert-dir` in skopeo and podman. Without it,
+    /// `/etc/containers/certs.d/<host:port>` and `/etc/docker/certs.d/<host:port>` are read
+    /// when they exist.
+    pub cert_dir: Option<Utf8PathBuf>,
     pub authfile: Option<Utf8PathBuf>,
     /// How long read-after-write verification waits for a tag to show what was pushed.
     pub verify_timeout: Duration,
@@ -103,6 +114,8 @@ impl Default for ConnectOptions {
     fn default() -> Self {
         ConnectOptions {
             tls_verify: true,
+            loopback_http: true,
+            cert_dir: None,
             authfile: None,
             verify_timeout: Duration::from_secs(60),
             retry_times: 5,
@@ -123,6 +136,8 @@ pub struct Fetched {
 pub struct Client {
     inner: OciClient,
     auth: RegistryAuth,
+    /// Where `auth` came from, for access-denied messages.
+    auth_source: String,
     verify_timeout: Duration,
     retry_times: u32,
     retry_delay: Duration,
@@ -130,7 +145,13 @@ pub struct Client {
 
 impl Client {
     pub fn new(registry: &Repository, opts: &ConnectOptions) -> Result<Client, Error> {
-        let plain_http = registry.is_loopback() || !opts.tls_verify;
+        let cert_dir = opts.cert_dir.clone().or_else(|| default_cert_dir(registry));
+        let plain_http = !opts.tls_verify
+            || (registry.is_loopback() && opts.loopback_http && cert_dir.is_none());
+        let extra_root_certificates = match &cert_dir {
+            Some(dir) => load_cert_dir(dir)?,
+            None => Vec::new(),
+        };
         let config = ClientConfig {
             protocol: if plain_http {
                 ClientProtocol::HttpsExcept(vec![registry.registry().to_owned()])
@@ -138,6 +159,7 @@ impl Client {
                 ClientProtocol::Https
             },
             accept_invalid_certificates: !opts.tls_verify,
+            extra_root_certificates,
             // One PUT per blob: a streamed body, no chunk buffering, fewest requests.
             use_monolithic_push: true,
             connect_timeout: Some(Duration::from_secs(30)),
@@ -149,10 +171,19 @@ impl Client {
             target: registry.registry().to_owned(),
             message: format!("cannot set up the HTTP client: {e}"),
         })?;
-        let auth = load_auth(opts.authfile.as_deref(), registry.registry())?;
+        let found = crate::auth::find(
+            &crate::auth::Places::from_env(opts.authfile.as_deref()),
+            registry,
+        )?;
+        tracing::debug!(
+            registry = registry.registry(),
+            "credentials: {}",
+            found.source
+        );
         Ok(Client {
             inner,
-            auth,
+            auth: found.auth,
+            auth_source: found.source,
             verify_timeout: opts.verify_timeout,
             retry_times: opts.retry_times,
             retry_delay: opts.retry_delay,
@@ -196,6 +227,19 @@ impl Client {
                     );
                     tokio::time::sleep(pause).await;
                     delay = (delay * 2).min(Duration::from_secs(30));
+                }
+                Err(Error::Denied {
+                    target,
+                    registry,
+                    detail,
+                    ..
+                }) => {
+                    return Err(Error::Denied {
+                        auth: format!("tried {}", self.auth_source),
+                        target,
+                        registry,
+                        detail,
+                    });
                 }
                 other => return other,
             }
@@ -718,17 +762,20 @@ fn classify(target: &str, repo: &Repository, e: OciDistributionError) -> Error {
             target,
             registry: repo.registry().to_owned(),
             detail: "HTTP 401".to_owned(),
+            auth: check_credentials(repo),
         },
         OciDistributionError::AuthenticationFailure(_) => Error::Denied {
             target,
             registry: repo.registry().to_owned(),
             detail: "the token service refused the credentials".to_owned(),
+            auth: check_credentials(repo),
         },
         OciDistributionError::ServerError { code, message, .. } if code == 401 || code == 403 => {
             Error::Denied {
                 target,
                 registry: repo.registry().to_owned(),
                 detail: format!("HTTP {code} {}", first_line(&message)),
+                auth: check_credentials(repo),
             }
         }
         OciDistributionError::ServerError { code, message, .. } => Error::Status {
@@ -752,6 +799,7 @@ fn classify(target: &str, repo: &Repository, e: OciDistributionError) -> Error {
                     target,
                     registry: repo.registry().to_owned(),
                     detail: message,
+                    auth: check_credentials(repo),
                 }
             } else {
                 Error::Protocol { target, message }
@@ -788,42 +836,49 @@ fn first_line(s: &str) -> String {
     line.chars().take(200).collect()
 }
 
-/// Credentials for `registry` from `--authfile`, else `REGISTRY_AUTH_FILE` (as cosa sets it),
-/// in the containers-auth.json format: `{"auths": {"host": {"auth": base64(user:pass)}}}`.
-/// No file, or no entry for this registry, means anonymous.
-fn load_auth(authfile: Option<&Utf8Path>, registry: &str) -> Result<RegistryAuth, Error> {
-    let path = match authfile {
-        Some(p) => p.to_owned(),
-        None => match std::env::var("REGISTRY_AUTH_FILE") {
-            Ok(p) if !p.is_empty() => Utf8PathBuf::from(p),
-            _ => return Ok(RegistryAuth::Anonymous),
-        },
-    };
-    let fail = |detail: String| Error::AuthFile {
-        path: path.clone(),
+fn check_credentials(repo: &Repository) -> String {
+    format!("check the credentials for {}", repo.registry())
+}
+
+/// `/etc/containers/certs.d/<host:port>` or `/etc/docker/certs.d/<host:port>`, where the
+/// container tools look for a registry's CA certificates, if one exists.
+fn default_cert_dir(registry: &Repository) -> Option<Utf8PathBuf> {
+    ["/etc/containers/certs.d", "/etc/docker/certs.d"]
+        .iter()
+        .map(|base| Utf8Path::new(base).join(registry.registry()))
+        .find(|dir| dir.is_dir())
+}
+
+/// Every `*.crt` in `dir` (PEM CA certificates), as the container tools read a cert dir.
+fn load_cert_dir(dir: &Utf8Path) -> Result<Vec<oci_client::client::Certificate>, Error> {
+    let fail = |path: &Utf8Path, detail: String| Error::CertDir {
+        path: path.to_owned(),
         detail,
     };
-    let raw = std::fs::read(&path).map_err(|e| fail(e.to_string()))?;
-    let json: serde_json::Value =
-        serde_json::from_slice(&raw).map_err(|e| fail(format!("invalid JSON: {e}")))?;
-    let Some(entry) = json.get("auths").and_then(|a| a.get(registry)) else {
-        return Ok(RegistryAuth::Anonymous);
-    };
-    let Some(encoded) = entry.get("auth").and_then(|a| a.as_str()) else {
-        return Ok(RegistryAuth::Anonymous);
-    };
-    use base64::Engine as _;
-    let decoded = base64::engine::general_purpose::STANDARD
-        .decode(encoded)
-        .map_err(|_| fail(format!("the auth entry for {registry} is not valid base64")))?;
-    let text = String::from_utf8(decoded)
-        .map_err(|_| fail(format!("the auth entry for {registry} is not UTF-8")))?;
-    let (user, pass) = text.split_once(':').ok_or_else(|| {
-        fail(format!(
-            "the auth entry for {registry} is not user:password"
-        ))
-    })?;
-    Ok(RegistryAuth::Basic(user.to_owned(), pass.to_owned()))
+    let entries = dir
+        .read_dir_utf8()
+        .map_err(|e| fail(dir, format!("cannot read the certificate directory: {e}")))?;
+    let mut certs = Vec::new();
+    let mut names: Vec<Utf8PathBuf> = entries
+        .filter_map(Result::ok)
+        .map(|e| e.into_path())
+        .filter(|p| p.extension() == Some("crt"))
+        .collect();
+    names.sort();
+    for path in names {
+        let data = std::fs::read(&path).map_err(|e| fail(&path, e.to_string()))?;
+        if !data.starts_with(b"-----BEGIN") {
+            return Err(fail(&path, "not a PEM certificate".into()));
+        }
+        certs.push(oci_client::client::Certificate {
+            encoding: oci_client::client::CertificateEncoding::Pem,
+            data,
+        });
+    }
+    if certs.is_empty() {
+        return Err(fail(dir, "holds no *.crt certificate".into()));
+    }
+    Ok(certs)
 }
 
 #[cfg(test)]
@@ -910,31 +965,5 @@ mod tests {
             classify("t", &repo, server(503)),
             Error::Status { status: 503, .. }
         ));
-    }
-
-    #[test]
-    fn authfile_entry_is_decoded_and_absent_entry_is_anonymous() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = Utf8PathBuf::from_path_buf(dir.path().join("auth.json")).unwrap();
-        // "user:pa:ss" — a password may itself contain ':'.
-        std::fs::write(
-            &path,
-            r#"{"auths":{"quay.io":{"auth":"dXNlcjpwYTpzcw=="}}}"#,
-        )
-        .unwrap();
-        match load_auth(Some(&path), "quay.io").unwrap() {
-            RegistryAuth::Basic(u, p) => assert_eq!((u.as_str(), p.as_str()), ("user", "pa:ss")),
-            other => panic!("{other:?}"),
-        }
-        assert!(matches!(
-            load_auth(Some(&path), "ghcr.io").unwrap(),
-            RegistryAuth::Anonymous
-        ));
-        std::fs::write(&path, "{").unwrap();
-        let err = load_auth(Some(&path), "quay.io").unwrap_err().to_string();
-        assert!(
-            err.contains("auth.json") && err.contains("invalid JSON"),
-            "{err}"
-        );
     }
 }

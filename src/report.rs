@@ -176,6 +176,12 @@ impl Report {
         }
     }
 
+    /// Whether applying the plan would change anything: a tag to push or a record to write.
+    pub fn pending(&self) -> bool {
+        self.tags.iter().any(|t| t.action == TagAction::Push)
+            || self.arches.iter().any(|a| a.record == "would-write")
+    }
+
     /// The human summary, several lines, for stderr.
     pub fn human(&self) -> String {
         let mut out = String::new();

@@ -1,0 +1,223 @@
+//! `reprise inspect`: what a tag or digest holds, read only, as a platform table or JSON, and
+//! optionally whether a meta.json record agrees with it.
+//!
+//! Owns presenting a remote manifest; reading it is `registry`'s job and parsing it `index`'s.
+
+use std::fmt::Write as _;
+
+use camino::Utf8PathBuf;
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::builds::{self, Meta};
+use crate::index::{self, Parsed};
+use crate::platform::Platform;
+use crate::reference::{Digest, Reference, Repository};
+use crate::registry::{self, Client, ConnectOptions};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Registry(#[from] registry::Error),
+    #[error(transparent)]
+    Builds(#[from] builds::Error),
+    #[error("{0}: not found (the registry answered 404)")]
+    NotFound(String),
+    #[error("{target}: {source}")]
+    Index {
+        target: String,
+        source: index::Error,
+    },
+}
+
+/// What `inspect` found, for the table and for `--json`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Inspection {
+    pub reference: String,
+    pub digest: Digest,
+    pub media_type: String,
+    pub entries: Vec<Row>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub meta: Option<MetaCheck>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Row {
+    /// `None` for entries that are not an image for a platform (attestations).
+    pub platform: Option<Platform>,
+    pub digest: Digest,
+    pub size: u64,
+    pub media_type: String,
+}
+
+/// How a meta.json record compares with the inspected reference.
+#[derive(Debug, Clone, Serialize)]
+pub struct MetaCheck {
+    pub path: Utf8PathBuf,
+    pub key: String,
+    pub record_digest: Option<Digest>,
+    pub manifest_list_digest: Option<Digest>,
+    pub matches: bool,
+    pub detail: String,
+}
+
+pub async fn inspect(
+    reference: &Reference,
+    connect: &ConnectOptions,
+    meta: Option<(Utf8PathBuf, String)>,
+) -> Result<Inspection, Error> {
+    let repo = reference.repository();
+    let client = Client::new(repo, connect)?;
+    let target = reference.to_string();
+    let fetched = client
+        .fetch_manifest(reference)
+        .await?
+        .ok_or_else(|| Error::NotFound(target.clone()))?;
+    let parsed = index::parse_remote(&fetched.bytes, None).map_err(|source| Error::Index {
+        target: target.clone(),
+        source,
+    })?;
+    let (media_type, entries) = match parsed {
+        Parsed::Index(remote) => {
+            let mut rows: Vec<Row> = remote
+                .platforms
+                .into_iter()
+                .map(|e| Row {
+                    platform: Some(e.platform),
+                    digest: e.digest,
+                    size: e.size,
+                    media_type: e.media_type,
+                })
+                .collect();
+            rows.extend(remote.other.into_iter().map(|o| Row {
+                platform: None,
+                size: o.raw.get("size").and_then(Value::as_u64).unwrap_or(0),
+                digest: o.digest,
+                media_type: o.media_type,
+            }));
+            (remote.media_type, rows)
+        }
+        Parsed::Image { config } => {
+            let media_type = serde_json::from_slice::<Value>(&fetched.bytes)
+                .ok()
+                .and_then(|v| v.get("mediaType")?.as_str().map(str::to_owned))
+                .unwrap_or_else(|| crate::archive::OCI_MANIFEST.to_owned());
+            let platform = client.fetch_platform(repo, &config).await?;
+            let row = Row {
+                platform,
+                digest: fetched.digest.clone(),
+                size: fetched.bytes.len() as u64,
+                media_type: media_type.clone(),
+            };
+            (media_type, vec![row])
+        }
+    };
+    let meta = match meta {
+        Some((path, key)) => {
+            let loaded = tokio::task::spawn_blocking(move || Meta::load(path))
+                .await
+                .map_err(|e| Error::NotFound(format!("reading meta.json: {e}")))??;
+            Some(check_meta(&loaded, &key, repo, &fetched.digest, &entries))
+        }
+        None => None,
+    };
+    Ok(Inspection {
+        reference: target,
+        digest: fetched.digest,
+        media_type,
+        entries,
+        meta,
+    })
+}
+
+/// The record for `repo` under `key` (the primary one or its `additional-images` entry)
+/// matches when its index digest is the inspected digest (or, for a single image, its own
+/// digest is) and its arch digest is one the index lists.
+fn check_meta(
+    meta: &Meta,
+    key: &str,
+    repo: &Repository,
+    digest: &Digest,
+    rows: &[Row],
+) -> MetaCheck {
+    let for_repo = |v: &Value| {
+        v.get("image")
+            .and_then(Value::as_str)
+            .and_then(|s| Repository::parse(s).ok())
+            .is_some_and(|r| &r == repo)
+    };
+    let record = meta.get(key).and_then(|rec| {
+        if for_repo(rec) {
+            Some(rec)
+        } else {
+            rec.get("additional-images")?
+                .as_array()?
+                .iter()
+                .find(|e| for_repo(e))
+        }
+    });
+    let digest_of = |v: Option<&Value>, k: &str| {
+        v.and_then(|r| r.get(k))
+            .and_then(Value::as_str)
+            .and_then(|s| Digest::parse(s).ok())
+    };
+    let record_digest = digest_of(record, "digest");
+    let manifest_list_digest = digest_of(record, "manifest-list-digest");
+    let listed = record_digest
+        .as_ref()
+        .is_some_and(|d| rows.iter().any(|r| &r.digest == d));
+    let (matches, detail) = match (&record_digest, &manifest_list_digest) {
+        (None, _) => (false, format!("no {key} record for {repo}")),
+        (Some(_), Some(list)) if list != digest => (
+            false,
+            format!("the record's manifest-list-digest is {list}, the reference holds {digest}"),
+        ),
+        (Some(d), _) if !listed => (false, format!("the record's digest {d} is not listed")),
+        (Some(_), _) => (true, "the record matches".to_owned()),
+    };
+    MetaCheck {
+        path: meta.path.clone(),
+        key: key.to_owned(),
+        record_digest,
+        manifest_list_digest,
+        matches,
+        detail,
+    }
+}
+
+impl Inspection {
+    /// The platform table, for stdout.
+    pub fn table(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(out, "{}", self.reference);
+        let _ = writeln!(out, "  digest      {}", self.digest);
+        let _ = writeln!(out, "  media type  {}", self.media_type);
+        let _ = writeln!(
+            out,
+            "\n{:<20} {:<71} {:>10}  MEDIA TYPE",
+            "PLATFORM", "DIGEST", "SIZE"
+        );
+        for r in &self.entries {
+            let platform = r
+                .platform
+                .as_ref()
+                .map_or_else(|| "-".to_owned(), Platform::to_string);
+            let _ = writeln!(
+                out,
+                "{platform:<20} {:<71} {:>10}  {}",
+                r.digest.as_str(),
+                r.size,
+                r.media_type
+            );
+        }
+        if let Some(m) = &self.meta {
+            let verdict = if m.matches {
+                "matches"
+            } else {
+                "DOES NOT MATCH"
+            };
+            let _ = writeln!(out, "\n{} ({}): {verdict}: {}", m.path, m.key, m.detail);
+        }
+        out
+    }
+}
