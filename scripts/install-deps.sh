@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # Installs what reprise's tests and demo need on a Debian machine that has only the Rust
-# toolchain: Docker Distribution's registry and skopeo (the independent client the tests
-# cross-check with). Runs apt-get update once, and only when something is missing.
+# toolchain: Docker Distribution's registry, skopeo (the independent client the tests
+# cross-check with) and openssl (the TLS tests make their own CA). Runs apt-get update once,
+# and only when something is missing.
 set -euo pipefail
 
 missing=()
 command -v docker-registry >/dev/null 2>&1 || missing+=(docker-registry)
 command -v skopeo >/dev/null 2>&1 || missing+=(skopeo)
+command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+command -v curl >/dev/null 2>&1 || missing+=(curl)
 if [ ${#missing[@]} -eq 0 ]; then
     exit 0
 fi

@@ -3,6 +3,7 @@
 
 use std::io::{BufRead, BufReader, ErrorKind, Read};
 use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::{self, RecvTimeoutError, Sender};
 use std::sync::{Arc, Condvar, Mutex};
@@ -39,13 +40,26 @@ enum Outcome {
     Exited,
 }
 
+/// How a test registry is set up beyond the defaults.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Require HTTP basic auth (htpasswd, bcrypt) for this user and password.
+    pub htpasswd: Option<(String, String)>,
+    /// Serve TLS with this certificate and key (PEM files).
+    pub tls: Option<(PathBuf, PathBuf)>,
+}
+
 impl Registry {
     /// Starts a registry on 127.0.0.1 with a free random port and a fresh temp storage dir.
     pub fn start() -> Registry {
+        Registry::start_with(&Options::default())
+    }
+
+    pub fn start_with(options: &Options) -> Registry {
         let deadline = Instant::now() + READY_TIMEOUT;
         let mut last_log = Vec::new();
         for _ in 0..START_ATTEMPTS {
-            let (registry, outcome) = Registry::spawn(deadline);
+            let (registry, outcome) = Registry::spawn(deadline, options);
             match outcome {
                 Outcome::Ready => return registry,
                 Outcome::Exited => last_log = registry.log_lines(),
@@ -57,7 +71,7 @@ impl Registry {
         );
     }
 
-    fn spawn(deadline: Instant) -> (Registry, Outcome) {
+    fn spawn(deadline: Instant, options: &Options) -> (Registry, Outcome) {
         let dir = tempfile::Builder::new()
             .prefix("reprise-registry-")
             .tempdir()
@@ -65,8 +79,24 @@ impl Registry {
         let addr = free_loopback_addr();
         let storage = dir.path().join("storage");
         let config = dir.path().join("config.yml");
-        std::fs::write(&config, config_yaml(&storage.to_string_lossy(), addr))
-            .expect("write registry config");
+        let mut yaml = config_yaml(&storage.to_string_lossy(), addr);
+        if let Some((cert, key)) = &options.tls {
+            yaml.push_str(&format!(
+                "  tls:\n    certificate: {:?}\n    key: {:?}\n",
+                cert.display().to_string(),
+                key.display().to_string()
+            ));
+        }
+        if let Some((user, password)) = &options.htpasswd {
+            let file = dir.path().join("htpasswd");
+            let hash = bcrypt::hash(password, 4).expect("bcrypt a test password");
+            std::fs::write(&file, format!("{user}:{hash}\n")).expect("write htpasswd");
+            yaml.push_str(&format!(
+                "auth:\n  htpasswd:\n    realm: reprise-test\n    path: {:?}\n",
+                file.display().to_string()
+            ));
+        }
+        std::fs::write(&config, yaml).expect("write registry config");
 
         let mut child = match Command::new(BINARY)
             .arg("serve")
