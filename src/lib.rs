@@ -12,6 +12,7 @@ pub mod builds;
 pub mod cli;
 pub mod index;
 pub mod inspect;
+pub mod metalock;
 pub mod observe;
 pub mod plan;
 pub mod platform;

@@ -1,0 +1,638 @@
+//! The lock coreos-assembler takes around every meta.json write: `<dir>/.<file>.lock`, held
+//! with flufl.lock's link-based protocol, so cosa's writers and reprise exclude each other.
+//!
+//! Owns that protocol and nothing else: making a claim file, hard-linking it to the lock path
+//! and checking the link count, waiting for a holder up to a bound, breaking a lock whose
+//! holder is provably gone, and unlocking. What is done under the lock belongs to `builds`.
+//!
+//! The protocol, as flufl.lock implements it (and coreos-assembler uses it):
+//! - The claim file is named `<lockfile>|<host>|<pid>|<random>` and holds exactly its own name.
+//!   `<host>` is Python's `socket.getfqdn()`; the random part tells two claims of one process
+//!   apart.
+//! - The claim's mtime is set into the future by the holder's lifetime; the lock file is the
+//!   same inode, so its mtime is the holder's expiry. cosa uses a lifetime of 52 weeks.
+//! - `link(claim, lockfile)` succeeding takes the lock; on EEXIST the lock is ours only if the
+//!   lock file has two links and names our claim (an NFS link whose reply was lost).
+//! - Unlocking removes the lock file only if it still names our claim, then the claim.
+//!
+//! Where reprise departs from flufl.lock's `lock()`, it does so towards safety: it never breaks
+//! a lock because its lifetime expired (cosa's never does in practice), only one whose holder
+//! is on this host and no longer running; and it breaks by renaming the lock file aside and
+//! checking what it moved, so it cannot delete a lock someone else took in between.
+
+use std::ffi::{CStr, CString};
+use std::fs::{self, FileTimes, OpenOptions};
+use std::hash::{BuildHasher, Hasher};
+use std::io::{self, Write};
+use std::os::unix::fs::MetadataExt;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant, SystemTime};
+
+use camino::{Utf8Path, Utf8PathBuf};
+
+/// How long to wait for another writer before giving up.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The lifetime coreos-assembler gives its locks (`LOCK_DEFAULT_LIFETIME`). A flufl.lock
+/// client breaks a lock once its lifetime is over, so a shorter one could let cosa break a
+/// lock reprise still holds.
+pub const LIFETIME: Duration = Duration::from_secs(52 * 7 * 24 * 60 * 60);
+
+/// flufl.lock's separator between the parts of a claim file name on POSIX.
+const SEP: char = '|';
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{lockfile} is held by {holder}; gave up waiting after {}s", waited.as_secs_f64())]
+    Timeout {
+        lockfile: Utf8PathBuf,
+        holder: HolderDesc,
+        waited: Duration,
+    },
+    #[error("{path}: {source}")]
+    Io {
+        path: Utf8PathBuf,
+        source: io::Error,
+    },
+}
+
+fn io_err(path: &Utf8Path) -> impl FnOnce(io::Error) -> Error + '_ {
+    move |source| Error::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// Who holds a lock, as its claim says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Holder {
+    pub host: String,
+    pub pid: u32,
+    /// The claim file's path, as the lock file holds it.
+    claim: String,
+}
+
+impl Holder {
+    /// Parses a lock file's content: `<lockfile>|<host>|<pid>|<random>`. Split from the right,
+    /// so a `|` in the directory part does not matter.
+    fn parse(content: &str) -> Option<Holder> {
+        let claim = content.trim();
+        let mut parts = claim.rsplitn(4, SEP);
+        let random = parts.next()?;
+        let pid = parts.next()?.parse().ok()?;
+        let host = parts.next()?.to_owned();
+        parts.next()?;
+        random.parse::<u64>().ok()?;
+        Some(Holder {
+            host,
+            pid,
+            claim: claim.to_owned(),
+        })
+    }
+}
+
+/// A holder for an error message: parsed, or the raw content when it is not a flufl claim.
+#[derive(Debug, Clone)]
+pub enum HolderDesc {
+    Claim(Holder),
+    Unreadable(String),
+    /// The lock came and went between attempts and was never seen.
+    Unknown,
+}
+
+impl std::fmt::Display for HolderDesc {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            HolderDesc::Claim(h) => write!(f, "pid {} on host {}", h.pid, h.host),
+            HolderDesc::Unreadable(raw) => {
+                write!(
+                    f,
+                    "an unrecognised claim {:?}",
+                    raw.chars().take(200).collect::<String>()
+                )
+            }
+            HolderDesc::Unknown => write!(f, "other writers"),
+        }
+    }
+}
+
+/// `<dir>/.<name>.lock` for `<dir>/<name>`, as cosa's `get_lock_path`.
+pub fn lock_path(file: &Utf8Path) -> Utf8PathBuf {
+    let dir = file.parent().unwrap_or(Utf8Path::new(""));
+    dir.join(format!(".{}.lock", file.file_name().unwrap_or_default()))
+}
+
+/// A held lock; dropping it unlocks.
+#[derive(Debug)]
+pub struct MetaLock {
+    lockfile: Utf8PathBuf,
+    claim: Utf8PathBuf,
+}
+
+impl MetaLock {
+    /// Takes the lock guarding `file` (see [`lock_path`]), waiting up to `timeout` for
+    /// another holder to let go.
+    pub fn acquire(file: &Utf8Path, timeout: Duration) -> Result<MetaLock, Error> {
+        let lockfile = absolute(&lock_path(file))?;
+        let claim = Utf8PathBuf::from(format!(
+            "{lockfile}{SEP}{}{SEP}{}{SEP}{}",
+            hostname(),
+            std::process::id(),
+            random_u63()
+        ));
+        write_claim(&claim)?;
+        let lock = MetaLock { lockfile, claim };
+        // From here on, dropping `lock` on an error path unlinks the claim (and only the lock
+        // file if it names that claim).
+        lock.wait(timeout)?;
+        Ok(lock)
+    }
+
+    pub fn lockfile(&self) -> &Utf8Path {
+        &self.lockfile
+    }
+
+    fn wait(&self, timeout: Duration) -> Result<(), Error> {
+        let start = Instant::now();
+        let mut pause = Duration::from_millis(10);
+        let mut last_seen = HolderDesc::Unknown;
+        let mut announced = false;
+        let mut breaks = 0;
+        loop {
+            let mut broke = false;
+            match fs::hard_link(&self.claim, &self.lockfile) {
+                Ok(()) => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                    if self.holds() {
+                        return Ok(());
+                    }
+                    if let Some(content) = read_lock(&self.lockfile)? {
+                        last_seen = match Holder::parse(&content) {
+                            Some(h) if provably_gone(&h) => {
+                                self.break_stale(&h)?;
+                                broke = true;
+                                HolderDesc::Claim(h)
+                            }
+                            Some(h) => HolderDesc::Claim(h),
+                            None => HolderDesc::Unreadable(content),
+                        };
+                    }
+                }
+                // flufl.lock retries these: a claim not yet visible, or a stale NFS handle.
+                Err(e) if is_gone(&e) => {}
+                Err(e) => return Err(io_err(&self.lockfile)(e)),
+            }
+            // A break is followed by an attempt right away, deadline or not; breaks are
+            // bounded so the loop is.
+            if broke && breaks < 8 {
+                breaks += 1;
+                continue;
+            }
+            let waited = start.elapsed();
+            if waited >= timeout {
+                return Err(Error::Timeout {
+                    lockfile: self.lockfile.clone(),
+                    holder: last_seen,
+                    waited,
+                });
+            }
+            if !announced {
+                announced = true;
+                tracing::warn!(
+                    "waiting up to {}s for {}, held by {last_seen}",
+                    timeout.as_secs_f64(),
+                    self.lockfile
+                );
+            }
+            // Jittered so several waiters do not retry in step.
+            let jitter = Duration::from_micros(random_u63() % 10_000);
+            std::thread::sleep((pause + jitter).min(timeout - waited));
+            pause = (pause * 2).min(Duration::from_millis(500));
+        }
+    }
+
+    /// flufl.lock's test for ownership: the lock file has exactly two links (it and our claim)
+    /// and names our claim.
+    fn holds(&self) -> bool {
+        let linked = fs::metadata(&self.lockfile).is_ok_and(|m| m.nlink() == 2);
+        linked
+            && read_lock(&self.lockfile)
+                .ok()
+                .flatten()
+                .is_some_and(|c| c == self.claim.as_str())
+    }
+
+    /// Removes a lock whose holder is gone. The lock file is first renamed aside, so what is
+    /// removed is exactly what was looked at: if someone took the lock in between, the rename
+    /// moved their live lock, which is then put back.
+    fn break_stale(&self, holder: &Holder) -> Result<(), Error> {
+        let aside = Utf8PathBuf::from(format!(
+            "{}{SEP}breaking{SEP}{}{SEP}{}",
+            self.lockfile,
+            std::process::id(),
+            random_u63()
+        ));
+        match fs::rename(&self.lockfile, &aside) {
+            Ok(()) => {}
+            Err(e) if is_gone(&e) => return Ok(()),
+            Err(e) => return Err(io_err(&self.lockfile)(e)),
+        }
+        let moved = read_lock(&aside)?;
+        if moved.as_deref().map(str::trim) != Some(holder.claim.as_str()) {
+            if let Err(e) = fs::hard_link(&aside, &self.lockfile) {
+                tracing::error!(
+                    "{}: could not put back a lock taken while breaking a stale one: {e}",
+                    self.lockfile
+                );
+            }
+            let _ = fs::remove_file(&aside);
+            return Ok(());
+        }
+        remove_if_present(&aside)?;
+        // The dead holder's claim; only ever a sibling claim of this very lock file, whatever
+        // the lock file's content says.
+        let claim = Utf8Path::new(&holder.claim);
+        if claim.parent() == self.lockfile.parent()
+            && claim
+                .file_name()
+                .zip(self.lockfile.file_name())
+                .is_some_and(|(c, l)| c.starts_with(&format!("{l}{SEP}")))
+        {
+            remove_if_present(claim)?;
+        }
+        tracing::warn!(
+            "broke the stale lock {}: its holder, pid {} on this host ({}), is no longer running",
+            self.lockfile,
+            holder.pid,
+            holder.host
+        );
+        Ok(())
+    }
+}
+
+impl Drop for MetaLock {
+    /// flufl.lock's `unlock()`: remove the lock file only if it is still ours, then the claim.
+    fn drop(&mut self) {
+        if self.holds() {
+            if let Err(e) = remove_if_present(&self.lockfile) {
+                tracing::error!("unlocking: {e}");
+            }
+        } else if self.lockfile_names_someone_else() {
+            tracing::error!(
+                "{} was broken by another process while reprise held it",
+                self.lockfile
+            );
+        }
+        if let Err(e) = remove_if_present(&self.claim) {
+            tracing::error!("removing lock claim: {e}");
+        }
+    }
+}
+
+impl MetaLock {
+    fn lockfile_names_someone_else(&self) -> bool {
+        read_lock(&self.lockfile)
+            .ok()
+            .flatten()
+            .is_some_and(|c| c.trim() != self.claim.as_str())
+    }
+}
+
+/// Who holds the lock guarding `file`, if anyone with a readable claim does.
+pub fn holder(file: &Utf8Path) -> Option<Holder> {
+    read_lock(&lock_path(file))
+        .ok()
+        .flatten()
+        .and_then(|c| Holder::parse(&c))
+}
+
+/// Only a holder on this host whose process no longer exists is provably gone. A holder on
+/// another host, or whose pid is alive (even if it is someone else by now), or this very
+/// process, is waited for.
+fn provably_gone(holder: &Holder) -> bool {
+    holder.host == hostname() && holder.pid != std::process::id() && !pid_alive(holder.pid)
+}
+
+fn pid_alive(pid: u32) -> bool {
+    let Ok(pid) = libc::pid_t::try_from(pid) else {
+        return true;
+    };
+    if pid <= 0 {
+        // 0 and negative pids name process groups; never "gone".
+        return true;
+    }
+    // SAFETY: signal 0 sends nothing; it only checks that the pid exists.
+    let rc = unsafe { libc::kill(pid, 0) };
+    rc == 0 || io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+}
+
+/// Writes a claim file holding its own name, with its mtime (and so the lock's expiry, once
+/// linked) set `LIFETIME` ahead, as flufl.lock's `_write` and `_touch` do.
+fn write_claim(claim: &Utf8Path) -> Result<(), Error> {
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(claim)
+        .map_err(io_err(claim))?;
+    f.write_all(claim.as_str().as_bytes())
+        .map_err(io_err(claim))?;
+    let expiry = SystemTime::now() + LIFETIME;
+    f.set_times(FileTimes::new().set_accessed(expiry).set_modified(expiry))
+        .map_err(io_err(claim))
+}
+
+/// The lock file's content; `None` when there is no lock file.
+fn read_lock(lockfile: &Utf8Path) -> Result<Option<String>, Error> {
+    match fs::read(lockfile) {
+        Ok(bytes) => Ok(Some(String::from_utf8_lossy(&bytes).into_owned())),
+        Err(e) if is_gone(&e) => Ok(None),
+        Err(e) => Err(io_err(lockfile)(e)),
+    }
+}
+
+fn remove_if_present(path: &Utf8Path) -> Result<(), Error> {
+    match fs::remove_file(path) {
+        Err(e) if !is_gone(&e) => Err(io_err(path)(e)),
+        _ => Ok(()),
+    }
+}
+
+/// ENOENT, or ESTALE which NFS servers return for a file removed meanwhile.
+fn is_gone(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::NotFound || e.raw_os_error() == Some(libc::ESTALE)
+}
+
+/// flufl.lock writes the claim's absolute-or-not path as given; an absolute one lets any
+/// process that breaks the lock find the claim whatever its working directory.
+fn absolute(path: &Utf8Path) -> Result<Utf8PathBuf, Error> {
+    let abs = std::path::absolute(path).map_err(io_err(path))?;
+    Utf8PathBuf::from_path_buf(abs).map_err(|p| Error::Io {
+        path: path.to_owned(),
+        source: io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("{} is not UTF-8", p.display()),
+        ),
+    })
+}
+
+/// A random number in flufl.lock's range (0..=sys.maxsize).
+fn random_u63() -> u64 {
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default(),
+    );
+    h.finish() & (i64::MAX as u64)
+}
+
+/// The host name flufl.lock puts in claims: Python's `socket.getfqdn()`, which resolves the
+/// node name to an address and takes the name that address resolves back to, or keeps the
+/// node name when either lookup fails. Computed once.
+pub fn hostname() -> &'static str {
+    static HOST: OnceLock<String> = OnceLock::new();
+    HOST.get_or_init(|| {
+        let node = node_name();
+        reverse_resolved(&node).unwrap_or(node)
+    })
+}
+
+fn node_name() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: the buffer is valid for its length; gethostname NUL-terminates within it, or
+    // the last byte (kept 0) does.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len() - 1) };
+    if rc != 0 {
+        return "localhost".to_owned();
+    }
+    CStr::from_bytes_until_nul(&buf)
+        .map(|c| c.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// getaddrinfo(name) → the first address → getnameinfo(NI_NAMEREQD): the primary name of
+/// the address, as Python's `gethostbyaddr(name)[0]`.
+fn reverse_resolved(name: &str) -> Option<String> {
+    let c_name = CString::new(name).ok()?;
+    // SAFETY: a zeroed addrinfo is the documented "no hints" value; only the family is set.
+    let mut hints: libc::addrinfo = unsafe { std::mem::zeroed() };
+    hints.ai_family = libc::AF_UNSPEC;
+    let mut res: *mut libc::addrinfo = std::ptr::null_mut();
+    // SAFETY: valid C string, hints and out pointer; `res` is freed below on success.
+    let rc = unsafe { libc::getaddrinfo(c_name.as_ptr(), std::ptr::null(), &hints, &mut res) };
+    if rc != 0 || res.is_null() {
+        return None;
+    }
+    let mut host = [0 as libc::c_char; 1025];
+    // SAFETY: `res` is a list getaddrinfo returned; its first entry's address and length
+    // are valid until freeaddrinfo; `host` is a valid buffer of the given length.
+    let rc = unsafe {
+        let first = &*res;
+        let rc = libc::getnameinfo(
+            first.ai_addr,
+            first.ai_addrlen,
+            host.as_mut_ptr(),
+            host.len() as libc::socklen_t,
+            std::ptr::null_mut(),
+            0,
+            libc::NI_NAMEREQD,
+        );
+        libc::freeaddrinfo(res);
+        rc
+    };
+    if rc != 0 {
+        return None;
+    }
+    // SAFETY: getnameinfo succeeded, so `host` holds a NUL-terminated string.
+    let name = unsafe { CStr::from_ptr(host.as_ptr()) };
+    Some(name.to_string_lossy().into_owned()).filter(|s| !s.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta_in(dir: &tempfile::TempDir) -> Utf8PathBuf {
+        let path = Utf8PathBuf::from_path_buf(dir.path().join("meta.json")).unwrap();
+        fs::write(&path, b"{}").unwrap();
+        path
+    }
+
+    /// A pid that existed and has exited (reaped), so nothing runs under it now unless the
+    /// system has wrapped its pid space since.
+    fn dead_pid() -> u32 {
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        child.wait().unwrap();
+        pid
+    }
+
+    /// Lays a foreign claim the way flufl.lock does and links it to the lock path.
+    fn foreign_claim(meta: &Utf8Path, host: &str, pid: u32) -> Utf8PathBuf {
+        let lockfile = absolute(&lock_path(meta)).unwrap();
+        let claim = Utf8PathBuf::from(format!("{lockfile}|{host}|{pid}|12345"));
+        fs::write(&claim, claim.as_str()).unwrap();
+        fs::hard_link(&claim, &lockfile).unwrap();
+        claim
+    }
+
+    fn entries(dir: &tempfile::TempDir) -> Vec<String> {
+        let mut v: Vec<String> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn lock_path_is_cosas() {
+        assert_eq!(
+            lock_path(Utf8Path::new("builds/1/x86_64/meta.json")),
+            "builds/1/x86_64/.meta.json.lock"
+        );
+        assert_eq!(
+            lock_path(Utf8Path::new("builds/1/x86_64/meta.base-oscontainer.json")),
+            "builds/1/x86_64/.meta.base-oscontainer.json.lock"
+        );
+    }
+
+    #[test]
+    fn a_held_lock_is_a_flufl_claim_linked_to_the_lock_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let meta = meta_in(&dir);
+        let lock = MetaLock::acquire(&meta, Duration::ZERO).unwrap();
+        let content = fs::read_to_string(lock.lockfile()).unwrap();
+        let holder = Holder::parse(&content).expect("a flufl claim");
+        assert_eq!(holder.pid, std::process::id());
+        assert_eq!(holder.host, hostname());
+        assert!(content.starts_with(&format!("{}|", lock.lockfile())));
+        // The claim file is the lock file's other link, and holds its own name.
+        assert_eq!(fs::metadata(lock.lockfile()).unwrap().nlink(), 2);
+        assert_eq!(fs::read_to_string(&content).unwrap(), content);
+        // Its mtime is the lock's expiry, a lifetime ahead.
+        let mtime = fs::metadata(lock.lockfile()).unwrap().modified().unwrap();
+        assert!(mtime > SystemTime::now() + LIFETIME - Duration::from_secs(3600));
+        drop(lock);
+        assert_eq!(
+            entries(&dir),
+            ["meta.json"],
+            "unlock removes lock and claim"
+        );
+    }
+
+    #[test]
+    fn a_live_holder_is_waited_for_then_named_in_the_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let meta = meta_in(&dir);
+        // This process is alive: a claim naming it (not one of ours) is never broken.
+        let claim = foreign_claim(&meta, hostname(), std::process::id());
+        let err = MetaLock::acquire(&meta, Duration::from_millis(30)).unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.contains(&format!(
+                "held by pid {} on host {}",
+                std::process::id(),
+                hostname()
+            )),
+            "{msg}"
+        );
+        assert!(msg.contains(".meta.json.lock"), "{msg}");
+        // The holder's lock and claim are untouched, and our claim is gone.
+        assert_eq!(
+            fs::read_to_string(lock_path(&meta)).unwrap(),
+            claim.as_str()
+        );
+        assert_eq!(entries(&dir).len(), 3, "{:?}", entries(&dir));
+    }
+
+    #[test]
+    fn a_dead_holder_on_this_host_is_broken() {
+        let dir = tempfile::tempdir().unwrap();
+        let meta = meta_in(&dir);
+        let claim = foreign_claim(&meta, hostname(), dead_pid());
+        let lock = MetaLock::acquire(&meta, Duration::ZERO).unwrap();
+        assert!(!claim.exists(), "the dead holder's claim is cleaned up");
+        let content = fs::read_to_string(lock.lockfile()).unwrap();
+        assert_eq!(Holder::parse(&content).unwrap().pid, std::process::id());
+        drop(lock);
+        assert_eq!(entries(&dir), ["meta.json"]);
+    }
+
+    #[test]
+    fn a_dead_pid_on_another_host_is_not_proof_and_is_not_broken() {
+        let dir = tempfile::tempdir().unwrap();
+        let meta = meta_in(&dir);
+        let claim = foreign_claim(&meta, "elsewhere.example.com", dead_pid());
+        let err = MetaLock::acquire(&meta, Duration::ZERO).unwrap_err();
+        assert!(err.to_string().contains("on host elsewhere.example.com"));
+        assert_eq!(
+            fs::read_to_string(lock_path(&meta)).unwrap(),
+            claim.as_str()
+        );
+    }
+
+    #[test]
+    fn a_lock_file_that_is_no_claim_is_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let meta = meta_in(&dir);
+        fs::write(lock_path(&meta), "not a claim").unwrap();
+        let err = MetaLock::acquire(&meta, Duration::ZERO).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("unrecognised claim \"not a claim\"")
+        );
+        assert_eq!(fs::read_to_string(lock_path(&meta)).unwrap(), "not a claim");
+    }
+
+    #[test]
+    fn breaking_never_removes_a_lock_that_changed_hands() {
+        let dir = tempfile::tempdir().unwrap();
+        let meta = meta_in(&dir);
+        let dead = Holder::parse(&format!(
+            "{}|{}|{}|1",
+            absolute(&lock_path(&meta)).unwrap(),
+            hostname(),
+            dead_pid()
+        ))
+        .unwrap();
+        // Someone else took the lock after the dead holder's claim was read.
+        let live = foreign_claim(&meta, hostname(), std::process::id());
+        let breaker = MetaLock {
+            lockfile: absolute(&lock_path(&meta)).unwrap(),
+            claim: Utf8PathBuf::from(format!("{}|x|1|2", dir.path().display())),
+        };
+        breaker.break_stale(&dead).unwrap();
+        assert_eq!(
+            fs::read_to_string(lock_path(&meta)).unwrap(),
+            live.as_str(),
+            "the live lock is back in place"
+        );
+        assert_eq!(fs::metadata(lock_path(&meta)).unwrap().nlink(), 2);
+        std::mem::forget(breaker);
+    }
+
+    #[test]
+    fn unlocking_a_lock_broken_meanwhile_leaves_the_new_holders_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let meta = meta_in(&dir);
+        let lock = MetaLock::acquire(&meta, Duration::ZERO).unwrap();
+        fs::remove_file(lock.lockfile()).unwrap();
+        let other = foreign_claim(&meta, "elsewhere.example.com", 1);
+        drop(lock);
+        assert_eq!(
+            fs::read_to_string(lock_path(&meta)).unwrap(),
+            other.as_str()
+        );
+    }
+
+    #[test]
+    fn claims_parse_from_the_right() {
+        let h = Holder::parse("/a|b/.meta.json.lock|host.example.com|42|9876543210\n").unwrap();
+        assert_eq!((h.host.as_str(), h.pid), ("host.example.com", 42));
+        assert!(Holder::parse("/x/.meta.json.lock|host|notapid|1").is_none());
+        assert!(Holder::parse("host|42|1").is_none());
+    }
+}
