@@ -5,7 +5,7 @@
 //! It decides nothing the plan did not decide; it only checks what it must see with its own
 //! eyes (whether a blob or manifest is already present, whether a tag reads back right).
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use camino::Utf8PathBuf;
 use serde::Serialize;
@@ -75,6 +75,8 @@ pub struct Apply<'a> {
     pub repo: &'a Repository,
     pub metajsonname: &'a str,
     pub force: bool,
+    /// How long the record step waits for another writer's meta.json lock.
+    pub lock_timeout: Duration,
 }
 
 impl Apply<'_> {
@@ -124,10 +126,6 @@ impl Apply<'_> {
                 .verify(&self.repo.tagged(&t.tag), &plan.index.digest)
                 .await?;
         }
-        let stamp = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or_default();
         for rec in plan.records_to_write() {
             let Some(path) = images
                 .iter()
@@ -138,8 +136,10 @@ impl Apply<'_> {
             };
             let key = self.metajsonname.to_owned();
             let record = rec.record.clone();
+            let lock_timeout = self.lock_timeout;
+            // Blocking: it may wait for another writer's lock.
             let changed = tokio::task::spawn_blocking(move || {
-                builds::write_record(&path, &key, &record, stamp)
+                builds::write_record(&path, &key, &record, lock_timeout)
             })
             .await
             .map_err(|e| Error::Task(e.to_string()))??;

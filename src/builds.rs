@@ -2,23 +2,30 @@
 //!
 //! Owns finding a build and its arches, reading an arch's artifact entry (and refusing paths
 //! that leave the arch directory), deciding whether a meta.json already holds a record, and
-//! writing a record back: re-read at write time, only the owned key changed, key order and
-//! every other byte of structure kept, written atomically. It does not read archives or talk
-//! to a registry.
-
+//! writing a record back the way coreos-assembler's writers do: under cosa's lock
+//! (`metalock`), re-read at write time, only the owned key changed, `meta-stamp` bumped, key
+//! order and every other field kept, written atomically; or, when the build asks for a
+//! delayed merge, into `meta.<KEY>.json` beside it. It does not read archives or talk to a
+//! registry.
 use std::fs::{self, File};
 use std::io::{self, Write};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use camino::{Utf8Path, Utf8PathBuf};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
+use crate::metalock::{self, MetaLock};
 use crate::platform::Arch;
 use crate::reference::{Digest, Repository, Tag};
 
 /// The key coreos-assembler bumps on every meta.json write so concurrent writers can tell
 /// which copy is newer.
 pub const META_STAMP: &str = "coreos-assembler.meta-stamp";
+
+/// When set (truthy, as Python reads it) in meta.json, cosa's writers put their whole copy of
+/// meta.json into `meta.<artifact>.json` instead, for `cosa meta --finalize` to merge later.
+pub const DELAYED_MERGE: &str = "coreos-assembler.delayed-meta-merge";
 
 /// An error about one build-record file; it always names the file.
 #[derive(Debug, thiserror::Error)]
@@ -36,6 +43,8 @@ pub enum ErrorKind {
     Json(#[from] serde_json::Error),
     #[error("{0}")]
     Invalid(String),
+    #[error("{0}")]
+    Lock(#[from] metalock::Error),
 }
 
 fn err(path: &Utf8Path, kind: impl Into<ErrorKind>) -> Error {
@@ -196,10 +205,26 @@ impl Meta {
         Ok(Artifact { path, sha256, size })
     }
 
+    /// What is recorded under `key`, where a record write would find it: in meta.json, or,
+    /// when the build delays merges and `meta.<key>.json` holds the key, there.
+    pub fn existing_record(&self, key: &str) -> Result<Option<Value>, Error> {
+        // An empty key is how a caller that records nothing asks; no file is named after it.
+        if key.is_empty() || !delays_merge(&self.json) {
+            return Ok(self.json.get(key).cloned());
+        }
+        let delayed = delayed_path(&self.path, key)?;
+        let found = read_json_if_present(&delayed)?.and_then(|mut m| m.remove(key));
+        Ok(found.or_else(|| self.json.get(key).cloned()))
+    }
+
     /// Fails now, before anything is pushed, if the value under `key` is one a record could not
     /// be written into without overwriting someone else's data.
     pub fn check_record_slot(&self, key: &str, want: &Record) -> Result<(), Error> {
-        put_record(&mut self.json.clone(), key, want).map_err(|msg| invalid(&self.path, msg))
+        let mut json = self.json.clone();
+        if let Some(existing) = self.existing_record(key)? {
+            json.insert(key.to_owned(), existing);
+        }
+        put_record(&mut json, key, want).map_err(|msg| invalid(&self.path, msg))
     }
 }
 
@@ -339,23 +364,125 @@ fn put_record(json: &mut Map<String, Value>, key: &str, want: &Record) -> Result
     Ok(())
 }
 
-/// Writes `want` under `key` into the meta.json at `path`. The file is read again here, at
-/// write time, so keys other writers added since the run started survive; nothing is written
-/// when the record is already current. Returns whether the file changed.
-pub fn write_record(path: &Utf8Path, key: &str, want: &Record, stamp: u128) -> Result<bool, Error> {
+/// Writes `want` under `key` for the meta.json at `path`, as coreos-assembler's writers do,
+/// and returns whether a file changed.
+///
+/// Under cosa's lock on `.meta.json.lock` (waiting up to `lock_timeout` for another writer),
+/// the file is read again, so keys other writers added since the run started survive; only
+/// `key` changes, and `coreos-assembler.meta-stamp` moves past every stamp seen, so a cosa
+/// writer holding an older copy merges it in rather than writing it over ours. When meta.json
+/// sets `coreos-assembler.delayed-meta-merge`, the record goes where cosa puts it instead:
+/// `meta.<key>.json`, a copy of meta.json (with what that file already recorded under `key`)
+/// under its own lock, for `cosa meta --finalize`. Nothing is written when the record is
+/// already current.
+pub fn write_record(
+    path: &Utf8Path,
+    key: &str,
+    want: &Record,
+    lock_timeout: Duration,
+) -> Result<bool, Error> {
+    write_record_at(path, key, want, lock_timeout, now_ns())
+}
+
+fn write_record_at(
+    path: &Utf8Path,
+    key: &str,
+    want: &Record,
+    lock_timeout: Duration,
+    now: u64,
+) -> Result<bool, Error> {
+    let _lock = MetaLock::acquire(path, lock_timeout).map_err(|e| err(path, e))?;
     let raw = fs::read(path).map_err(|e| err(path, e))?;
     let mut json: Map<String, Value> = serde_json::from_slice(&raw).map_err(|e| err(path, e))?;
+    if !delays_merge(&json) {
+        if record_state(json.get(key), want) == RecordState::Current {
+            return Ok(false);
+        }
+        put_record(&mut json, key, want).map_err(|msg| invalid(path, msg))?;
+        let stamp = next_stamp(now, [json.get(META_STAMP)]);
+        json.insert(META_STAMP.to_owned(), Value::from(stamp));
+        let mut out = to_cosa_json(&json).map_err(|e| err(path, e))?;
+        if raw.ends_with(b"\n") {
+            out.push(b'\n');
+        }
+        write_atomic(path, &out).map_err(|e| err(path, e))?;
+        return Ok(true);
+    }
+    let target = delayed_path(path, key)?;
+    let _target_lock = MetaLock::acquire(&target, lock_timeout).map_err(|e| err(&target, e))?;
+    let earlier = read_json_if_present(&target)?;
+    if let Some(recorded) = earlier.as_ref().and_then(|m| m.get(key)) {
+        json.insert(key.to_owned(), recorded.clone());
+    }
     if record_state(json.get(key), want) == RecordState::Current {
         return Ok(false);
     }
-    put_record(&mut json, key, want).map_err(|msg| invalid(path, msg))?;
-    json.insert(META_STAMP.to_owned(), Value::from(stamp as u64));
-    let mut out = to_cosa_json(&json).map_err(|e| err(path, e))?;
-    if raw.ends_with(b"\n") {
-        out.push(b'\n');
-    }
-    write_atomic(path, &out).map_err(|e| err(path, e))?;
+    put_record(&mut json, key, want).map_err(|msg| invalid(&target, msg))?;
+    let stamp = next_stamp(
+        now,
+        [
+            json.get(META_STAMP),
+            earlier.as_ref().and_then(|m| m.get(META_STAMP)),
+        ],
+    );
+    json.insert(META_STAMP.to_owned(), Value::from(stamp));
+    let out = to_cosa_json(&json).map_err(|e| err(&target, e))?;
+    write_atomic(&target, &out).map_err(|e| err(&target, e))?;
     Ok(true)
+}
+
+fn now_ns() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+        .unwrap_or_default()
+}
+
+/// Now, or one past the newest stamp seen if a clock behind another writer's would make ours
+/// look older: cosa's merge keeps the newer side's values.
+fn next_stamp<'a>(now: u64, seen: impl IntoIterator<Item = Option<&'a Value>>) -> u64 {
+    seen.into_iter()
+        .flatten()
+        // cosa writes nanoseconds as an integer, but a float (a file's mtime in seconds) when
+        // it had no stamp; either compares as a number.
+        .filter_map(|v| v.as_u64().or_else(|| v.as_f64().map(|f| f.max(0.0) as u64)))
+        .map(|s| s.saturating_add(1))
+        .fold(now, u64::max)
+}
+
+/// Python's truthiness, which is how cosa tests the flag.
+fn delays_merge(json: &Map<String, Value>) -> bool {
+    match json.get(DELAYED_MERGE) {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => *b,
+        Some(Value::Number(n)) => n.as_f64() != Some(0.0),
+        Some(Value::String(s)) => !s.is_empty(),
+        Some(Value::Array(a)) => !a.is_empty(),
+        Some(Value::Object(o)) => !o.is_empty(),
+    }
+}
+
+/// `meta.<key>.json` beside `meta`, cosa's file for a delayed merge; `key` must be a plain
+/// file name part, since it becomes one.
+fn delayed_path(meta: &Utf8Path, key: &str) -> Result<Utf8PathBuf, Error> {
+    if key.is_empty() || key.contains(['/', '\0']) || key == "." || key == ".." {
+        return Err(invalid(
+            meta,
+            format!("{DELAYED_MERGE} is set, but {key:?} cannot name a meta.<KEY>.json file"),
+        ));
+    }
+    let dir = meta.parent().unwrap_or(Utf8Path::new(""));
+    Ok(dir.join(format!("meta.{key}.json")))
+}
+
+fn read_json_if_present(path: &Utf8Path) -> Result<Option<Map<String, Value>>, Error> {
+    match fs::read(path) {
+        Ok(raw) => serde_json::from_slice(&raw)
+            .map(Some)
+            .map_err(|e| err(path, e)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(err(path, e)),
+    }
 }
 
 /// JSON as coreos-assembler writes meta.json: 4-space indentation, no trailing newline.
@@ -487,22 +614,182 @@ mod tests {
         assert!(contained_path(dir, "").is_none());
     }
 
+    fn meta_file(dir: &tempfile::TempDir, json: &Map<String, Value>) -> Utf8PathBuf {
+        let path = Utf8PathBuf::from_path_buf(dir.path().join("meta.json")).unwrap();
+        fs::write(&path, to_cosa_json(json).unwrap()).unwrap();
+        path
+    }
+
+    fn read_map(path: &Utf8Path) -> Map<String, Value> {
+        serde_json::from_slice(&fs::read(path).unwrap()).unwrap()
+    }
+
+    fn names(dir: &tempfile::TempDir) -> Vec<String> {
+        let mut v: Vec<String> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        v.sort();
+        v
+    }
+
+    const WAIT: Duration = Duration::ZERO;
+
     #[test]
     fn write_record_is_atomic_and_noop_when_current() {
         let tmp = tempfile::tempdir().unwrap();
-        let path = Utf8PathBuf::from_path_buf(tmp.path().join("meta.json")).unwrap();
-        let original = to_cosa_json(&meta_with(None)).unwrap();
-        fs::write(&path, &original).unwrap();
+        let path = meta_file(&tmp, &meta_with(None));
         let want = record("quay.io/a/b", 'a');
-        assert!(write_record(&path, "base-oscontainer", &want, 7).unwrap());
+        assert!(write_record_at(&path, "base-oscontainer", &want, WAIT, 7).unwrap());
         let after = fs::read(&path).unwrap();
         let json: Map<String, Value> = serde_json::from_slice(&after).unwrap();
         assert_eq!(json[META_STAMP], 7);
         assert!(after.starts_with(b"{\n    \"buildid\""));
         assert!(!after.ends_with(b"\n"));
-        assert!(!write_record(&path, "base-oscontainer", &want, 8).unwrap());
+        assert!(!write_record_at(&path, "base-oscontainer", &want, WAIT, 8).unwrap());
         assert_eq!(fs::read(&path).unwrap(), after);
-        let leftovers: Vec<_> = fs::read_dir(tmp.path()).unwrap().collect();
-        assert_eq!(leftovers.len(), 1, "no temp files left behind");
+        assert_eq!(
+            names(&tmp),
+            ["meta.json"],
+            "no temp file, lock or claim left behind"
+        );
+    }
+
+    #[test]
+    fn the_stamp_moves_past_a_newer_one_on_disk() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut json = meta_with(None);
+        json.insert(META_STAMP.into(), Value::from(1_000u64));
+        let path = meta_file(&tmp, &json);
+        write_record_at(
+            &path,
+            "base-oscontainer",
+            &record("quay.io/a/b", 'a'),
+            WAIT,
+            10,
+        )
+        .unwrap();
+        assert_eq!(read_map(&path)[META_STAMP], 1_001);
+        // A stamp cosa took from a file's mtime is a float of seconds; still a number.
+        let mut json = meta_with(None);
+        json.insert(META_STAMP.into(), Value::from(1_700_000_000.5f64));
+        let path = meta_file(&tmp, &json);
+        write_record_at(
+            &path,
+            "base-oscontainer",
+            &record("quay.io/a/b", 'a'),
+            WAIT,
+            10,
+        )
+        .unwrap();
+        assert_eq!(read_map(&path)[META_STAMP], 1_700_000_001);
+    }
+
+    #[test]
+    fn a_write_waits_for_the_lock_and_writes_nothing_when_it_cannot_have_it() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = meta_file(&tmp, &meta_with(None));
+        let before = fs::read(&path).unwrap();
+        // A claim naming this (live) process that is not ours: never broken, so waited for.
+        let lockfile = std::path::absolute(metalock::lock_path(&path)).unwrap();
+        let claim = format!(
+            "{}|{}|{}|1",
+            lockfile.display(),
+            metalock::hostname(),
+            std::process::id()
+        );
+        fs::write(&claim, &claim).unwrap();
+        fs::hard_link(&claim, &lockfile).unwrap();
+        let want = record("quay.io/a/b", 'a');
+        let e = write_record_at(
+            &path,
+            "base-oscontainer",
+            &want,
+            Duration::from_millis(20),
+            7,
+        )
+        .unwrap_err();
+        assert!(matches!(e.kind, ErrorKind::Lock(_)), "{e}");
+        assert!(e.to_string().contains("is held by pid"), "{e}");
+        assert_eq!(fs::read(&path).unwrap(), before);
+        fs::remove_file(&lockfile).unwrap();
+        assert!(write_record_at(&path, "base-oscontainer", &want, WAIT, 7).unwrap());
+    }
+
+    #[test]
+    fn delayed_merge_writes_meta_key_json_and_counts_it_as_recorded() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut json = meta_with(None);
+        json.insert(DELAYED_MERGE.into(), Value::Bool(true));
+        json.insert(META_STAMP.into(), Value::from(5u64));
+        let path = meta_file(&tmp, &json);
+        let before = fs::read(&path).unwrap();
+        let first = record("quay.io/a/b", 'a');
+        assert!(write_record_at(&path, "base-oscontainer", &first, WAIT, 9).unwrap());
+        assert_eq!(
+            fs::read(&path).unwrap(),
+            before,
+            "meta.json itself is untouched"
+        );
+        let delayed = path.with_file_name("meta.base-oscontainer.json");
+        let written = read_map(&delayed);
+        // cosa's shape: the whole of meta.json, the record under the key, a fresh stamp.
+        let keys: Vec<_> = written.keys().cloned().collect();
+        assert_eq!(
+            keys,
+            [
+                "buildid",
+                "name",
+                DELAYED_MERGE,
+                META_STAMP,
+                "base-oscontainer"
+            ]
+        );
+        assert_eq!(written[META_STAMP], 9);
+        let meta = Meta::load(path.clone()).unwrap();
+        let found = meta.existing_record("base-oscontainer").unwrap();
+        assert_eq!(record_state(found.as_ref(), &first), RecordState::Current);
+        assert_eq!(meta.get("base-oscontainer"), None);
+        // Recorded there, so nothing more to write; a second repository joins that record.
+        assert!(!write_record_at(&path, "base-oscontainer", &first, WAIT, 10).unwrap());
+        let second = record("registry.example.com/mirror/b", 'a');
+        assert!(write_record_at(&path, "base-oscontainer", &second, WAIT, 10).unwrap());
+        let rec = &read_map(&delayed)["base-oscontainer"];
+        assert_eq!(record_state(Some(rec), &first), RecordState::Current);
+        assert_eq!(record_state(Some(rec), &second), RecordState::Current);
+        assert_eq!(
+            names(&tmp),
+            ["meta.base-oscontainer.json", "meta.json"],
+            "both locks released"
+        );
+    }
+
+    #[test]
+    fn delayed_merge_follows_pythons_truthiness_and_refuses_a_key_that_is_no_file_name() {
+        for (flag, delays) in [
+            (Value::Bool(false), false),
+            (Value::from(""), false),
+            (Value::from(0), false),
+            (Value::from(1), true),
+            (Value::from("yes"), true),
+        ] {
+            let mut json = meta_with(None);
+            json.insert(DELAYED_MERGE.into(), flag.clone());
+            assert_eq!(delays_merge(&json), delays, "{flag}");
+        }
+        let tmp = tempfile::tempdir().unwrap();
+        let mut json = meta_with(None);
+        json.insert(DELAYED_MERGE.into(), Value::Bool(true));
+        let path = meta_file(&tmp, &json);
+        let e = write_record_at(&path, "../x", &record("quay.io/a/b", 'a'), WAIT, 1).unwrap_err();
+        assert!(
+            e.to_string().contains("cannot name a meta.<KEY>.json"),
+            "{e}"
+        );
+        let meta = Meta::load(path).unwrap();
+        assert!(
+            meta.check_record_slot("a/b", &record("quay.io/a/b", 'a'))
+                .is_err()
+        );
     }
 }

@@ -184,6 +184,10 @@ pub struct RunArgs {
     #[command(flatten)]
     pub connect: ConnectArgs,
 
+    /// Seconds to wait for another writer (e.g. a cosa command) holding a meta.json lock.
+    #[arg(long, default_value = "60", value_name = "SECONDS", value_parser = parse_seconds)]
+    pub lock_timeout: Duration,
+
     /// Plan every stage and print the release plan; change nothing.
     #[arg(long)]
     pub dry_run: bool,
@@ -202,6 +206,7 @@ impl RunArgs {
             build: self.build,
             force: self.force,
             dry_run: self.dry_run,
+            lock_timeout: self.lock_timeout,
         }
     }
 }
@@ -273,6 +278,10 @@ pub struct PushArgs {
     #[arg(long, value_name = "PATH")]
     pub write_digest_to_file: Option<Utf8PathBuf>,
 
+    /// Seconds to wait for another writer (e.g. a cosa command) holding a meta.json lock.
+    #[arg(long, default_value = "60", value_name = "SECONDS", value_parser = parse_seconds)]
+    pub lock_timeout: Duration,
+
     /// Plan and print the plan; change nothing.
     #[arg(long)]
     pub dry_run: bool,
@@ -319,6 +328,9 @@ impl PushArgs {
         let mut req = self.plan.into_request();
         req.write_digest_to_file = self.write_digest_to_file;
         req.dry_run = self.dry_run;
+        if let Inputs::Build(build) = &mut req.inputs {
+            build.lock_timeout = self.lock_timeout;
+        }
         req
     }
 }
@@ -352,6 +364,8 @@ impl PlanArgs {
                     artifact,
                     metajsonname: self.metajsonname.unwrap_or_default(),
                     arches,
+                    // Only a push records; it sets its own.
+                    lock_timeout: crate::metalock::DEFAULT_TIMEOUT,
                 }),
                 None => Inputs::Images(self.images),
             },

@@ -50,6 +50,8 @@ pub struct BuildInputs {
     pub metajsonname: String,
     /// Only these arches; empty means every arch of the build.
     pub arches: Vec<Arch>,
+    /// How long recording waits for another writer's lock on a meta.json.
+    pub lock_timeout: std::time::Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -134,16 +136,17 @@ impl Prepared {
             Err(refusal) => return Ok(Report::refused(req, &self.desired, refusal.clone())),
         };
         let outcome = plan.outcome();
-        let metajsonname = match &req.inputs {
-            Inputs::Build(b) => b.metajsonname.as_str(),
-            // Direct images plan no records, so the key is never used.
-            Inputs::Images(_) => "",
+        let (metajsonname, lock_timeout) = match &req.inputs {
+            Inputs::Build(b) => (b.metajsonname.as_str(), b.lock_timeout),
+            // Direct images plan no records, so neither is ever used.
+            Inputs::Images(_) => ("", crate::metalock::DEFAULT_TIMEOUT),
         };
         let stats = Apply {
             client: &self.client,
             repo: &req.repo,
             metajsonname,
             force: req.policy.force,
+            lock_timeout,
         }
         .run(plan, &self.images)
         .await?;
@@ -265,7 +268,7 @@ fn load_build(
                 size: image.manifest.len() as u64,
                 media_type: image.media_type.clone(),
             },
-            existing_record: meta.get(&inputs.metajsonname).cloned(),
+            existing_record: meta.existing_record(&inputs.metajsonname)?,
         });
         images.push(ArchImage {
             arch,

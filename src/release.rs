@@ -42,6 +42,8 @@ pub struct RunRequest {
     pub connect: ConnectOptions,
     pub force: bool,
     pub dry_run: bool,
+    /// How long recording waits for another writer's lock on a meta.json.
+    pub lock_timeout: std::time::Duration,
 }
 
 /// Why a release did not start; once a stage has run, failures end up in the report.
@@ -290,6 +292,7 @@ fn push_request(req: &RunRequest, build_id: &str, stage: &Stage) -> PushRequest 
         artifact: String::new(),
         metajsonname: NO_RECORD.to_owned(),
         arches: vec![],
+        lock_timeout: req.lock_timeout,
     };
     let mut push = PushRequest {
         workdir: req.workdir.clone(),
@@ -484,6 +487,7 @@ async fn write_tags(
         repo,
         metajsonname: NO_RECORD,
         force: req.force,
+        lock_timeout: req.lock_timeout,
     };
     let mut needed = Vec::new();
     for img in images {
