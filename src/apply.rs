@@ -126,6 +126,8 @@ impl Apply<'_> {
                 .verify(&self.repo.tagged(&t.tag), &plan.index.digest)
                 .await?;
         }
+        let mut records = Vec::new();
+        let mut arches = Vec::new();
         for rec in plan.records_to_write() {
             let Some(path) = images
                 .iter()
@@ -134,17 +136,22 @@ impl Apply<'_> {
             else {
                 continue;
             };
+            records.push((path, rec.record.clone()));
+            arches.push(rec.arch.clone());
+        }
+        if !records.is_empty() {
             let key = self.metajsonname.to_owned();
-            let record = rec.record.clone();
             let lock_timeout = self.lock_timeout;
-            // Blocking: it may wait for another writer's lock.
+            // Blocking: it may wait for other writers' locks.
             let changed = tokio::task::spawn_blocking(move || {
-                builds::write_record(&path, &key, &record, lock_timeout)
+                builds::write_records(&records, &key, lock_timeout)
             })
             .await
             .map_err(|e| Error::Task(e.to_string()))??;
-            if changed {
-                stats.records_written.push(rec.arch.clone());
+            for (arch, changed) in arches.into_iter().zip(changed) {
+                if changed {
+                    stats.records_written.push(arch);
+                }
             }
         }
         Ok(stats)

@@ -384,6 +384,28 @@ pub fn write_record(
     write_record_at(path, key, want, lock_timeout, now_ns())
 }
 
+/// [`write_record`] for several meta.json files (one per arch) as one step: every lock is
+/// taken, in path order, before any file is written, so a writer that keeps one of them past
+/// `lock_timeout` leaves all of them unchanged. Returns, per file, whether it changed.
+pub fn write_records(
+    records: &[(Utf8PathBuf, Record)],
+    key: &str,
+    lock_timeout: Duration,
+) -> Result<Vec<bool>, Error> {
+    let mut paths: Vec<&Utf8PathBuf> = records.iter().map(|(p, _)| p).collect();
+    paths.sort();
+    paths.dedup();
+    let _locks = paths
+        .into_iter()
+        .map(|p| MetaLock::acquire(p, lock_timeout).map_err(|e| err(p, e)))
+        .collect::<Result<Vec<_>, _>>()?;
+    let now = now_ns();
+    records
+        .iter()
+        .map(|(path, want)| write_locked(path, key, want, lock_timeout, now))
+        .collect()
+}
+
 fn write_record_at(
     path: &Utf8Path,
     key: &str,
@@ -392,6 +414,17 @@ fn write_record_at(
     now: u64,
 ) -> Result<bool, Error> {
     let _lock = MetaLock::acquire(path, lock_timeout).map_err(|e| err(path, e))?;
+    write_locked(path, key, want, lock_timeout, now)
+}
+
+/// The write itself; the caller holds `path`'s lock.
+fn write_locked(
+    path: &Utf8Path,
+    key: &str,
+    want: &Record,
+    lock_timeout: Duration,
+    now: u64,
+) -> Result<bool, Error> {
     let raw = fs::read(path).map_err(|e| err(path, e))?;
     let mut json: Map<String, Value> = serde_json::from_slice(&raw).map_err(|e| err(path, e))?;
     if !delays_merge(&json) {
@@ -714,6 +747,43 @@ mod tests {
         assert_eq!(fs::read(&path).unwrap(), before);
         fs::remove_file(&lockfile).unwrap();
         assert!(write_record_at(&path, "base-oscontainer", &want, WAIT, 7).unwrap());
+    }
+
+    #[test]
+    fn records_for_several_arches_are_written_only_once_every_lock_is_held() {
+        let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+        let paths: Vec<_> = dirs
+            .iter()
+            .map(|d| meta_file(d, &meta_with(None)))
+            .collect();
+        let before: Vec<_> = paths.iter().map(|p| fs::read(p).unwrap()).collect();
+        let want = record("quay.io/a/b", 'a');
+        let records: Vec<_> = paths.iter().map(|p| (p.clone(), want.clone())).collect();
+        // The second file's lock is held by someone alive (this process, another claim).
+        let held = std::path::absolute(metalock::lock_path(&paths[1])).unwrap();
+        let claim = format!(
+            "{}|{}|{}|1",
+            held.display(),
+            metalock::hostname(),
+            std::process::id()
+        );
+        fs::write(&claim, &claim).unwrap();
+        fs::hard_link(&claim, &held).unwrap();
+        assert!(write_records(&records, "base-oscontainer", WAIT).is_err());
+        let after: Vec<_> = paths.iter().map(|p| fs::read(p).unwrap()).collect();
+        assert_eq!(after, before, "neither file written");
+        assert_eq!(
+            names(&dirs[0]),
+            ["meta.json"],
+            "the first lock was released"
+        );
+        fs::remove_file(&held).unwrap();
+        let changed = write_records(&records, "base-oscontainer", WAIT).unwrap();
+        assert_eq!(changed, [true, true]);
+        for p in &paths {
+            let rec = &read_map(p)["base-oscontainer"];
+            assert_eq!(record_state(Some(rec), &want), RecordState::Current);
+        }
     }
 
     #[test]

@@ -1,12 +1,12 @@
 //! Owns the recording, fault-injecting HTTP/1.1 proxy that tests put between reprise and the
 //! real registry: it forwards every request (bodies streamed, `Host` kept so the registry's
 //! absolute upload `Location`s point back at the proxy), records what it saw, and injects
-//! statuses, connection resets, delays and stale manifest reads on demand.
+//! statuses, connection resets, delays, stale manifest reads and held requests on demand.
 
 use std::collections::HashMap;
 use std::io;
 use std::net::{SocketAddr, TcpListener as StdTcpListener};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -102,6 +102,51 @@ pub enum Action {
     StaleReadsFor(Duration),
     /// Like `StaleReadsFor`, for ever.
     StaleReadsForever,
+    /// Hold the request at the gate, before it reaches the registry, until the gate opens.
+    Hold(Arc<Gate>),
+}
+
+/// Where the proxy holds requests until a test lets them go, so a test can act while the
+/// client is known to be waiting on a given request.
+#[derive(Debug)]
+pub struct Gate {
+    arrived: Mutex<u32>,
+    arrival: Condvar,
+    open: tokio::sync::watch::Sender<bool>,
+}
+
+impl Gate {
+    pub fn new() -> Arc<Gate> {
+        Arc::new(Gate {
+            arrived: Mutex::new(0),
+            arrival: Condvar::new(),
+            open: tokio::sync::watch::Sender::new(false),
+        })
+    }
+
+    /// Blocks until `n` requests are at the gate (or went through it); false if `timeout`
+    /// passed first.
+    pub fn wait_arrived(&self, n: u32, timeout: Duration) -> bool {
+        let arrived = self.arrived.lock().expect("gate lock");
+        let (arrived, _) = self
+            .arrival
+            .wait_timeout_while(arrived, timeout, |a| *a < n)
+            .expect("gate lock");
+        *arrived >= n
+    }
+
+    /// Lets every held request, and every later one, through.
+    pub fn open(&self) {
+        self.open.send_replace(true);
+    }
+
+    async fn pass(&self) {
+        *self.arrived.lock().expect("gate lock") += 1;
+        self.arrival.notify_all();
+        let mut open = self.open.subscribe();
+        // Err only if the sender is gone, which the Arc held here rules out.
+        let _ = open.wait_for(|o| *o).await;
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -136,6 +181,13 @@ impl Fault {
 
     pub fn delay(method: &str, path_contains: &str, by: Duration) -> Fault {
         Fault::new(Match::new(method, path_contains), Action::Delay(by))
+    }
+
+    pub fn hold(method: &str, path_contains: &str, gate: &Arc<Gate>) -> Fault {
+        Fault::new(
+            Match::new(method, path_contains),
+            Action::Hold(Arc::clone(gate)),
+        )
     }
 
     pub fn stale_reads_for(path_contains: &str, window: Duration) -> Fault {
@@ -300,8 +352,14 @@ impl Snapshot {
 }
 
 enum Plan {
-    Forward { delay: Option<Duration> },
-    Status { code: u16, retry_after: Option<u64> },
+    Forward {
+        delay: Option<Duration>,
+        hold: Option<Arc<Gate>>,
+    },
+    Status {
+        code: u16,
+        retry_after: Option<u64>,
+    },
     Reset(u64),
     Stale(Snapshot),
 }
@@ -364,7 +422,10 @@ impl Ctx {
                     "reset injected by the test proxy",
                 ));
             }
-            Plan::Forward { delay } => {
+            Plan::Forward { delay, hold } => {
+                if let Some(gate) = hold {
+                    gate.pass().await;
+                }
                 let response = self.forward(req, &path).await;
                 if let Some(delay) = delay {
                     tokio::time::sleep(delay).await;
@@ -394,13 +455,23 @@ impl Ctx {
             f.stale_window().is_none() && f.armed() && f.matcher.matches(method, full_path)
         });
         let Some(rule) = rule else {
-            return Plan::Forward { delay: None };
+            return Plan::Forward {
+                delay: None,
+                hold: None,
+            };
         };
         rule.fire();
         match rule.action {
             Action::Status { code, retry_after } => Plan::Status { code, retry_after },
             Action::ResetAfterRequestBytes(limit) => Plan::Reset(limit),
-            Action::Delay(delay) => Plan::Forward { delay: Some(delay) },
+            Action::Delay(delay) => Plan::Forward {
+                delay: Some(delay),
+                hold: None,
+            },
+            Action::Hold(ref gate) => Plan::Forward {
+                delay: None,
+                hold: Some(Arc::clone(gate)),
+            },
             Action::StaleReadsFor(_) | Action::StaleReadsForever => {
                 unreachable!("stale rules are filtered out above")
             }
