@@ -43,11 +43,12 @@ const SEP: char = '|';
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("{lockfile} is held by {holder}; gave up waiting after {}s", waited.as_secs_f64())]
+    #[error("{lockfile} is held by {holder}; gave up waiting after {}s", bound.as_secs_f64())]
     Timeout {
         lockfile: Utf8PathBuf,
         holder: HolderDesc,
-        waited: Duration,
+        /// The bound that was reached (the wait was at least this long).
+        bound: Duration,
     },
     #[error("{path}: {source}")]
     Io {
@@ -193,7 +194,7 @@ impl MetaLock {
                 return Err(Error::Timeout {
                     lockfile: self.lockfile.clone(),
                     holder: last_seen,
-                    waited,
+                    bound: timeout,
                 });
             }
             if !announced {
