@@ -7,6 +7,7 @@
 //! order and every other field kept, written atomically; or, when the build asks for a
 //! delayed merge, into `meta.<KEY>.json` beside it. It does not read archives or talk to a
 //! registry.
+
 use std::fs::{self, File};
 use std::io::{self, Write};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -364,33 +365,31 @@ fn put_record(json: &mut Map<String, Value>, key: &str, want: &Record) -> Result
     Ok(())
 }
 
-/// Writes `want` under `key` for the meta.json at `path`, as coreos-assembler's writers do,
-/// and returns whether a file changed.
+/// Writes each `(path, record)` under `key` for the meta.json at `path` (one per arch), as
+/// coreos-assembler's writers do, and returns, per file, whether a file changed.
 ///
-/// Under cosa's lock on `.meta.json.lock` (waiting up to `lock_timeout` for another writer),
-/// the file is read again, so keys other writers added since the run started survive; only
-/// `key` changes, and `coreos-assembler.meta-stamp` moves past every stamp seen, so a cosa
-/// writer holding an older copy merges it in rather than writing it over ours. When meta.json
-/// sets `coreos-assembler.delayed-meta-merge`, the record goes where cosa puts it instead:
-/// `meta.<key>.json`, a copy of meta.json (with what that file already recorded under `key`)
-/// under its own lock, for `cosa meta --finalize`. Nothing is written when the record is
-/// already current.
-pub fn write_record(
-    path: &Utf8Path,
-    key: &str,
-    want: &Record,
-    lock_timeout: Duration,
-) -> Result<bool, Error> {
-    write_record_at(path, key, want, lock_timeout, now_ns())
-}
-
-/// [`write_record`] for several meta.json files (one per arch) as one step: every lock is
-/// taken, in path order, before any file is written, so a writer that keeps one of them past
-/// `lock_timeout` leaves all of them unchanged. Returns, per file, whether it changed.
+/// Every meta.json is locked first, with cosa's lock (`.meta.json.lock`), in path order and
+/// waiting up to `lock_timeout` for another writer, so one held past the bound leaves all of
+/// them unchanged. Then each file is read again, so keys other writers added since the run
+/// started survive; only `key` changes, and `coreos-assembler.meta-stamp` moves past every
+/// stamp seen, so a cosa writer holding an older copy merges it in rather than writing it
+/// over ours. When meta.json sets `coreos-assembler.delayed-meta-merge`, the record goes where
+/// cosa puts it instead: `meta.<key>.json`, a copy of meta.json (with what that file already
+/// recorded under `key`), under its own lock, for `cosa meta --finalize`. Nothing is written
+/// where the record is already current.
 pub fn write_records(
     records: &[(Utf8PathBuf, Record)],
     key: &str,
     lock_timeout: Duration,
+) -> Result<Vec<bool>, Error> {
+    write_records_at(records, key, lock_timeout, now_ns())
+}
+
+fn write_records_at(
+    records: &[(Utf8PathBuf, Record)],
+    key: &str,
+    lock_timeout: Duration,
+    now: u64,
 ) -> Result<Vec<bool>, Error> {
     let mut paths: Vec<&Utf8PathBuf> = records.iter().map(|(p, _)| p).collect();
     paths.sort();
@@ -399,22 +398,10 @@ pub fn write_records(
         .into_iter()
         .map(|p| MetaLock::acquire(p, lock_timeout).map_err(|e| err(p, e)))
         .collect::<Result<Vec<_>, _>>()?;
-    let now = now_ns();
     records
         .iter()
         .map(|(path, want)| write_locked(path, key, want, lock_timeout, now))
         .collect()
-}
-
-fn write_record_at(
-    path: &Utf8Path,
-    key: &str,
-    want: &Record,
-    lock_timeout: Duration,
-    now: u64,
-) -> Result<bool, Error> {
-    let _lock = MetaLock::acquire(path, lock_timeout).map_err(|e| err(path, e))?;
-    write_locked(path, key, want, lock_timeout, now)
 }
 
 /// The write itself; the caller holds `path`'s lock.
@@ -667,6 +654,17 @@ mod tests {
     }
 
     const WAIT: Duration = Duration::ZERO;
+
+    fn write_record_at(
+        path: &Utf8Path,
+        key: &str,
+        want: &Record,
+        lock_timeout: Duration,
+        now: u64,
+    ) -> Result<bool, Error> {
+        let records = [(path.to_owned(), want.clone())];
+        write_records_at(&records, key, lock_timeout, now).map(|changed| changed[0])
+    }
 
     #[test]
     fn write_record_is_atomic_and_noop_when_current() {
