@@ -128,6 +128,8 @@ pub fn lock_path(file: &Utf8Path) -> Utf8PathBuf {
 pub struct MetaLock {
     lockfile: Utf8PathBuf,
     claim: Utf8PathBuf,
+    /// False while waiting: dropping then only removes the claim.
+    held: bool,
 }
 
 impl MetaLock {
@@ -142,10 +144,14 @@ impl MetaLock {
             random_u63()
         ));
         write_claim(&claim)?;
-        let lock = MetaLock { lockfile, claim };
-        // From here on, dropping `lock` on an error path unlinks the claim (and only the lock
-        // file if it names that claim).
+        let mut lock = MetaLock {
+            lockfile,
+            claim,
+            held: false,
+        };
+        // From here on, dropping `lock` on an error path unlinks the claim.
         lock.wait(timeout)?;
+        lock.held = true;
         Ok(lock)
     }
 
@@ -274,11 +280,11 @@ impl MetaLock {
 impl Drop for MetaLock {
     /// flufl.lock's `unlock()`: remove the lock file only if it is still ours, then the claim.
     fn drop(&mut self) {
-        if self.holds() {
+        if self.held && self.holds() {
             if let Err(e) = remove_if_present(&self.lockfile) {
                 tracing::error!("unlocking: {e}");
             }
-        } else if self.lockfile_names_someone_else() {
+        } else if self.held && self.lockfile_names_someone_else() {
             tracing::error!(
                 "{} was broken by another process while reprise held it",
                 self.lockfile
@@ -604,6 +610,7 @@ mod tests {
         let breaker = MetaLock {
             lockfile: absolute(&lock_path(&meta)).unwrap(),
             claim: Utf8PathBuf::from(format!("{}|x|1|2", dir.path().display())),
+            held: false,
         };
         breaker.break_stale(&dead).unwrap();
         assert_eq!(

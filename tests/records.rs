@@ -305,7 +305,11 @@ fn a_live_holder_past_the_bound_fails_the_run_and_nothing_is_recorded() {
 
     let run = env.push(&["stable"], &["--lock-timeout", "1"]);
     assert_eq!(run.code, 1, "{}", run.stderr);
-    let error: Vec<&str> = run.stderr.lines().filter(|l| l.contains("error")).collect();
+    let error: Vec<&str> = run
+        .stderr
+        .lines()
+        .filter(|l| l.to_lowercase().contains("error"))
+        .collect();
     assert_eq!(error.len(), 1, "{}", run.stderr);
     assert!(
         error[0].contains(".meta.json.lock is held by pid")
