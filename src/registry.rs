@@ -1,21 +1,31 @@
-//! The only place reprise talks HTTP: a thin layer over `oci-client`.
+//! The only place reprise talks HTTP to a registry.
 //!
 //! Owns connection settings (TLS, plain HTTP for loopback), credentials from an auth file,
-//! the one normalisation of "not found" (a 404 reaches us from oci-client in several shapes),
-//! streaming blob uploads straight from an archive, and read-after-write verification.
-//! Everything that is not a success and not a 404 is an [`Error`], never "absent".
+//! the one normalisation of "not found", retries (with `Retry-After` honoured), bounded reads
+//! of manifests and configs, streaming blob uploads straight from an archive, and
+//! read-after-write verification. Everything that is not a success and not a 404 is an
+//! [`Error`], never "absent".
+//!
+//! Requests are sent with `reqwest` directly, because a retry policy needs each response's
+//! status and headers (`Retry-After`, `Content-Length`, `Docker-Content-Digest`), which
+//! `oci-client`'s errors drop. `oci-client` still runs the token dance (`/v2/` challenge,
+//! bearer token from the realm); the resulting header is cached per repository and operation,
+//! marked sensitive, and never logged.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use camino::{Utf8Path, Utf8PathBuf};
 use oci_client::Client as OciClient;
 use oci_client::client::{ClientConfig, ClientProtocol};
-use oci_client::errors::{OciDistributionError, OciErrorCode};
 use oci_client::secrets::RegistryAuth;
+use reqwest::header::{self, HeaderMap, HeaderValue};
+use reqwest::{Method, StatusCode};
 
 use crate::archive::{self, BlobMismatch, BlobRef, VerifyingReader};
+use crate::index::MAX_REMOTE_MANIFEST;
 use crate::reference::{Digest, Reference, Repository};
 
 const USER_AGENT: &str = concat!("reprise/", env!("CARGO_PKG_VERSION"));
@@ -31,6 +41,13 @@ const MANIFEST_TYPES: &[&str] = &[
 /// Size of the chunks a blob is streamed in; with a small channel in front of the request
 /// body this bounds the memory an upload holds.
 const STREAM_CHUNK: usize = 256 << 10;
+
+/// How much of an error body is read to explain a failure.
+const MAX_ERROR_BODY: usize = 64 << 10;
+
+/// A `Retry-After` longer than this is cut to it: a registry asking for an hour would
+/// otherwise hold a release job silently.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
 
 /// What went wrong talking to a registry, sharp enough for callers to decide on.
 #[derive(Debug, thiserror::Error)]
@@ -48,6 +65,8 @@ pub enum Error {
         target: String,
         status: u16,
         message: String,
+        /// What the registry asked for in `Retry-After`, if anything.
+        retry_after: Option<Duration>,
     },
     #[error("{target}: {message}")]
     Transport { target: String, message: String },
@@ -78,6 +97,13 @@ impl Error {
             _ => false,
         }
     }
+
+    fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Error::Status { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
 }
 
 /// `delay` scaled by a factor in [0.5, 1.5), so parallel clients do not retry in step.
@@ -87,6 +113,22 @@ fn jitter(delay: Duration) -> Duration {
         .map(|d| d.subsec_nanos())
         .unwrap_or(0);
     delay.mul_f64(0.5 + f64::from(nanos % 1000) / 1000.0)
+}
+
+/// The pause before the next try: the backoff, but never less than what the registry asked
+/// for with `Retry-After` (up to [`MAX_RETRY_AFTER`]).
+fn pause_before_retry(backoff: Duration, retry_after: Option<Duration>) -> Duration {
+    match retry_after {
+        Some(asked) => backoff.max(asked.min(MAX_RETRY_AFTER)),
+        None => backoff,
+    }
+}
+
+/// `Retry-After` in its delta-seconds form. The HTTP-date form is rare from registries and
+/// falls back to the backoff.
+fn parse_retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let value = headers.get(header::RETRY_AFTER)?.to_str().ok()?;
+    value.trim().parse::<u64>().ok().map(Duration::from_secs)
 }
 
 /// How to reach a registry.
@@ -131,13 +173,28 @@ pub struct Fetched {
     pub digest: Digest,
 }
 
+/// Pull or push: registries scope tokens by it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Access {
+    Pull,
+    Push,
+}
+
+/// `Authorization` values per repository path and access; `None` means send none.
+type TokenCache = HashMap<(String, Access), Option<HeaderValue>>;
+
 /// A client for one registry.
 #[derive(Clone)]
 pub struct Client {
-    inner: OciClient,
+    /// Only for the token dance.
+    auth_client: OciClient,
+    http: reqwest::Client,
+    /// `http://host[:port]` or `https://host[:port]`.
+    base: String,
     auth: RegistryAuth,
     /// Where `auth` came from, for access-denied messages.
     auth_source: String,
+    tokens: Arc<tokio::sync::Mutex<TokenCache>>,
     verify_timeout: Duration,
     retry_times: u32,
     retry_delay: Duration,
@@ -152,6 +209,23 @@ impl Client {
             Some(dir) => load_cert_dir(dir)?,
             None => Vec::new(),
         };
+        let setup = |e: &dyn std::fmt::Display| Error::Transport {
+            target: registry.registry().to_owned(),
+            message: format!("cannot set up the HTTP client: {e}"),
+        };
+        let mut http = reqwest::Client::builder()
+            .user_agent(USER_AGENT)
+            .danger_accept_invalid_certs(!opts.tls_verify)
+            .connect_timeout(Duration::from_secs(30))
+            .read_timeout(Duration::from_secs(300));
+        for cert in &extra_root_certificates {
+            let cert = reqwest::Certificate::from_pem(&cert.data).map_err(|e| Error::CertDir {
+                path: cert_dir.clone().unwrap_or_default(),
+                detail: format!("not a usable PEM certificate: {e}"),
+            })?;
+            http = http.add_root_certificate(cert);
+        }
+        let http = http.build().map_err(|e| setup(&e))?;
         let config = ClientConfig {
             protocol: if plain_http {
                 ClientProtocol::HttpsExcept(vec![registry.registry().to_owned()])
@@ -160,17 +234,12 @@ impl Client {
             },
             accept_invalid_certificates: !opts.tls_verify,
             extra_root_certificates,
-            // One PUT per blob: a streamed body, no chunk buffering, fewest requests.
-            use_monolithic_push: true,
             connect_timeout: Some(Duration::from_secs(30)),
             read_timeout: Some(Duration::from_secs(300)),
             user_agent: USER_AGENT,
             ..Default::default()
         };
-        let inner = OciClient::try_from(config).map_err(|e| Error::Transport {
-            target: registry.registry().to_owned(),
-            message: format!("cannot set up the HTTP client: {e}"),
-        })?;
+        let auth_client = OciClient::try_from(config).map_err(|e| setup(&e))?;
         let found = crate::auth::find(
             &crate::auth::Places::from_env(opts.authfile.as_deref()),
             registry,
@@ -180,35 +249,24 @@ impl Client {
             "credentials: {}",
             found.source
         );
+        let scheme = if plain_http { "http" } else { "https" };
         Ok(Client {
-            inner,
+            auth_client,
+            http,
+            base: format!("{scheme}://{}", api_host(registry)),
             auth: found.auth,
             auth_source: found.source,
+            tokens: Arc::default(),
             verify_timeout: opts.verify_timeout,
             retry_times: opts.retry_times,
             retry_delay: opts.retry_delay,
         })
     }
 
-    fn oci_ref(r: &Reference) -> oci_client::Reference {
-        let repo = r.repository();
-        match r {
-            Reference::Tagged(_, t) => oci_client::Reference::with_tag(
-                repo.registry().to_owned(),
-                repo.path().to_owned(),
-                t.to_string(),
-            ),
-            Reference::Digested(_, d) => oci_client::Reference::with_digest(
-                repo.registry().to_owned(),
-                repo.path().to_owned(),
-                d.to_string(),
-            ),
-        }
-    }
-
     /// Runs `op`, trying again after transient failures (connection errors, timeouts, 408,
-    /// 429, 500, 502, 503, 504) with exponential backoff and jitter, at most `retry_times`
-    /// more times. Anything else, and the last failure, is returned as is.
+    /// 429, 500, 502, 503, 504) with exponential backoff and jitter, waiting at least as long
+    /// as a `Retry-After` asks, at most `retry_times` more times. Anything else, and the last
+    /// failure, is returned as is.
     async fn retry<T, F, Fut>(&self, what: &str, mut op: F) -> Result<T, Error>
     where
         F: FnMut() -> Fut,
@@ -220,9 +278,13 @@ impl Client {
             match op().await {
                 Err(e) if attempt < self.retry_times && e.is_transient() => {
                     attempt += 1;
-                    let pause = jitter(delay);
+                    let pause = pause_before_retry(jitter(delay), e.retry_after());
+                    let asked = match e.retry_after() {
+                        Some(d) => format!(" (Retry-After: {}s)", d.as_secs()),
+                        None => String::new(),
+                    };
                     tracing::warn!(
-                        "{what}: {e}; retrying in {pause:?} (retry {attempt} of {})",
+                        "{what}: {e}; retrying in {pause:?}{asked} (retry {attempt} of {})",
                         self.retry_times
                     );
                     tokio::time::sleep(pause).await;
@@ -243,6 +305,98 @@ impl Client {
                 }
                 other => return other,
             }
+        }
+    }
+
+    fn url(&self, repo: &Repository, rest: &str) -> String {
+        format!("{}/v2/{}/{rest}", self.base, repo.path())
+    }
+
+    fn manifest_url(&self, r: &Reference) -> String {
+        self.url(r.repository(), &format!("manifests/{}", r.target()))
+    }
+
+    /// The `Authorization` header for `repo` and `access`, from the cache unless `refresh`.
+    /// Anonymous clients start with none and only ask for a token once a registry says 401.
+    async fn authorization(
+        &self,
+        repo: &Repository,
+        access: Access,
+        refresh: bool,
+    ) -> Result<Option<HeaderValue>, Error> {
+        let key = (repo.path().to_owned(), access);
+        let mut cache = self.tokens.lock().await;
+        if !refresh && let Some(value) = cache.get(&key) {
+            return Ok(value.clone());
+        }
+        let value = if !refresh && matches!(self.auth, RegistryAuth::Anonymous) {
+            None
+        } else {
+            let oci_ref = oci_client::Reference::with_tag(
+                repo.registry().to_owned(),
+                repo.path().to_owned(),
+                "latest".to_owned(),
+            );
+            let op = match access {
+                Access::Pull => oci_client::RegistryOperation::Pull,
+                Access::Push => oci_client::RegistryOperation::Push,
+            };
+            let target = repo.to_string();
+            let token = self
+                .auth_client
+                .auth(&oci_ref, &self.auth, op)
+                .await
+                .map_err(|e| auth_error(&target, repo, e))?;
+            let raw = match (token, &self.auth) {
+                (Some(token), _) => Some(format!("Bearer {token}")),
+                (None, RegistryAuth::Basic(user, pass)) => {
+                    use base64::Engine as _;
+                    let pair =
+                        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"));
+                    Some(format!("Basic {pair}"))
+                }
+                (None, _) => None,
+            };
+            match raw {
+                Some(raw) => {
+                    let mut value = HeaderValue::from_str(&raw).map_err(|_| Error::Denied {
+                        target: target.clone(),
+                        registry: repo.registry().to_owned(),
+                        detail: "the credentials do not fit in an HTTP header".to_owned(),
+                        auth: check_credentials(repo),
+                    })?;
+                    value.set_sensitive(true);
+                    Some(value)
+                }
+                None => None,
+            }
+        };
+        cache.insert(key, value.clone());
+        Ok(value)
+    }
+
+    /// Sends one request built by `build`; on a 401 fetches a fresh token and sends it once
+    /// more. Returns whatever the registry answered, success or not; only the network failing
+    /// is an error here.
+    async fn send(
+        &self,
+        repo: &Repository,
+        access: Access,
+        target: &str,
+        build: impl Fn(&reqwest::Client) -> reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, Error> {
+        let mut refresh = false;
+        loop {
+            let mut request = build(&self.http);
+            if let Some(value) = self.authorization(repo, access, refresh).await? {
+                request = request.header(header::AUTHORIZATION, value);
+            }
+            let response = request.send().await.map_err(|e| transport(target, &e))?;
+            if response.status() == StatusCode::UNAUTHORIZED && !refresh {
+                refresh = true;
+                continue;
+            }
+            return Ok(response);
         }
     }
 
@@ -312,29 +466,59 @@ impl Client {
 
     async fn resolve_once(&self, r: &Reference) -> Result<Option<Digest>, Error> {
         let target = r.to_string();
-        match self
-            .inner
-            .fetch_manifest_digest(&Self::oci_ref(r), &self.auth)
-            .await
-        {
-            Ok(d) => parse_digest(&target, &d).map(Some),
-            Err(e) => not_found_or(&target, r.repository(), e),
+        let url = self.manifest_url(r);
+        let response = self
+            .send(r.repository(), Access::Pull, &target, |http| {
+                http.head(&url)
+                    .header(header::ACCEPT, MANIFEST_TYPES.join(", "))
+            })
+            .await?;
+        if response.status() == StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        if response.status() != StatusCode::OK {
+            return Err(status_error(&target, r.repository(), response).await);
+        }
+        match digest_header(&target, response.headers())? {
+            Some(digest) => {
+                check_reference_digest(&target, r, &digest)?;
+                Ok(Some(digest))
+            }
+            // Registries need not send the header; the body's digest is then the answer.
+            None => Ok(self.fetch_manifest_once(r).await?.map(|f| f.digest)),
         }
     }
 
     async fn fetch_manifest_once(&self, r: &Reference) -> Result<Option<Fetched>, Error> {
         let target = r.to_string();
-        match self
-            .inner
-            .pull_manifest_raw(&Self::oci_ref(r), &self.auth, MANIFEST_TYPES)
-            .await
-        {
-            Ok((bytes, digest)) => Ok(Some(Fetched {
-                bytes,
-                digest: parse_digest(&target, &digest)?,
-            })),
-            Err(e) => not_found_or(&target, r.repository(), e),
+        let url = self.manifest_url(r);
+        let response = self
+            .send(r.repository(), Access::Pull, &target, |http| {
+                http.get(&url)
+                    .header(header::ACCEPT, MANIFEST_TYPES.join(", "))
+            })
+            .await?;
+        if response.status() == StatusCode::NOT_FOUND {
+            return Ok(None);
         }
+        if response.status() != StatusCode::OK {
+            return Err(status_error(&target, r.repository(), response).await);
+        }
+        let reported = digest_header(&target, response.headers())?;
+        let bytes = read_capped(&target, "manifest", response, MAX_REMOTE_MANIFEST).await?;
+        let digest = Digest::of(&bytes);
+        if let Some(reported) = reported
+            && reported != digest
+        {
+            return Err(Error::Protocol {
+                target,
+                message: format!(
+                    "the registry says the manifest is {reported} but its bytes are {digest}"
+                ),
+            });
+        }
+        check_reference_digest(&target, r, &digest)?;
+        Ok(Some(Fetched { bytes, digest }))
     }
 
     async fn fetch_platform_once(
@@ -342,18 +526,24 @@ impl Client {
         repo: &Repository,
         config: &Digest,
     ) -> Result<Option<crate::platform::Platform>, Error> {
-        let target = repo.digested(config);
-        let mut out: Vec<u8> = Vec::new();
-        self.inner
-            .store_auth_if_needed(repo.registry(), &self.auth)
-            .await;
-        self.inner
-            .pull_blob(&Self::oci_ref(&target), config.as_str(), &mut out)
-            .await
-            .map_err(|e| classify(&target.to_string(), repo, e))?;
+        let target = repo.digested(config).to_string();
+        let url = self.url(repo, &format!("blobs/{config}"));
+        let response = self
+            .send(repo, Access::Pull, &target, |http| http.get(&url))
+            .await?;
+        if response.status() != StatusCode::OK {
+            return Err(status_error(&target, repo, response).await);
+        }
+        let bytes = read_capped(&target, "image config", response, MAX_REMOTE_MANIFEST).await?;
+        if &Digest::of(&bytes) != config {
+            return Err(Error::Protocol {
+                target,
+                message: "the image config's bytes do not match its digest".to_owned(),
+            });
+        }
         let json: serde_json::Value =
-            serde_json::from_slice(&out).map_err(|e| Error::Protocol {
-                target: target.to_string(),
+            serde_json::from_slice(&bytes).map_err(|e| Error::Protocol {
+                target: target.clone(),
                 message: format!("image config is not JSON: {e}"),
             })?;
         let field = |k: &str| json.get(k).and_then(|v| v.as_str()).unwrap_or("");
@@ -368,11 +558,16 @@ impl Client {
     }
 
     async fn blob_exists_once(&self, repo: &Repository, digest: &Digest) -> Result<bool, Error> {
-        let target = repo.digested(digest);
-        self.inner
-            .blob_exists(&Self::oci_ref(&target), digest.as_str())
-            .await
-            .map_err(|e| classify(&target.to_string(), repo, e))
+        let target = repo.digested(digest).to_string();
+        let url = self.url(repo, &format!("blobs/{digest}"));
+        let response = self
+            .send(repo, Access::Pull, &target, |http| http.head(&url))
+            .await?;
+        match response.status() {
+            StatusCode::OK => Ok(true),
+            StatusCode::NOT_FOUND => Ok(false),
+            _ => Err(status_error(&target, repo, response).await),
+        }
     }
 
     async fn push_blob_once<R>(
@@ -384,37 +579,66 @@ impl Client {
     where
         R: std::io::Read + Send + 'static,
     {
-        let target = repo.digested(&blob.digest);
+        let target = repo.digested(&blob.digest).to_string();
         let mismatch: Arc<Mutex<Option<BlobMismatch>>> = Arc::default();
-        let (tx, rx) = tokio::sync::mpsc::channel::<oci_client::errors::Result<Bytes>>(4);
+        let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(4);
         let seen = mismatch.clone();
         let producer = tokio::task::spawn_blocking(move || pump(reader, tx, seen));
         let stream = futures_util::stream::unfold(rx, |mut rx| async move {
             rx.recv().await.map(|item| (item, rx))
         });
-        self.inner
-            .store_auth_if_needed(repo.registry(), &self.auth)
-            .await;
         let pushed = self
-            .inner
-            .push_blob_stream(
-                &Self::oci_ref(&target),
-                stream,
-                blob.digest.as_str(),
-                Some(blob.size),
-            )
+            .upload(repo, blob, &target, reqwest::Body::wrap_stream(stream))
             .await;
         // The producer ends once the body is consumed or dropped.
         let _ = producer.await;
         if let Some(BlobMismatch(kind)) = mismatch.lock().map(|mut m| m.take()).unwrap_or(None) {
             return Err(Error::Protocol {
-                target: target.to_string(),
+                target,
                 message: format!("not uploaded: {kind}"),
             });
         }
         pushed
-            .map(|_| ())
-            .map_err(|e| classify(&target.to_string(), repo, e))
+    }
+
+    /// Opens an upload session and sends `body` as the whole blob in one PUT. A body that
+    /// ends in an error aborts the request, so the registry never commits it.
+    async fn upload(
+        &self,
+        repo: &Repository,
+        blob: &BlobRef,
+        target: &str,
+        body: reqwest::Body,
+    ) -> Result<(), Error> {
+        let start_url = self.url(repo, "blobs/uploads/");
+        let started = self
+            .send(repo, Access::Push, target, |http| {
+                http.post(&start_url).header(header::CONTENT_LENGTH, 0)
+            })
+            .await?;
+        if started.status() != StatusCode::ACCEPTED {
+            return Err(status_error(target, repo, started).await);
+        }
+        let mut put_url = upload_location(target, &start_url, started.headers())?;
+        put_url
+            .query_pairs_mut()
+            .append_pair("digest", blob.digest.as_str());
+        // The body is a one-shot stream, so this request is not resent on a 401; the session
+        // start just above already refreshed the token if it had to.
+        let mut request = self
+            .http
+            .request(Method::PUT, put_url)
+            .header(header::CONTENT_TYPE, "application/octet-stream")
+            .header(header::CONTENT_LENGTH, blob.size)
+            .body(body);
+        if let Some(value) = self.authorization(repo, Access::Push, false).await? {
+            request = request.header(header::AUTHORIZATION, value);
+        }
+        let response = request.send().await.map_err(|e| transport(target, &e))?;
+        if response.status() != StatusCode::CREATED {
+            return Err(status_error(target, repo, response).await);
+        }
+        Ok(())
     }
 
     async fn put_manifest_once(
@@ -424,18 +648,23 @@ impl Client {
         media_type: &str,
     ) -> Result<(), Error> {
         let target = r.to_string();
-        let content_type = media_type.parse().map_err(|_| Error::Protocol {
+        let content_type = HeaderValue::from_str(media_type).map_err(|_| Error::Protocol {
             target: target.clone(),
             message: format!("media type {media_type:?} is not a valid header value"),
         })?;
-        self.inner
-            .store_auth_if_needed(r.repository().registry(), &self.auth)
-            .await;
-        self.inner
-            .push_manifest_raw(&Self::oci_ref(r), bytes.to_vec(), content_type)
-            .await
-            .map(|_| ())
-            .map_err(|e| classify(&target, r.repository(), e))
+        let url = self.manifest_url(r);
+        let body = Bytes::copy_from_slice(bytes);
+        let response = self
+            .send(r.repository(), Access::Push, &target, |http| {
+                http.put(&url)
+                    .header(header::CONTENT_TYPE, content_type.clone())
+                    .body(body.clone())
+            })
+            .await?;
+        if response.status() != StatusCode::CREATED {
+            return Err(status_error(&target, r.repository(), response).await);
+        }
+        Ok(())
     }
 
     /// Reads `r` back until it resolves to `expected`, with backoff, for at most the
@@ -534,23 +763,39 @@ impl Client {
         from: &Repository,
         digest: &Digest,
     ) -> Result<bool, Error> {
-        let target = repo.digested(digest);
-        let source = from.digested(digest);
-        self.inner
-            .store_auth_if_needed(repo.registry(), &self.auth)
-            .await;
-        match self
-            .inner
-            .mount_blob(
-                &Self::oci_ref(&target),
-                &Self::oci_ref(&source),
-                digest.as_str(),
-            )
-            .await
-        {
-            Ok(()) => Ok(true),
-            Err(e) => {
-                let e = classify(&target.to_string(), repo, e);
+        self.retry(&format!("mounting blob {digest} from {from}"), || {
+            self.mount_blob_once(repo, from, digest)
+        })
+        .await
+    }
+
+    async fn mount_blob_once(
+        &self,
+        repo: &Repository,
+        from: &Repository,
+        digest: &Digest,
+    ) -> Result<bool, Error> {
+        let target = repo.digested(digest).to_string();
+        let mut url = reqwest::Url::parse(&self.url(repo, "blobs/uploads/")).map_err(|e| {
+            Error::Protocol {
+                target: target.clone(),
+                message: format!("bad upload URL: {e}"),
+            }
+        })?;
+        url.query_pairs_mut()
+            .append_pair("mount", digest.as_str())
+            .append_pair("from", from.path());
+        let response = self
+            .send(repo, Access::Push, &target, |http| {
+                http.post(url.clone()).header(header::CONTENT_LENGTH, 0)
+            })
+            .await?;
+        match response.status() {
+            StatusCode::CREATED => Ok(true),
+            // The registry opened an ordinary upload session instead; it expires unused.
+            StatusCode::ACCEPTED => Ok(false),
+            _ => {
+                let e = status_error(&target, repo, response).await;
                 if matches!(e, Error::Denied { .. }) || e.is_transient() {
                     return Err(e);
                 }
@@ -586,22 +831,25 @@ impl Client {
         use futures_util::StreamExt as _;
         use sha2::Digest as _;
 
-        let src = from.digested(&blob.digest);
-        source
-            .inner
-            .store_auth_if_needed(from.registry(), &source.auth)
-            .await;
-        let sized = source
-            .inner
-            .pull_blob_stream(&Self::oci_ref(&src), blob.digest.as_str())
-            .await
-            .map_err(|e| classify(&src.to_string(), from, e))?;
+        let src = from.digested(&blob.digest).to_string();
+        let url = source.url(from, &format!("blobs/{}", blob.digest));
+        let response = source
+            .send(from, Access::Pull, &src, |http| http.get(&url))
+            .await?;
+        if response.status() != StatusCode::OK {
+            return Err(status_error(&src, from, response).await);
+        }
         let expected = blob.clone();
         let mismatch: Arc<Mutex<Option<String>>> = Arc::default();
         let seen = mismatch.clone();
         // Hash as the bytes pass; at the end, an error item instead of the end of the body
         // aborts the upload before the registry can commit a wrong blob.
-        let state = (sized.stream, sha2::Sha256::new(), 0u64, false);
+        let state = (
+            response.bytes_stream().boxed(),
+            sha2::Sha256::new(),
+            0u64,
+            false,
+        );
         let body = futures_util::stream::unfold(
             state,
             move |(mut inner, mut hasher, mut n, done)| {
@@ -617,10 +865,9 @@ impl Client {
                             n += chunk.len() as u64;
                             Some((Ok(chunk), (inner, hasher, n, false)))
                         }
-                        Some(Err(e)) => Some((
-                            Err(OciDistributionError::IoError(e)),
-                            (inner, hasher, n, true),
-                        )),
+                        Some(Err(e)) => {
+                            Some((Err(std::io::Error::other(e)), (inner, hasher, n, true)))
+                        }
                         None => {
                             let actual = Digest::from_sha256(hasher.clone());
                             if actual == expected.digest && n == expected.size {
@@ -633,37 +880,23 @@ impl Client {
                             if let Ok(mut slot) = seen.lock() {
                                 *slot = Some(why.clone());
                             }
-                            Some((
-                                Err(OciDistributionError::IoError(std::io::Error::other(why))),
-                                (inner, hasher, n, true),
-                            ))
+                            Some((Err(std::io::Error::other(why)), (inner, hasher, n, true)))
                         }
                     }
                 }
             },
         );
-        let target = repo.digested(&blob.digest);
-        self.inner
-            .store_auth_if_needed(repo.registry(), &self.auth)
-            .await;
+        let target = repo.digested(&blob.digest).to_string();
         let pushed = self
-            .inner
-            .push_blob_stream(
-                &Self::oci_ref(&target),
-                body,
-                blob.digest.as_str(),
-                Some(blob.size),
-            )
+            .upload(repo, blob, &target, reqwest::Body::wrap_stream(body))
             .await;
         if let Some(why) = mismatch.lock().map(|mut m| m.take()).unwrap_or(None) {
             return Err(Error::Protocol {
-                target: target.to_string(),
+                target,
                 message: format!("not copied: {why}"),
             });
         }
         pushed
-            .map(|_| ())
-            .map_err(|e| classify(&target.to_string(), repo, e))
     }
 }
 
@@ -672,7 +905,7 @@ impl Client {
 /// registry can commit it.
 fn pump<R: std::io::Read>(
     mut reader: VerifyingReader<R>,
-    tx: tokio::sync::mpsc::Sender<oci_client::errors::Result<Bytes>>,
+    tx: tokio::sync::mpsc::Sender<std::io::Result<Bytes>>,
     mismatch: Arc<Mutex<Option<BlobMismatch>>>,
 ) {
     loop {
@@ -692,7 +925,7 @@ fn pump<R: std::io::Read>(
                 {
                     *slot = Some(*m);
                 }
-                Err(OciDistributionError::IoError(std::io::Error::other(text)))
+                Err(std::io::Error::other(text))
             }
         };
         let failed = item.is_err();
@@ -714,106 +947,180 @@ fn read_full(reader: &mut impl std::io::Read, buf: &mut [u8]) -> std::io::Result
     Ok(filled)
 }
 
-fn parse_digest(target: &str, d: &str) -> Result<Digest, Error> {
-    Digest::parse(d).map_err(|e| Error::Protocol {
-        target: target.to_owned(),
-        message: format!("registry reported an unusable digest: {e}"),
-    })
+/// The host requests go to; Docker Hub's API lives on another name than its references use.
+fn api_host(repo: &Repository) -> &str {
+    match repo.registry() {
+        "docker.io" => "index.docker.io",
+        other => other,
+    }
 }
 
-/// The one place a 404 becomes "absent". oci-client reports it as a typed not-found error,
-/// an OCI error envelope with an *_UNKNOWN code, or a plain status error.
-fn not_found_or<T>(
+fn transport(target: &str, e: &reqwest::Error) -> Error {
+    Error::Transport {
+        target: target.to_owned(),
+        message: describe_request_error(e),
+    }
+}
+
+fn digest_header(target: &str, headers: &HeaderMap) -> Result<Option<Digest>, Error> {
+    let Some(value) = headers.get("docker-content-digest") else {
+        return Ok(None);
+    };
+    let text = value.to_str().map_err(|_| Error::Protocol {
+        target: target.to_owned(),
+        message: "Docker-Content-Digest is not text".to_owned(),
+    })?;
+    Digest::parse(text.trim())
+        .map(Some)
+        .map_err(|e| Error::Protocol {
+            target: target.to_owned(),
+            message: format!("registry reported an unusable digest: {e}"),
+        })
+}
+
+/// A manifest read by digest must be the one asked for, whatever the registry says.
+fn check_reference_digest(target: &str, r: &Reference, got: &Digest) -> Result<(), Error> {
+    match r {
+        Reference::Digested(_, wanted) if wanted != got => Err(Error::Protocol {
+            target: target.to_owned(),
+            message: format!("the registry answered with {got} instead"),
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// The whole body, refusing (before reading it, when the length is announced) one over
+/// `limit` bytes: a registry must not make reprise hold an unbounded document.
+async fn read_capped(
+    target: &str,
+    what: &str,
+    mut response: reqwest::Response,
+    limit: usize,
+) -> Result<Bytes, Error> {
+    let too_big = |size: String| Error::Protocol {
+        target: target.to_owned(),
+        message: format!("{what} is {size} bytes, over the {limit}-byte limit"),
+    };
+    if let Some(len) = response.content_length()
+        && len > limit as u64
+    {
+        return Err(too_big(len.to_string()));
+    }
+    let mut buf = BytesMut::new();
+    while let Some(chunk) = response.chunk().await.map_err(|e| transport(target, &e))? {
+        if buf.len() + chunk.len() > limit {
+            return Err(too_big(format!("more than {limit}")));
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok(buf.freeze())
+}
+
+/// Turns a response that is neither success nor 404 into an error, keeping what the
+/// registry said and how long it asked to wait.
+async fn status_error(target: &str, repo: &Repository, mut response: reqwest::Response) -> Error {
+    let status = response.status().as_u16();
+    let retry_after = parse_retry_after(response.headers());
+    let mut body = Vec::new();
+    while body.len() < MAX_ERROR_BODY {
+        match response.chunk().await {
+            Ok(Some(chunk)) => body.extend_from_slice(&chunk),
+            _ => break,
+        }
+    }
+    classify_status(target, repo, status, retry_after, &body)
+}
+
+/// OCI error codes that mean "who you are is not allowed", whatever the status says.
+const DENIED_CODES: &[&str] = &["DENIED", "UNAUTHORIZED"];
+
+fn classify_status(
     target: &str,
     repo: &Repository,
-    e: OciDistributionError,
-) -> Result<Option<T>, Error> {
-    if is_not_found(&e) {
-        Ok(None)
-    } else {
-        Err(classify(target, repo, e))
+    status: u16,
+    retry_after: Option<Duration>,
+    body: &[u8],
+) -> Error {
+    #[derive(serde::Deserialize)]
+    struct Envelope {
+        errors: Vec<Entry>,
     }
-}
-
-fn is_not_found(e: &OciDistributionError) -> bool {
-    match e {
-        OciDistributionError::ImageManifestNotFoundError(_) => true,
-        OciDistributionError::ServerError { code, .. } => *code == 404,
-        OciDistributionError::RegistryError { envelope, .. } => {
-            !envelope.errors.is_empty()
-                && envelope.errors.iter().all(|err| {
-                    matches!(
-                        err.code,
-                        OciErrorCode::ManifestUnknown
-                            | OciErrorCode::BlobUnknown
-                            | OciErrorCode::NameUnknown
-                            | OciErrorCode::NotFound
-                    )
-                })
-        }
-        _ => false,
+    #[derive(serde::Deserialize)]
+    struct Entry {
+        code: String,
+        #[serde(default)]
+        message: String,
     }
-}
-
-fn classify(target: &str, repo: &Repository, e: OciDistributionError) -> Error {
-    let target = target.to_owned();
-    match e {
-        OciDistributionError::UnauthorizedError { .. } => Error::Denied {
-            target,
+    let (codes, message) = match serde_json::from_slice::<Envelope>(body) {
+        Ok(env) if !env.errors.is_empty() => (
+            env.errors.iter().map(|e| e.code.clone()).collect(),
+            env.errors
+                .iter()
+                .map(|e| format!("{}: {}", e.code, first_line(&e.message)))
+                .collect::<Vec<_>>()
+                .join("; "),
+        ),
+        _ => (
+            Vec::<String>::new(),
+            first_line(&String::from_utf8_lossy(body)),
+        ),
+    };
+    let denied = codes.iter().any(|c| DENIED_CODES.contains(&c.as_str()));
+    if status == 401 || status == 403 || denied {
+        return Error::Denied {
+            target: target.to_owned(),
             registry: repo.registry().to_owned(),
-            detail: "HTTP 401".to_owned(),
+            detail: format!("HTTP {status} {message}").trim().to_owned(),
             auth: check_credentials(repo),
-        },
-        OciDistributionError::AuthenticationFailure(_) => Error::Denied {
-            target,
+        };
+    }
+    Error::Status {
+        target: target.to_owned(),
+        status,
+        message,
+        retry_after,
+    }
+}
+
+fn auth_error(
+    target: &str,
+    repo: &Repository,
+    e: oci_client::errors::OciDistributionError,
+) -> Error {
+    use oci_client::errors::OciDistributionError as E;
+    match e {
+        E::AuthenticationFailure(_) | E::UnauthorizedError { .. } => Error::Denied {
+            target: target.to_owned(),
             registry: repo.registry().to_owned(),
             detail: "the token service refused the credentials".to_owned(),
             auth: check_credentials(repo),
         },
-        OciDistributionError::ServerError { code, message, .. } if code == 401 || code == 403 => {
-            Error::Denied {
-                target,
-                registry: repo.registry().to_owned(),
-                detail: format!("HTTP {code} {}", first_line(&message)),
-                auth: check_credentials(repo),
-            }
-        }
-        OciDistributionError::ServerError { code, message, .. } => Error::Status {
-            target,
-            status: code,
-            message: first_line(&message),
-        },
-        OciDistributionError::RegistryError { envelope, .. } => {
-            let denied = envelope
-                .errors
-                .iter()
-                .any(|e| matches!(e.code, OciErrorCode::Denied | OciErrorCode::Unauthorized));
-            let message = envelope
-                .errors
-                .iter()
-                .map(|e| format!("{:?}: {}", e.code, e.message))
-                .collect::<Vec<_>>()
-                .join("; ");
-            if denied {
-                Error::Denied {
-                    target,
-                    registry: repo.registry().to_owned(),
-                    detail: message,
-                    auth: check_credentials(repo),
-                }
-            } else {
-                Error::Protocol { target, message }
-            }
-        }
-        OciDistributionError::RequestError(e) => Error::Transport {
-            target,
-            message: describe_request_error(&e),
-        },
-        other => Error::Protocol {
-            target,
-            message: other.to_string(),
+        E::RequestError(e) => transport(target, &e),
+        // Other failures may quote what was sent; say only what kind of failure it was.
+        _ => Error::Protocol {
+            target: target.to_owned(),
+            message: "could not get a token from the registry's token service".to_owned(),
         },
     }
+}
+
+/// Where the registry wants the blob: its `Location`, relative or absolute.
+fn upload_location(
+    target: &str,
+    start_url: &str,
+    headers: &HeaderMap,
+) -> Result<reqwest::Url, Error> {
+    let bad = |message: String| Error::Protocol {
+        target: target.to_owned(),
+        message,
+    };
+    let location = headers
+        .get(header::LOCATION)
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(|| bad("the upload session has no usable Location".to_owned()))?;
+    let base = reqwest::Url::parse(start_url).map_err(|e| bad(format!("bad upload URL: {e}")))?;
+    base.join(location)
+        .map_err(|e| bad(format!("the upload Location is not a URL: {e}")))
 }
 
 /// reqwest's Display stops at the outermost layer ("error sending request"); the cause
@@ -884,63 +1191,69 @@ fn load_cert_dir(dir: &Utf8Path) -> Result<Vec<oci_client::client::Certificate>,
 #[cfg(test)]
 mod tests {
     use super::*;
-    use oci_client::errors::{OciEnvelope, OciError};
 
-    fn envelope(code: OciErrorCode) -> OciDistributionError {
-        OciDistributionError::RegistryError {
-            envelope: OciEnvelope {
-                errors: vec![OciError {
-                    code,
-                    message: String::new(),
-                    detail: serde_json::Value::Null,
-                }],
-            },
-            url: String::new(),
-        }
+    fn repo() -> Repository {
+        Repository::parse("quay.io/a/b").unwrap()
     }
 
-    fn server(code: u16) -> OciDistributionError {
-        OciDistributionError::ServerError {
-            code,
-            url: String::new(),
-            message: String::new(),
-        }
-    }
-
-    #[test]
-    fn every_shape_of_404_is_not_found() {
-        assert!(is_not_found(
-            &OciDistributionError::ImageManifestNotFoundError(String::new())
-        ));
-        assert!(is_not_found(&server(404)));
-        assert!(is_not_found(&envelope(OciErrorCode::ManifestUnknown)));
-        assert!(is_not_found(&envelope(OciErrorCode::NameUnknown)));
-    }
-
-    #[test]
-    fn server_errors_are_never_not_found() {
-        for code in [500, 502, 503, 429, 401, 403, 400] {
-            assert!(!is_not_found(&server(code)), "{code}");
-        }
-        assert!(!is_not_found(&envelope(OciErrorCode::Denied)));
-        assert!(!is_not_found(&envelope(OciErrorCode::ManifestInvalid)));
+    fn status(code: u16, body: &str) -> Error {
+        classify_status("t", &repo(), code, None, body.as_bytes())
     }
 
     #[test]
     fn only_network_timeouts_throttling_and_5xx_are_transient() {
-        let repo = Repository::parse("quay.io/a/b").unwrap();
         for code in [408, 429, 500, 502, 503, 504] {
-            assert!(classify("t", &repo, server(code)).is_transient(), "{code}");
+            assert!(status(code, "").is_transient(), "{code}");
         }
         for code in [400, 401, 403, 404, 405, 409, 501] {
-            assert!(!classify("t", &repo, server(code)).is_transient(), "{code}");
+            assert!(!status(code, "").is_transient(), "{code}");
         }
         let transport = Error::Transport {
             target: "t".into(),
             message: "connection reset".into(),
         };
         assert!(transport.is_transient());
-        assert!(!classify("t", &repo, envelope(OciErrorCode::ManifestInvalid)).is_transient());
+        let invalid = r#"{"errors":[{"code":"MANIFEST_INVALID","message":"bad"}]}"#;
+        assert!(!status(400, invalid).is_transient());
+    }
+
+    #[test]
+    fn throttling_with_an_oci_error_body_is_still_retried() {
+        let body = r#"{"errors":[{"code":"TOOMANYREQUESTS","message":"slow down"}]}"#;
+        let e = status(429, body);
+        assert!(e.is_transient(), "{e:?}");
+        assert!(e.to_string().contains("TOOMANYREQUESTS: slow down"), "{e}");
+    }
+
+    #[test]
+    fn retry_after_sets_the_floor_of_the_pause_up_to_a_cap() {
+        let backoff = Duration::from_millis(50);
+        assert_eq!(pause_before_retry(backoff, None), backoff);
+        assert_eq!(
+            pause_before_retry(backoff, Some(Duration::from_secs(1))),
+            Duration::from_secs(1)
+        );
+        assert_eq!(
+            pause_before_retry(Duration::from_secs(8), Some(Duration::from_secs(1))),
+            Duration::from_secs(8)
+        );
+        assert_eq!(
+            pause_before_retry(backoff, Some(Duration::from_secs(86400))),
+            MAX_RETRY_AFTER
+        );
+    }
+
+    #[test]
+    fn retry_after_is_read_in_seconds() {
+        let mut h = HeaderMap::new();
+        assert_eq!(parse_retry_after(&h), None);
+        h.insert(header::RETRY_AFTER, HeaderValue::from_static("3"));
+        assert_eq!(parse_retry_after(&h), Some(Duration::from_secs(3)));
+        h.insert(
+            header::RETRY_AFTER,
+            HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT"),
+        );
+        assert_eq!(parse_retry_after(&h), None);
     }
 
     #[test]
@@ -952,18 +1265,19 @@ mod tests {
 
     #[test]
     fn denied_is_its_own_error() {
-        let repo = Repository::parse("quay.io/a/b").unwrap();
-        assert!(matches!(
-            classify("t", &repo, server(403)),
-            Error::Denied { .. }
-        ));
-        assert!(matches!(
-            classify("t", &repo, envelope(OciErrorCode::Denied)),
-            Error::Denied { .. }
-        ));
-        assert!(matches!(
-            classify("t", &repo, server(503)),
-            Error::Status { status: 503, .. }
-        ));
+        assert!(matches!(status(403, ""), Error::Denied { .. }));
+        assert!(matches!(status(401, ""), Error::Denied { .. }));
+        let body = r#"{"errors":[{"code":"DENIED","message":"no"}]}"#;
+        assert!(matches!(status(400, body), Error::Denied { .. }));
+        assert!(matches!(status(503, ""), Error::Status { status: 503, .. }));
+    }
+
+    #[test]
+    fn a_digest_reference_must_come_back_as_that_digest() {
+        let d = Digest::of(b"a");
+        let other = Digest::of(b"b");
+        let r = repo().digested(&d);
+        assert!(check_reference_digest("t", &r, &d).is_ok());
+        assert!(check_reference_digest("t", &r, &other).is_err());
     }
 }
