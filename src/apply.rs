@@ -1,6 +1,7 @@
 //! Runs a plan: uploads the blobs the registry lacks, pushes each arch manifest by digest,
 //! pushes the index to the tags that differ, reads every written tag back, and only then
-//! writes the meta.json records.
+//! writes the meta.json records. Between every step that changes state sits a named
+//! [`failpoint`](crate::failpoint), so tests can crash a run there and check a rerun converges.
 //!
 //! It decides nothing the plan did not decide; it only checks what it must see with its own
 //! eyes (whether a blob or manifest is already present, whether a tag reads back right).
@@ -12,6 +13,7 @@ use serde::Serialize;
 
 use crate::archive::{self, Archive, Image};
 use crate::builds;
+use crate::failpoint;
 use crate::plan::{Plan, TagAction};
 use crate::platform::Arch;
 use crate::reference::Repository;
@@ -105,6 +107,7 @@ impl Apply<'_> {
                 self.push_image(img, &mut stats).await?;
             }
         }
+        let pushed_images = stats.pushed_manifests > 0;
         let to_push: Vec<_> = plan
             .tags
             .iter()
@@ -119,6 +122,7 @@ impl Apply<'_> {
                     &plan.index.media_type,
                 )
                 .await?;
+            failpoint::hit(&format!("after-tag:{}", t.tag));
         }
         // Never trust a tag that has not been read back.
         for t in &to_push {
@@ -126,9 +130,19 @@ impl Apply<'_> {
                 .verify(&self.repo.tagged(&t.tag), &plan.index.digest)
                 .await?;
         }
+        // Nor record an arch whose manifest the registry cannot serve by digest.
+        let planned: Vec<_> = plan.records_to_write().collect();
+        if pushed_images || !to_push.is_empty() || !planned.is_empty() {
+            for img in images {
+                let digest = &img.image.manifest_digest;
+                self.client
+                    .verify(&self.repo.digested(digest), digest)
+                    .await?;
+            }
+        }
         let mut records = Vec::new();
         let mut arches = Vec::new();
-        for rec in plan.records_to_write() {
+        for rec in planned {
             let Some(path) = images
                 .iter()
                 .find(|i| i.arch == rec.arch)
@@ -142,12 +156,14 @@ impl Apply<'_> {
         if !records.is_empty() {
             let key = self.metajsonname.to_owned();
             let lock_timeout = self.lock_timeout;
+            failpoint::hit("before-records");
             // Blocking: it may wait for other writers' locks.
             let changed = tokio::task::spawn_blocking(move || {
                 builds::write_records(&records, &key, lock_timeout)
             })
             .await
             .map_err(|e| Error::Task(e.to_string()))??;
+            failpoint::hit("after-records");
             for (arch, changed) in arches.into_iter().zip(changed) {
                 if changed {
                     stats.records_written.push(arch);
@@ -190,11 +206,13 @@ impl Apply<'_> {
             stats.uploaded_blobs += 1;
             stats.uploaded_bytes += blob.size;
         }
+        failpoint::hit(&format!("after-blobs:{}", img.arch));
         tracing::info!(arch = %img.arch, digest = %img.image.manifest_digest, "pushing manifest");
         self.client
             .put_manifest(&manifest_ref, &img.image.manifest, &img.image.media_type)
             .await?;
         stats.pushed_manifests += 1;
+        failpoint::hit(&format!("after-manifest:{}", img.arch));
         Ok(())
     }
 

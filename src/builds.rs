@@ -400,7 +400,13 @@ fn write_records_at(
         .collect::<Result<Vec<_>, _>>()?;
     records
         .iter()
-        .map(|(path, want)| write_locked(path, key, want, lock_timeout, now))
+        .map(|(path, want)| {
+            let written = write_locked(path, key, want, lock_timeout, now);
+            // A crash here leaves some records written and every lock held.
+            let arch = path.parent().and_then(Utf8Path::file_name).unwrap_or("");
+            crate::failpoint::hit(&format!("after-record:{arch}"));
+            written
+        })
         .collect()
 }
 

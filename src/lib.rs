@@ -10,6 +10,7 @@ pub mod archive;
 pub mod auth;
 pub mod builds;
 pub mod cli;
+pub mod failpoint;
 pub mod index;
 pub mod inspect;
 pub mod metalock;

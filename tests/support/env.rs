@@ -235,3 +235,84 @@ pub fn validate(schema_file: &str, instance: &Value) {
         .collect();
     assert!(errors.is_empty(), "{schema_file}: {errors:?}\n{instance:#}");
 }
+
+/// Helpers for the reliability, crash, bad-input and security tests.
+impl Env {
+    /// The meta.json of `arch` in the first build written.
+    pub fn meta_path(&self, arch: &str) -> PathBuf {
+        self.written
+            .iter()
+            .find(|w| w.arch == arch)
+            .map(|w| w.meta.clone())
+            .expect("arch in the build")
+    }
+
+    /// The usual `push-container-manifest` arguments for `tags`, plus `extra`.
+    pub fn push_args(&self, tags: &[&str], extra: &[&str]) -> Vec<String> {
+        let mut args: Vec<String> = [
+            "push-container-manifest",
+            "--repo",
+            &self.repo(),
+            "--artifact",
+            "ostree",
+            "--metajsonname",
+            KEY,
+            "--json",
+        ]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
+        for t in tags {
+            args.push("--tag".to_owned());
+            args.push((*t).to_owned());
+        }
+        args.extend(extra.iter().map(|s| (*s).to_owned()));
+        args
+    }
+
+    /// reprise in the working directory, not yet started, with no ambient credentials,
+    /// log filter or crash point.
+    pub fn command(&self, args: &[String]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_reprise"));
+        cmd.args(args)
+            .current_dir(self.dir())
+            .env_remove("REGISTRY_AUTH_FILE")
+            .env_remove("RUST_LOG")
+            .env_remove("REPRISE_FAIL_AT")
+            .env_remove("REPRISE_FAIL_LOG");
+        cmd
+    }
+
+    /// The manifest bytes `suffix` (":tag" or "@sha256:…") names in the demo repository,
+    /// read straight from the registry (not through the proxy, so injected faults and stale
+    /// reads do not blur what is really stored), or `None` if the registry does not have it.
+    pub fn stored(&self, suffix: &str) -> Option<Vec<u8>> {
+        let direct = format!("{}/fedora/fedora-coreos{suffix}", self.registry.host());
+        let out = Command::new("skopeo")
+            .args(["inspect", "--raw", "--tls-verify=false"])
+            .arg(format!("docker://{direct}"))
+            .output()
+            .expect("run skopeo");
+        if out.status.success() {
+            return Some(out.stdout);
+        }
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("manifest unknown") || err.contains("not found"),
+            "skopeo inspect {direct}: {err}"
+        );
+        None
+    }
+
+    /// "sha256:…" of what `tag` holds in the registry, or `None`.
+    pub fn tag_digest(&self, tag: &str) -> Option<String> {
+        self.stored(&format!(":{tag}"))
+            .map(|b| fixtures::sha256_digest(&b))
+    }
+
+    /// The platforms (OCI architecture) and digests `tag`'s index names, sorted.
+    pub fn tag_platforms(&self, tag: &str) -> Vec<(String, String)> {
+        let bytes = self.stored(&format!(":{tag}")).expect("tag exists");
+        platforms_of(&serde_json::from_slice(&bytes).expect("index is JSON"))
+    }
+}

@@ -104,6 +104,13 @@ pub enum Action {
     StaleReadsForever,
     /// Hold the request at the gate, before it reaches the registry, until the gate opens.
     Hold(Arc<Gate>),
+    /// Answer with this status, `Content-Type` and body, without contacting upstream: a
+    /// registry (or something in front of it) serving a document reprise must refuse.
+    Respond {
+        code: u16,
+        content_type: String,
+        body: Bytes,
+    },
 }
 
 /// Where the proxy holds requests until a test lets them go, so a test can act while the
@@ -203,6 +210,15 @@ impl Fault {
             action: Action::StaleReadsForever,
             ..Fault::stale_reads_for(path_contains, Duration::ZERO)
         }
+    }
+
+    pub fn respond(method: &str, path_contains: &str, content_type: &str, body: Vec<u8>) -> Fault {
+        let action = Action::Respond {
+            code: 200,
+            content_type: content_type.to_owned(),
+            body: Bytes::from(body),
+        };
+        Fault::new(Match::new(method, path_contains), action)
     }
 
     pub fn times(mut self, n: u32) -> Fault {
@@ -362,6 +378,11 @@ enum Plan {
     },
     Reset(u64),
     Stale(Snapshot),
+    Respond {
+        code: u16,
+        content_type: String,
+        body: Bytes,
+    },
 }
 
 #[derive(Clone)]
@@ -413,6 +434,11 @@ impl Ctx {
         let response = match self.plan(&method, &path, &full_path) {
             Plan::Stale(snapshot) => snapshot.response(req.method() == Method::HEAD),
             Plan::Status { code, retry_after } => injected(code, retry_after),
+            Plan::Respond {
+                code,
+                content_type,
+                body,
+            } => canned(code, &content_type, body, req.method() == Method::HEAD),
             Plan::Reset(limit) => {
                 read_some(req.into_body(), limit).await;
                 self.record(method, full_path, 0);
@@ -471,6 +497,15 @@ impl Ctx {
             Action::Hold(ref gate) => Plan::Forward {
                 delay: None,
                 hold: Some(Arc::clone(gate)),
+            },
+            Action::Respond {
+                code,
+                ref content_type,
+                ref body,
+            } => Plan::Respond {
+                code,
+                content_type: content_type.clone(),
+                body: body.clone(),
             },
             Action::StaleReadsFor(_) | Action::StaleReadsForever => {
                 unreachable!("stale rules are filtered out above")
@@ -619,6 +654,18 @@ fn injected(code: u16, retry_after: Option<u64>) -> Response<Body> {
         _ => "UNAVAILABLE",
     };
     error_response(status, error, "injected by the test proxy", retry_after)
+}
+
+fn canned(code: u16, content_type: &str, body: Bytes, head: bool) -> Response<Body> {
+    let status = StatusCode::from_u16(code).expect("canned status must be a valid code");
+    let len = body.len();
+    let body = if head { empty() } else { full(body) };
+    Response::builder()
+        .status(status)
+        .header(header::CONTENT_TYPE, content_type)
+        .header(header::CONTENT_LENGTH, len)
+        .body(body)
+        .expect("canned response")
 }
 
 fn error_response(
