@@ -1273,6 +1273,24 @@ mod tests {
     }
 
     #[test]
+    fn https_unless_loopback_or_tls_verify_is_off() {
+        let base = |repo: &str, tls_verify: bool| {
+            let opts = ConnectOptions {
+                tls_verify,
+                ..ConnectOptions::default()
+            };
+            let repo = Repository::parse(repo).unwrap();
+            Client::new(&repo, &opts).unwrap().base
+        };
+        assert_eq!(base("quay.io/a/b", true), "https://quay.io");
+        assert_eq!(base("quay.io/a/b", false), "http://quay.io");
+        assert_eq!(base("127.0.0.1:5000/a", true), "http://127.0.0.1:5000");
+        assert_eq!(base("localhost:5000/a", true), "http://localhost:5000");
+        assert_eq!(base("[::1]:5000/a", true), "http://[::1]:5000");
+        assert_eq!(base("fedora/fedora", true), "https://index.docker.io");
+    }
+
+    #[test]
     fn a_digest_reference_must_come_back_as_that_digest() {
         let d = Digest::of(b"a");
         let other = Digest::of(b"b");
