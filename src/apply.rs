@@ -99,9 +99,10 @@ impl Apply<'_> {
                     needed.push(img);
                 }
             }
-            // Every archive is checked before the first byte of any of them goes out.
+            // Every archive, and every blob in it, is checked before the first write.
             for img in &needed {
                 self.check_archive(img).await?;
+                self.check_blobs(img).await?;
             }
             for img in needed {
                 self.push_image(img, &mut stats).await?;
@@ -213,6 +214,41 @@ impl Apply<'_> {
             .await?;
         stats.pushed_manifests += 1;
         failpoint::hit(&format!("after-manifest:{}", img.arch));
+        Ok(())
+    }
+
+    /// Reads every blob once against its digest and size, so a corrupt archive (whose
+    /// meta.json checksum may well match it) fails before any upload session is opened,
+    /// rather than midway through a push. Uploads verify again as they stream.
+    async fn check_blobs(&self, img: &ArchImage) -> Result<(), Error> {
+        let Origin::Local { archive, .. } = &img.origin else {
+            return Ok(());
+        };
+        for blob in img.image.blobs() {
+            let mut reader = archive.blob_reader(blob)?;
+            let path = archive.path().to_owned();
+            tokio::task::spawn_blocking(move || {
+                std::io::copy(&mut reader, &mut std::io::sink()).map_err(|e| {
+                    let is_mismatch = e
+                        .get_ref()
+                        .is_some_and(|inner| inner.is::<archive::BlobMismatch>());
+                    let kind = if is_mismatch {
+                        match e
+                            .into_inner()
+                            .map(|i| i.downcast::<archive::BlobMismatch>())
+                        {
+                            Some(Ok(mismatch)) => mismatch.0,
+                            _ => std::io::Error::other("blob does not match its digest").into(),
+                        }
+                    } else {
+                        e.into()
+                    };
+                    archive::Error { path, kind }
+                })
+            })
+            .await
+            .map_err(|e| Error::Task(e.to_string()))??;
+        }
         Ok(())
     }
 
