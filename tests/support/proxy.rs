@@ -1,7 +1,8 @@
 //! Owns the recording, fault-injecting HTTP/1.1 proxy that tests put between reprise and the
 //! real registry: it forwards every request (bodies streamed, `Host` kept so the registry's
 //! absolute upload `Location`s point back at the proxy), records what it saw, and injects
-//! statuses, connection resets, delays, stale manifest reads and held requests on demand.
+//! statuses, connection resets, delays, stale manifest reads, held requests and canned
+//! responses on demand.
 
 use std::collections::HashMap;
 use std::io;
