@@ -264,6 +264,10 @@ pub struct PlanArgs {
     #[command(flatten)]
     pub connect: ConnectArgs,
 
+    /// If another run is working on the same build, wait for it instead of failing.
+    #[arg(long)]
+    pub wait_lock: bool,
+
     /// Print the report as JSON on stdout.
     #[arg(long)]
     pub json: bool,
@@ -377,6 +381,7 @@ impl PlanArgs {
             connect,
             dry_run: true,
             v2s2: self.v2s2,
+            wait_lock: self.wait_lock,
         }
     }
 }

@@ -22,6 +22,7 @@ pub mod reference;
 pub mod registry;
 pub mod release;
 pub mod report;
+pub mod runlock;
 pub mod source;
 pub mod v2s2;
 

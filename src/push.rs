@@ -29,6 +29,8 @@ pub struct PushRequest {
     pub dry_run: bool,
     /// Publish Docker schema 2 manifests and a Docker manifest list instead of OCI.
     pub v2s2: bool,
+    /// Wait for another run on the same build to finish instead of failing at once.
+    pub wait_lock: bool,
 }
 
 /// What is published.
@@ -66,6 +68,8 @@ pub enum Error {
     Observe(#[from] observe::Error),
     #[error(transparent)]
     Apply(#[from] apply::Error),
+    #[error(transparent)]
+    Lock(#[from] crate::runlock::Error),
     #[error("{0}")]
     Input(String),
     #[error("{what}: {source}")]
@@ -158,11 +162,31 @@ impl Prepared {
 }
 
 pub async fn push(req: &PushRequest) -> Result<Report, Error> {
+    // Held until the report is made; a dry run changes nothing and needs no turn, and
+    // images named directly belong to no build.
+    let _lock = match &req.inputs {
+        Inputs::Build(b) if !req.dry_run => Some(lock_build(req, &b.build).await?),
+        _ => None,
+    };
     let prepared = prepare(req).await?;
     if req.dry_run {
         return Ok(prepared.planned());
     }
     prepared.apply().await
+}
+
+/// Takes the build's run lock (see [`crate::runlock`]), waiting for it if asked to.
+pub async fn lock_build(req: &PushRequest, build: &str) -> Result<crate::runlock::RunLock, Error> {
+    let workdir = req.workdir.clone();
+    let build = build.to_owned();
+    let wait = req.wait_lock;
+    tokio::task::spawn_blocking(move || {
+        let dir = BuildsDir::load(&workdir)?;
+        let build_dir = dir.build_dir(dir.find(&build)?);
+        Ok(crate::runlock::acquire(&build_dir, wait)?)
+    })
+    .await
+    .map_err(|e| Error::Input(e.to_string()))?
 }
 
 fn write_digest_file(path: &Utf8Path, digest: &str) -> Result<(), Error> {

@@ -307,6 +307,7 @@ fn push_request(req: &RunRequest, build_id: &str, stage: &Stage) -> PushRequest 
         connect: req.connect.clone(),
         dry_run: req.dry_run,
         v2s2: false,
+        wait_lock: false,
     };
     match &stage.kind {
         StageKind::ContainerManifest {

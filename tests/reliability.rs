@@ -287,3 +287,77 @@ fn a_remote_index_that_is_not_json_is_refused_without_any_write() {
     assert!(line.contains(":stable") && line.contains("JSON"), "{line}");
     assert_eq!(env.proxy.writes(), vec![]);
 }
+
+fn hold_build_lock(env: &Env) -> std::fs::File {
+    let path = env
+        .dir()
+        .join("builds")
+        .join(fixtures::DEMO_ID)
+        .join(".reprise.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .unwrap();
+    file.try_lock().expect("lock is free before the run");
+    file
+}
+
+#[test]
+fn a_second_runner_on_the_same_build_fails_at_once_without_touching_anything() {
+    let env = Env::new();
+    let metas = env.metas();
+    let held = hold_build_lock(&env);
+    let run = env.push(&["stable"], &[]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    let line = run.stderr.trim();
+    assert_eq!(line.lines().count(), 1, "{line}");
+    assert!(
+        line.contains(".reprise.lock") && line.contains("another reprise run"),
+        "{line}"
+    );
+    assert_eq!(env.proxy.requests(), vec![], "nothing sent");
+    assert_eq!(env.metas(), metas);
+    // A dry run changes nothing, so it does not need the lock.
+    assert_eq!(
+        env.push(&["stable"], &["--dry-run"]).ok().outcome(),
+        "planned"
+    );
+    drop(held);
+    assert_eq!(env.push(&["stable"], &[]).ok().outcome(), "pushed");
+}
+
+#[test]
+fn with_wait_lock_a_second_runner_waits_its_turn() {
+    use std::io::BufRead as _;
+    let env = Env::new();
+    let held = hold_build_lock(&env);
+    let mut child = env
+        .command(&env.push_args(&["stable"], &["--wait-lock"]))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let waiting = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("reprise says it is waiting");
+    assert!(waiting.contains("waiting for it"), "{waiting}");
+    assert_eq!(env.proxy.requests(), vec![], "nothing sent while waiting");
+    drop(held);
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{:?}", rx.try_iter().collect::<Vec<_>>());
+    assert!(env.tag_digest("stable").is_some());
+}
