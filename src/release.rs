@@ -60,6 +60,8 @@ pub enum Error {
     Builds(#[from] builds::Error),
     #[error("stage {stage:?}: {source}")]
     Stage { stage: String, source: StageError },
+    #[error(transparent)]
+    Lock(#[from] crate::runlock::Error),
     #[error("{0}")]
     Task(String),
 }
@@ -171,6 +173,16 @@ pub async fn run(req: &RunRequest) -> Result<Report, Error> {
         tokio::task::spawn_blocking(move || load_build(&workdir, &id))
             .await
             .map_err(|e| Error::Task(e.to_string()))??
+    };
+    // One run at a time per build, as for push-container-manifest; a dry run needs no turn.
+    let _lock = if req.dry_run {
+        None
+    } else {
+        let dir = req.workdir.join("builds").join(&build.buildid);
+        let locked = tokio::task::spawn_blocking(move || crate::runlock::acquire(&dir, false))
+            .await
+            .map_err(|e| Error::Task(e.to_string()))?;
+        Some(locked?)
     };
     let stages = config::expand(&config, &build)?;
     let summary = |outcome| Summary {

@@ -361,3 +361,34 @@ fn with_wait_lock_a_second_runner_waits_its_turn() {
     assert!(status.success(), "{:?}", rx.try_iter().collect::<Vec<_>>());
     assert!(env.tag_digest("stable").is_some());
 }
+
+#[test]
+fn a_release_run_on_a_build_another_run_holds_fails_at_once() {
+    let env = Env::new();
+    let demo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/demo/release.toml");
+    let text = std::fs::read_to_string(demo).unwrap().replace(
+        "registry = \"localhost:5000\"",
+        &format!("registry = {:?}", env.proxy.host()),
+    );
+    let config = env.dir().join("release.toml");
+    std::fs::write(&config, text).unwrap();
+    let metas = env.metas();
+    let _held = hold_build_lock(&env);
+    let out = env
+        .command(&[
+            "run".into(),
+            "--config".into(),
+            config.display().to_string(),
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(".reprise.lock") && stderr.contains("another reprise run"),
+        "{stderr}"
+    );
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert_eq!(env.proxy.requests(), vec![], "nothing sent");
+    assert_eq!(env.metas(), metas);
+}
