@@ -39,9 +39,18 @@ struct Args {
     /// Salt for every arch's own layer.
     #[arg(long, default_value = fixtures::DEMO_SALT)]
     salt: String,
+    /// A different salt for one arch (ARCH=SALT), e.g. to change only that arch's layer.
+    #[arg(long = "salt-of", value_name = "ARCH=SALT", value_parser = parse_salt_of)]
+    salt_of: Vec<(String, String)>,
     /// Put the build in front of an existing builds.json instead of writing a new one.
     #[arg(long)]
     add: bool,
+}
+
+fn parse_salt_of(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(a, salt)| (a.to_owned(), salt.to_owned()))
+        .ok_or_else(|| format!("{s:?} is not ARCH=SALT"))
 }
 
 fn main() -> Result<()> {
@@ -53,7 +62,11 @@ fn main() -> Result<()> {
             .iter()
             .map(|arch| ArchSpec {
                 arch: arch.clone(),
-                salt: args.salt.clone(),
+                salt: args
+                    .salt_of
+                    .iter()
+                    .find(|(a, _)| a == arch)
+                    .map_or_else(|| args.salt.clone(), |(_, s)| s.clone()),
                 layer_size: args.layer_size,
             })
             .collect(),

@@ -10,49 +10,15 @@ scripts/install-deps.sh
 cargo build --locked --quiet --release
 reprise="$repo_root/target/release/reprise"
 
+source scripts/registry-lib.sh
 tmp=$(mktemp -d)
-registry_pid=""
 cleanup() {
-    if [ -n "$registry_pid" ]; then
-        kill "$registry_pid" 2>/dev/null || true
-        wait "$registry_pid" 2>/dev/null || true
-    fi
+    stop_registries
     rm -rf "$tmp"
 }
 trap cleanup EXIT
-
-# A free port on loopback: try random ones until nothing answers.
-for _ in $(seq 1 50); do
-    port=$((20000 + RANDOM % 20000))
-    if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-        break
-    fi
-done
-mkdir -p "$tmp/storage"
-cat > "$tmp/registry.yml" <<YAML
-version: 0.1
-log:
-  level: warn
-storage:
-  filesystem:
-    rootdirectory: $tmp/storage
-http:
-  addr: 127.0.0.1:$port
-  secret: reprise-demo
-YAML
-docker-registry serve "$tmp/registry.yml" >"$tmp/registry.log" 2>&1 &
-registry_pid=$!
-for i in $(seq 1 100); do
-    if curl -fsS "http://127.0.0.1:$port/v2/" >/dev/null 2>&1; then
-        break
-    fi
-    if [ "$i" -eq 100 ]; then
-        echo "registry did not start; its log:" >&2
-        cat "$tmp/registry.log" >&2
-        exit 1
-    fi
-    sleep 0.1
-done
+start_registry "$tmp/registry"
+port=$REGISTRY_PORT
 
 cp -r fixtures/demo "$tmp/work"
 cd "$tmp/work"

@@ -1,0 +1,194 @@
+#!/usr/bin/env bash
+# reprise's benchmark: generates cosa build trees with large archives, starts throwaway
+# registries on 127.0.0.1, measures, and prints one table.
+#
+#   bench/run.sh                      4 arches x 256 MiB layers, 2 tags, 3 runs per figure
+#   BENCH_MB=64 BENCH_BIG_MB=256 bench/run.sh     smaller, for a quick look
+#
+# What it measures (all on loopback, one machine, one run of this script):
+#   - full push: reprise, against the raw ingest limit (one monolithic curl PUT per blob of the
+#     same blobs, sequentially, as the registry's own speed) and skopeo copy of each arch;
+#   - peak RSS of a full push (/usr/bin/time -f %M);
+#   - no-op rerun: wall time and registry requests per tag, at BENCH_MB and at BENCH_BIG_MB
+#     (the cost must not grow with archive size);
+#   - partial change: one arch's layer changed; bytes uploaded against that arch's new bytes.
+# Timings are medians of BENCH_RUNS runs; each full push goes to a fresh registry.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+repo_root=$(pwd)
+scripts/install-deps.sh
+if [ ! -x /usr/bin/time ]; then
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq time >/dev/null
+fi
+
+MB=${BENCH_MB:-256}
+BIG_MB=${BENCH_BIG_MB:-1024}
+RUNS=${BENCH_RUNS:-3}
+NOOP_RUNS=${BENCH_NOOP_RUNS:-5}
+ARCHES=x86_64,aarch64,ppc64le,s390x
+ID=40.20261101.3.0
+NEXT=40.20261102.1.0
+
+cargo build --locked --quiet --release
+cargo build --locked --quiet --release --example gen-fixtures
+reprise="$repo_root/target/release/reprise"
+gen="$repo_root/target/release/examples/gen-fixtures"
+
+source scripts/registry-lib.sh
+tmp=$(mktemp -d -p "${BENCH_TMP:-/var/tmp}" reprise-bench.XXXXXX)
+cleanup() {
+    stop_registries
+    rm -rf "$tmp"
+}
+trap cleanup EXIT
+
+now() { echo "$EPOCHREALTIME"; }
+elapsed() { python3 -c "import sys; print(f'{float(sys.argv[2]) - float(sys.argv[1]):.3f}')" "$1" "$2"; }
+median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'; }
+mib() { python3 -c "import sys; print(f'{int(sys.argv[1]) / 1048576:.1f}')" "$1"; }
+
+# A build tree with 4 arches and layers of $2 MiB, in $1.
+make_tree() {
+    echo "generating $2 MiB x 4 arches in $1" >&2
+    "$gen" --out "$1" --id "$ID" --arches "$ARCHES" --layer-size $(($2 * 1048576)) >/dev/null
+}
+
+push() { # workdir repo [extra...]
+    local work=$1 repo=$2
+    shift 2
+    (cd "$work" && "$reprise" -q push-container-manifest --repo "$repo" --tag stable --tag 40 \
+        --artifact ostree --metajsonname base-oscontainer "$@")
+}
+
+rows=()
+row() { rows+=("$(printf '%-58s %s' "$1" "$2")"); }
+
+# --- Full push, peak RSS -------------------------------------------------------------------
+make_tree "$tmp/tree" "$MB"
+blob_bytes=$(find "$tmp/tree/builds/$ID" -name '*.ociarchive' -printf '%s\n' | awk '{s+=$1} END {print s}')
+push_times=() rss=()
+for i in $(seq 1 "$RUNS"); do
+    rm -rf "$tmp/work" && cp -r "$tmp/tree" "$tmp/work"
+    start_registry "$tmp/reg-push-$i"
+    t0=$(now)
+    /usr/bin/time -f %M -o "$tmp/rss" \
+        bash -c "cd '$tmp/work' && '$reprise' -q push-container-manifest \
+            --repo 127.0.0.1:$REGISTRY_PORT/fcos --tag stable --tag 40 \
+            --artifact ostree --metajsonname base-oscontainer"
+    t1=$(now)
+    push_times+=("$(elapsed "$t0" "$t1")")
+    rss+=("$(cat "$tmp/rss")")
+    push_requests=$(registry_requests "$tmp/reg-push-$i")
+    stop_registries
+    rm -rf "$tmp/reg-push-$i"
+done
+push_s=$(median "${push_times[@]}")
+
+# --- Raw ingest: one monolithic PUT per blob with curl, same blobs, fresh registry --------
+mkdir -p "$tmp/blobs"
+for a in "$tmp"/tree/builds/$ID/*/*.ociarchive; do
+    tar -xf "$a" -C "$tmp/blobs" blobs
+done
+curl_times=()
+for i in $(seq 1 "$RUNS"); do
+    start_registry "$tmp/reg-curl-$i"
+    base="http://127.0.0.1:$REGISTRY_PORT/v2/fcos/blobs/uploads/"
+    t0=$(now)
+    for f in "$tmp"/blobs/blobs/sha256/*; do
+        loc=$(curl -fsS -X POST -D - -o /dev/null "$base" | tr -d '\r' | awk 'tolower($1)=="location:" {print $2}')
+        case "$loc" in http*) ;; *) loc="http://127.0.0.1:$REGISTRY_PORT$loc" ;; esac
+        sep='?'; case "$loc" in *\?*) sep='&' ;; esac
+        curl -fsS -o /dev/null -X PUT -H 'Content-Type: application/octet-stream' \
+            -T "$f" "${loc}${sep}digest=sha256:$(basename "$f")"
+    done
+    t1=$(now)
+    curl_times+=("$(elapsed "$t0" "$t1")")
+    stop_registries
+    rm -rf "$tmp/reg-curl-$i"
+done
+curl_s=$(median "${curl_times[@]}")
+
+# --- skopeo copy, one arch at a time --------------------------------------------------------
+skopeo_times=()
+for i in $(seq 1 "$RUNS"); do
+    start_registry "$tmp/reg-skopeo-$i"
+    t0=$(now)
+    for a in "$tmp"/tree/builds/$ID/*/*.ociarchive; do
+        arch=$(basename "$(dirname "$a")")
+        skopeo copy -q --dest-tls-verify=false "oci-archive:$a" \
+            "docker://127.0.0.1:$REGISTRY_PORT/fcos:$arch"
+    done
+    t1=$(now)
+    skopeo_times+=("$(elapsed "$t0" "$t1")")
+    stop_registries
+    rm -rf "$tmp/reg-skopeo-$i"
+done
+skopeo_s=$(median "${skopeo_times[@]}")
+
+# --- No-op rerun at two sizes ---------------------------------------------------------------
+noop() { # tree-dir size-label
+    local tree=$1 reg="$tmp/reg-noop-$2" times=() before after
+    rm -rf "$tmp/work" && cp -r "$tree" "$tmp/work"
+    start_registry "$reg"
+    push "$tmp/work" "127.0.0.1:$REGISTRY_PORT/fcos"
+    for _ in $(seq 1 "$NOOP_RUNS"); do
+        before=$(registry_requests "$reg")
+        t0=$(now)
+        push "$tmp/work" "127.0.0.1:$REGISTRY_PORT/fcos"
+        t1=$(now)
+        after=$(registry_requests "$reg")
+        times+=("$(elapsed "$t0" "$t1")")
+    done
+    NOOP_MS=$(python3 -c "import sys; print(f'{float(sys.argv[1]) * 1000:.0f}')" "$(median "${times[@]}")")
+    NOOP_REQ=$((after - before))
+    stop_registries
+    rm -rf "$reg"
+}
+noop "$tmp/tree" "$MB"
+noop_ms=$NOOP_MS noop_req=$NOOP_REQ
+make_tree "$tmp/big" "$BIG_MB"
+noop "$tmp/big" "$BIG_MB"
+big_noop_ms=$NOOP_MS big_noop_req=$NOOP_REQ
+rm -rf "$tmp/big"
+
+# --- Partial change: a newer build where only x86_64's layer changed -----------------------
+rm -rf "$tmp/work" && cp -r "$tmp/tree" "$tmp/work"
+start_registry "$tmp/reg-partial"
+push "$tmp/work" "127.0.0.1:$REGISTRY_PORT/fcos"
+"$gen" --out "$tmp/work" --add --id "$NEXT" --version "$ID" --arches "$ARCHES" \
+    --layer-size $((MB * 1048576)) --salt-of x86_64=changed >/dev/null
+# The changed arch's new bytes: its config and its own layer (the base layer is shared).
+changed_bytes=$(python3 - "$tmp/work/builds/$NEXT/x86_64" <<'PY'
+import json, os, sys, tarfile
+d = sys.argv[1]
+meta = json.load(open(os.path.join(d, "meta.json")))
+with tarfile.open(os.path.join(d, meta["images"]["ostree"]["path"])) as t:
+    idx = json.load(t.extractfile("index.json"))
+    m = json.load(t.extractfile("blobs/sha256/" + idx["manifests"][0]["digest"].split(":")[1]))
+print(m["config"]["size"] + m["layers"][-1]["size"])
+PY
+)
+partial_json=$(push "$tmp/work" "127.0.0.1:$REGISTRY_PORT/fcos" --json)
+partial_bytes=$(python3 -c 'import json,sys; print(json.load(sys.stdin)["uploaded"]["bytes"])' <<<"$partial_json")
+stop_registries
+
+ratio() { python3 -c "import sys; print(f'{float(sys.argv[1]) / float(sys.argv[2]):.2f}')" "$1" "$2"; }
+rss_mib=$(python3 -c "import sys; print(f'{max(int(x) for x in sys.argv[1:]) / 1024:.1f}')" "${rss[@]}")
+
+echo
+echo "reprise benchmark: 4 arches x $MB MiB layers ($(mib "$blob_bytes") MiB of archives), 2 tags,"
+echo "loopback registry, $(nproc) cores; medians of $RUNS runs (no-op: $NOOP_RUNS)"
+echo
+row "full push, reprise (s)" "$push_s   [${push_times[*]}]"
+row "full push, curl monolithic PUT per blob (s)" "$curl_s   [${curl_times[*]}]"
+row "full push, skopeo copy per arch (s)" "$skopeo_s   [${skopeo_times[*]}]"
+row "reprise / curl (target <= 1.15)" "$(ratio "$push_s" "$curl_s")"
+row "reprise / skopeo (target < 1)" "$(ratio "$push_s" "$skopeo_s")"
+row "registry requests, full push" "$push_requests"
+row "peak RSS of a full push (MiB, target <= 64)" "$rss_mib"
+row "no-op rerun at $MB MiB (ms, target < 50)" "$noop_ms"
+row "no-op rerun at $BIG_MB MiB (ms)" "$big_noop_ms"
+row "no-op requests per tag at $MB MiB (target <= 3)" "$(python3 -c "print($noop_req / 2)")"
+row "no-op requests per tag at $BIG_MB MiB" "$(python3 -c "print($big_noop_req / 2)")"
+row "partial change: uploaded / changed arch's bytes (<= 1.05)" "$(ratio "$partial_bytes" "$changed_bytes")   [$partial_bytes / $changed_bytes]"
+printf '%s\n' "${rows[@]}"
