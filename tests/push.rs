@@ -3,192 +3,16 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
 use serde_json::Value;
-use support::fixtures::{self, BuildSpec, WrittenArch};
-use support::proxy::{Action, Fault, Match, Proxy};
-use support::registry::Registry;
+use support::env::{Env, KEY, expected_platforms, platforms_of, validate};
+use support::fixtures::{BuildSpec, DEMO_ID};
+use support::proxy::{Action, Fault, Match};
 
-const KEY: &str = "base-oscontainer";
-
-/// A registry, a proxy in front of it, and a working directory holding a build tree.
-struct Env {
-    _registry: Registry,
-    proxy: Proxy,
-    work: tempfile::TempDir,
-    written: Vec<WrittenArch>,
-}
-
-impl Env {
-    fn new() -> Env {
-        Env::with_build(BuildSpec::demo())
-    }
-
-    fn with_build(build: BuildSpec) -> Env {
-        let registry = Registry::start();
-        let proxy = Proxy::start(registry.addr());
-        let work = tempfile::tempdir().expect("tempdir");
-        let written = fixtures::write_tree(work.path(), &[build]).expect("fixture tree");
-        Env {
-            _registry: registry,
-            proxy,
-            work,
-            written,
-        }
-    }
-
-    fn repo(&self) -> String {
-        format!("{}/fedora/fedora-coreos", self.proxy.host())
-    }
-
-    fn dir(&self) -> &Path {
-        self.work.path()
-    }
-
-    fn meta_path(&self, arch: &str) -> PathBuf {
-        let build = BuildSpec::demo().id;
-        self.dir()
-            .join("builds")
-            .join(build)
-            .join(arch)
-            .join("meta.json")
-    }
-
-    fn metas(&self) -> Vec<Vec<u8>> {
-        self.written
-            .iter()
-            .map(|w| std::fs::read(self.meta_path(&w.arch)).expect("meta.json"))
-            .collect()
-    }
-
-    /// Runs reprise in the working directory with `push-container-manifest` and the usual
-    /// arguments plus `extra`.
-    fn push(&self, tags: &[&str], extra: &[&str]) -> Run {
-        let mut args = vec![
-            "push-container-manifest".to_owned(),
-            "--repo".to_owned(),
-            self.repo(),
-            "--artifact".to_owned(),
-            "ostree".to_owned(),
-            "--metajsonname".to_owned(),
-            KEY.to_owned(),
-            "--json".to_owned(),
-        ];
-        for t in tags {
-            args.push("--tag".to_owned());
-            args.push((*t).to_owned());
-        }
-        args.extend(extra.iter().map(|s| (*s).to_owned()));
-        let out = Command::new(env!("CARGO_BIN_EXE_reprise"))
-            .args(&args)
-            .current_dir(self.dir())
-            .env_remove("REGISTRY_AUTH_FILE")
-            .output()
-            .expect("run reprise");
-        Run::from(out)
-    }
-
-    fn skopeo_raw(&self, reference: &str) -> Value {
-        let out = Command::new("skopeo")
-            .args(["inspect", "--raw", "--tls-verify=false"])
-            .arg(format!("docker://{}", reference))
-            .output()
-            .expect("run skopeo");
-        assert!(
-            out.status.success(),
-            "skopeo inspect {reference}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice(&out.stdout).expect("skopeo printed JSON")
-    }
-}
-
-struct Run {
-    code: i32,
-    report: Value,
-    stderr: String,
-}
-
-impl From<Output> for Run {
-    fn from(out: Output) -> Run {
-        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-        let report = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
-        Run {
-            code: out.status.code().unwrap_or(-1),
-            report,
-            stderr,
-        }
-    }
-}
-
-impl Run {
-    fn ok(self) -> Run {
-        assert_eq!(self.code, 0, "reprise failed:\n{}", self.stderr);
-        self
-    }
-
-    fn outcome(&self) -> &str {
-        self.report["outcome"].as_str().unwrap_or("<none>")
-    }
-
-    fn index_digest(&self) -> String {
-        self.report["index_digest"]
-            .as_str()
-            .expect("index_digest")
-            .to_owned()
-    }
-}
-
-fn platforms_of(index: &Value) -> Vec<(String, String)> {
-    let mut v: Vec<(String, String)> = index["manifests"]
-        .as_array()
-        .expect("manifests")
-        .iter()
-        .map(|m| {
-            (
-                m["platform"]["architecture"].as_str().unwrap().to_owned(),
-                m["digest"].as_str().unwrap().to_owned(),
-            )
-        })
-        .collect();
-    v.sort();
-    v
-}
-
-fn expected_platforms(written: &[WrittenArch]) -> Vec<(String, String)> {
-    let mut v: Vec<(String, String)> = written
-        .iter()
-        .map(|w| {
-            let oci = match w.arch.as_str() {
-                "x86_64" => "amd64",
-                "aarch64" => "arm64",
-                other => other,
-            };
-            (oci.to_owned(), w.manifest_digest.clone())
-        })
-        .collect();
-    v.sort();
-    v
-}
-
-fn validate(schema_file: &str, instance: &Value) {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("schemas")
-        .join(schema_file);
-    let schema: Value = serde_json::from_slice(&std::fs::read(&path).expect("schema")).unwrap();
-    let validator = jsonschema::validator_for(&schema).expect("valid schema");
-    let errors: Vec<String> = validator
-        .iter_errors(instance)
-        .map(|e| format!("{} at {}", e, e.instance_path()))
-        .collect();
-    assert!(errors.is_empty(), "{schema_file}: {errors:?}\n{instance:#}");
-}
-
+/// An arch's record in the demo build's meta.json.
 fn record(env: &Env, arch: &str) -> Value {
-    let meta: Value = serde_json::from_slice(&std::fs::read(env.meta_path(arch)).unwrap()).unwrap();
-    meta[KEY].clone()
+    env.record(env.arch(DEMO_ID, arch))
 }
 
 #[test]
@@ -249,7 +73,7 @@ fn noop_rerun_sends_no_write_and_changes_no_file() {
 fn deleted_record_is_restored_without_registry_write() {
     let env = Env::new();
     let first = env.push(&["stable"], &[]).ok();
-    let path = env.meta_path("ppc64le");
+    let path = env.arch(DEMO_ID, "ppc64le").meta.clone();
     let with_record = std::fs::read(&path).unwrap();
     let mut meta: serde_json::Map<String, Value> = serde_json::from_slice(&with_record).unwrap();
     meta.remove(KEY);
@@ -426,7 +250,7 @@ fn missing_arch_is_refused_by_default() {
 fn arch_not_in_the_build_is_an_error() {
     let mut spec = BuildSpec::demo();
     spec.arches.retain(|a| a.arch != "s390x");
-    let env = Env::with_build(spec);
+    let env = Env::with_builds(&[spec]);
     let run = env.push(&["stable"], &["--arch", "s390x"]);
     assert_eq!(run.code, 1);
     assert!(
@@ -440,7 +264,7 @@ fn arch_not_in_the_build_is_an_error() {
 #[test]
 fn a_record_slot_holding_something_else_fails_before_any_write() {
     let env = Env::new();
-    let path = env.meta_path("s390x");
+    let path = env.arch(DEMO_ID, "s390x").meta.clone();
     let mut meta: serde_json::Map<String, Value> =
         serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
     meta.insert(KEY.to_owned(), Value::from("not a record"));

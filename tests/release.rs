@@ -4,47 +4,28 @@
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::Duration;
 
 use serde_json::Value;
-use support::fixtures::{self, BuildSpec, WrittenArch};
-use support::proxy::{Fault, Proxy, Recorded};
-use support::registry::Registry;
+use support::env::{Env, Run, validate};
+use support::fixtures::{self, BuildSpec};
+use support::proxy::{Fault, Recorded};
 
 const DEMO_VERSION: &str = fixtures::DEMO_ID;
 
-/// A registry, a proxy in front of it, and a working directory holding a build tree.
-struct Env {
-    _registry: Registry,
-    proxy: Proxy,
-    work: tempfile::TempDir,
-    written: Vec<WrittenArch>,
+/// `reprise run` on top of the shared test world.
+trait ReleaseEnv {
+    /// The shipped demo config, pointed at this test's registry.
+    fn demo_config(&self) -> PathBuf;
+    fn config(&self, text: &str) -> PathBuf;
+    fn run(&self, config: &Path, extra: &[&str]) -> Run;
+    /// What a tag holds, read by an independent client: (digest of the raw bytes, JSON).
+    fn tag_state(&self, tag: &str) -> Option<(String, Value)>;
+    fn digest_at(&self, tag: &str) -> Option<String>;
 }
 
-impl Env {
-    fn new() -> Env {
-        let registry = Registry::start();
-        let proxy = Proxy::start(registry.addr());
-        let work = tempfile::tempdir().expect("tempdir");
-        let written = fixtures::write_tree(work.path(), &[BuildSpec::demo()]).expect("fixtures");
-        Env {
-            _registry: registry,
-            proxy,
-            work,
-            written,
-        }
-    }
-
-    fn dir(&self) -> &Path {
-        self.work.path()
-    }
-
-    fn repo(&self) -> String {
-        format!("{}/fedora/fedora-coreos", self.proxy.host())
-    }
-
-    /// The shipped demo config, pointed at this test's registry.
+impl ReleaseEnv for Env {
     fn demo_config(&self) -> PathBuf {
         let demo = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/demo/release.toml");
         let text = std::fs::read_to_string(demo).expect("fixtures/demo/release.toml");
@@ -66,43 +47,17 @@ impl Env {
     }
 
     fn run(&self, config: &Path, extra: &[&str]) -> Run {
-        let out = Command::new(env!("CARGO_BIN_EXE_reprise"))
-            .arg("run")
-            .arg("--config")
-            .arg(config)
-            .arg("--json")
-            .args(extra)
-            .current_dir(self.dir())
-            .env_remove("REGISTRY_AUTH_FILE")
-            .output()
-            .expect("run reprise");
-        Run::from(out)
+        let mut args = vec![
+            "run".to_owned(),
+            "--config".to_owned(),
+            config.display().to_string(),
+            "--json".to_owned(),
+        ];
+        args.extend(extra.iter().map(|s| (*s).to_owned()));
+        self.reprise(&args)
     }
 
-    fn push(&self, tags: &[&str]) {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_reprise"));
-        cmd.args(["push-container-manifest", "--repo", &self.repo()])
-            .args(["--artifact", "ostree", "--metajsonname", "base-oscontainer"]);
-        for t in tags {
-            cmd.args(["--tag", t]);
-        }
-        let out = cmd.current_dir(self.dir()).output().expect("run reprise");
-        assert!(
-            out.status.success(),
-            "push-container-manifest: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-
-    fn metas(&self) -> Vec<Vec<u8>> {
-        self.written
-            .iter()
-            .map(|w| std::fs::read(&w.meta).expect("meta.json"))
-            .collect()
-    }
-
-    /// What a tag holds, read by an independent client: (digest of the raw bytes, JSON).
-    fn skopeo_raw(&self, tag: &str) -> Option<(String, Value)> {
+    fn tag_state(&self, tag: &str) -> Option<(String, Value)> {
         let out = Command::new("skopeo")
             .args(["inspect", "--raw", "--tls-verify=false"])
             .arg(format!("docker://{}:{tag}", self.repo()))
@@ -121,33 +76,20 @@ impl Env {
     }
 
     fn digest_at(&self, tag: &str) -> Option<String> {
-        self.skopeo_raw(tag).map(|(d, _)| d)
+        self.tag_state(tag).map(|(d, _)| d)
     }
 }
 
-struct Run {
-    code: i32,
-    report: Value,
-    stderr: String,
+/// A release report's parts.
+trait ReleaseRun {
+    fn release_outcome(&self) -> &str;
+    fn stage(&self, name: &str) -> &Value;
+    /// Every stage's outcome, in order.
+    fn outcomes(&self) -> Vec<String>;
 }
 
-impl From<Output> for Run {
-    fn from(out: Output) -> Run {
-        Run {
-            code: out.status.code().unwrap_or(-1),
-            report: serde_json::from_slice(&out.stdout).unwrap_or(Value::Null),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
-    }
-}
-
-impl Run {
-    fn ok(self) -> Run {
-        assert_eq!(self.code, 0, "reprise run failed:\n{}", self.stderr);
-        self
-    }
-
-    fn outcome(&self) -> &str {
+impl ReleaseRun for Run {
+    fn release_outcome(&self) -> &str {
         self.report["release"]["outcome"]
             .as_str()
             .unwrap_or("<none>")
@@ -160,7 +102,6 @@ impl Run {
             .unwrap_or_else(|| panic!("no stage {name} in {:#}", self.report))
     }
 
-    /// Every stage's outcome, in order.
     fn outcomes(&self) -> Vec<String> {
         self.report["stages"]
             .as_array()
@@ -171,19 +112,6 @@ impl Run {
             })
             .unwrap_or_default()
     }
-}
-
-fn validate(schema_file: &str, instance: &Value) {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("schemas")
-        .join(schema_file);
-    let schema: Value = serde_json::from_slice(&std::fs::read(&path).expect("schema")).unwrap();
-    let validator = jsonschema::validator_for(&schema).expect("valid schema");
-    let errors: Vec<String> = validator
-        .iter_errors(instance)
-        .map(|e| format!("{} at {}", e, e.instance_path()))
-        .collect();
-    assert!(errors.is_empty(), "{schema_file}: {errors:?}\n{instance:#}");
 }
 
 fn arch_tag(arch: &str) -> String {
@@ -202,7 +130,7 @@ fn first_run_does_every_stage_and_a_rerun_writes_nothing() {
     let config = env.demo_config();
     let run = env.run(&config, &[]).ok();
     validate("report.schema.json", &run.report);
-    assert_eq!(run.outcome(), "pushed");
+    assert_eq!(run.release_outcome(), "pushed");
     assert_eq!(run.outcomes(), ["pushed", "pushed", "pushed"]);
 
     // per-arch: each arch's own manifest at <version>-<arch>.
@@ -215,7 +143,7 @@ fn first_run_does_every_stage_and_a_rerun_writes_nothing() {
         );
     }
     // base: one index at both tags, recorded in meta.json.
-    let (index, body) = env.skopeo_raw("stable").expect("stable");
+    let (index, body) = env.tag_state("stable").expect("stable");
     assert_eq!(body["manifests"].as_array().map(Vec::len), Some(4));
     assert_eq!(env.digest_at(DEMO_VERSION).as_deref(), Some(index.as_str()));
     assert_eq!(run.stage("base")["push"]["index_digest"], index.as_str());
@@ -234,7 +162,7 @@ fn first_run_does_every_stage_and_a_rerun_writes_nothing() {
     env.proxy.clear();
     let again = env.run(&config, &[]).ok();
     validate("report.schema.json", &again.report);
-    assert_eq!(again.outcome(), "noop");
+    assert_eq!(again.release_outcome(), "noop");
     assert_eq!(again.outcomes(), ["noop", "noop", "noop"]);
     assert_eq!(env.proxy.writes(), vec![], "a rerun must not write");
     assert!(
@@ -254,7 +182,7 @@ fn a_release_that_failed_in_its_second_stage_resumes_there() {
     let failed = env.run(&config, &["--retry-times", "1", "--retry-delay", "0.01"]);
     assert_eq!(failed.code, 1, "{}", failed.stderr);
     validate("report.schema.json", &failed.report);
-    assert_eq!(failed.outcome(), "failed");
+    assert_eq!(failed.release_outcome(), "failed");
     assert_eq!(failed.outcomes(), ["pushed", "failed", "not-run"]);
     let error = failed.stage("base")["error"].as_str().unwrap_or("");
     assert!(error.contains("HTTP 500"), "{error}");
@@ -304,7 +232,7 @@ fn arch_tags_publish_the_arches_that_built_while_the_index_stage_refuses() {
     let run = env.run(&config, &[]);
     assert_eq!(run.code, 3, "{}", run.stderr);
     validate("report.schema.json", &run.report);
-    assert_eq!(run.outcome(), "refused");
+    assert_eq!(run.release_outcome(), "refused");
     assert_eq!(run.outcomes(), ["pushed", "refused", "not-run"]);
     assert_eq!(run.report["release"]["build"], "40.20261102.3.0");
     assert!(run.stderr.contains("s390x"), "{}", run.stderr);
@@ -345,7 +273,7 @@ to = ["latest"]
 #[test]
 fn copy_tag_is_a_noop_when_the_target_already_holds_the_source_digest() {
     let env = Env::new();
-    env.push(&["stable", "latest"]);
+    env.push(&["stable", "latest"], &[]).ok();
     let stable = env.digest_at("stable").expect("stable");
     let config = copy_config(&env, "stable");
     env.proxy.clear();
@@ -362,7 +290,7 @@ fn copy_tag_is_a_noop_when_the_target_already_holds_the_source_digest() {
 #[test]
 fn copy_tag_reads_the_written_tag_back_until_it_shows_the_copy() {
     let env = Env::new();
-    env.push(&["stable"]);
+    env.push(&["stable"], &[]).ok();
     let stable = env.digest_at("stable").expect("stable");
     let config = copy_config(&env, "stable");
     // After the PUT, reads of latest answer the old state (404) for a while.
@@ -398,7 +326,7 @@ fn copy_tag_reads_the_written_tag_back_until_it_shows_the_copy() {
 #[test]
 fn copy_tag_fails_when_the_copy_never_reads_back() {
     let env = Env::new();
-    env.push(&["stable"]);
+    env.push(&["stable"], &[]).ok();
     let config = copy_config(&env, "stable");
     env.proxy
         .inject(Fault::stale_reads_forever("/manifests/latest"));
@@ -439,7 +367,7 @@ fn dry_run_plans_every_stage_as_the_earlier_ones_leave_the_registry() {
     let metas = env.metas();
     let run = env.run(&config, &["--dry-run"]).ok();
     validate("report.schema.json", &run.report);
-    assert_eq!(run.outcome(), "planned");
+    assert_eq!(run.release_outcome(), "planned");
     assert_eq!(run.outcomes(), ["planned", "planned", "planned"]);
     // stable does not exist yet: promote is planned against what base will write.
     let base_index = run.stage("base")["push"]["index_digest"].clone();
@@ -497,7 +425,7 @@ v2s2 = true
     let run = env.run(&config, &[]).ok();
     validate("report.schema.json", &run.report);
     assert_eq!(run.outcomes(), ["pushed"]);
-    let (_, index) = env.skopeo_raw("stable").expect("stable");
+    let (_, index) = env.tag_state("stable").expect("stable");
     assert_eq!(
         index["mediaType"],
         "application/vnd.docker.distribution.manifest.list.v2+json"
