@@ -1,6 +1,10 @@
 //! Runs a plan: uploads the blobs the registry lacks, pushes each arch manifest by digest,
 //! pushes the index to the tags that differ, reads every written tag back, and only then
-//! writes the meta.json records. Between every step that changes state sits a named
+//! writes the meta.json records.
+//!
+//! Every archive is read once to check it (its whole-file sha256 and every blob's digest)
+//! before the first write, so bad input never reaches the registry; then blobs move `jobs`
+//! at a time, each streamed from its archive by offset and verified again as it goes. Between every step that changes state sits a named
 //! [`failpoint`](crate::failpoint), so tests can crash a run there and check a rerun converges.
 //!
 //! It decides nothing the plan did not decide; it only checks what it must see with its own
@@ -11,11 +15,14 @@ use std::time::Duration;
 use camino::Utf8PathBuf;
 use serde::Serialize;
 
-use crate::archive::{self, Archive, Image};
+use futures_util::{StreamExt as _, TryStreamExt as _, stream};
+
+use crate::archive::{self, Archive, BlobRef, Image};
 use crate::builds;
 use crate::failpoint;
 use crate::plan::{Plan, TagAction};
 use crate::platform::Arch;
+use crate::progress::Progress;
 use crate::reference::Repository;
 use crate::registry::{self, Client};
 
@@ -79,34 +86,24 @@ pub struct Apply<'a> {
     pub force: bool,
     /// How long the record step waits for another writer's meta.json lock.
     pub lock_timeout: Duration,
+    /// Other repositories of the same registry that may already hold this run's blobs
+    /// (`--mount-from`, and where earlier records say the build was pushed): a blob found
+    /// there is mounted instead of uploaded.
+    pub mount_from: &'a [Repository],
+}
+
+/// How one blob reached the registry.
+enum Moved {
+    Uploaded(u64),
+    Mounted,
 }
 
 impl Apply<'_> {
     pub async fn run(&self, plan: &Plan, images: &[ArchImage]) -> Result<Stats, Error> {
         let mut stats = Stats::default();
         if plan.push_images {
-            let mut needed = Vec::new();
-            for img in images {
-                let present = self
-                    .client
-                    .resolve(&self.repo.digested(&img.image.manifest_digest))
-                    .await?
-                    .is_some();
-                if present && !self.force {
-                    tracing::debug!(arch = %img.arch, "manifest already in the registry");
-                    stats.skipped_blobs += img.image.blobs().count() as u64;
-                } else {
-                    needed.push(img);
-                }
-            }
-            // Every archive, and every blob in it, is checked before the first write.
-            for img in &needed {
-                self.check_archive(img).await?;
-                self.check_blobs(img).await?;
-            }
-            for img in needed {
-                self.push_image(img, &mut stats).await?;
-            }
+            let all: Vec<&ArchImage> = images.iter().collect();
+            self.push_images(&all, &mut stats).await?;
         }
         let pushed_images = stats.pushed_manifests > 0;
         let to_push: Vec<_> = plan
@@ -174,106 +171,173 @@ impl Apply<'_> {
         Ok(stats)
     }
 
-    /// Uploads the blobs of one image the registry lacks, then its manifest by digest.
-    pub async fn push_image(&self, img: &ArchImage, stats: &mut Stats) -> Result<(), Error> {
-        let manifest_ref = self.repo.digested(&img.image.manifest_digest);
-        for blob in img.image.blobs() {
-            if self.client.blob_exists(self.repo, &blob.digest).await? {
-                stats.skipped_blobs += 1;
-                continue;
+    /// Pushes every image of `images` whose manifest the registry lacks (every one under
+    /// `--force`): checks their archives, moves the missing blobs, then puts each manifest by
+    /// digest. Nothing is written before every archive has passed its check.
+    pub async fn push_images(&self, images: &[&ArchImage], stats: &mut Stats) -> Result<(), Error> {
+        let jobs = self.client.jobs();
+        let present: Vec<bool> = stream::iter(images.iter().map(|img| async move {
+            let digest = &img.image.manifest_digest;
+            Ok::<_, Error>(
+                self.client
+                    .resolve(&self.repo.digested(digest))
+                    .await?
+                    .is_some(),
+            )
+        }))
+        .buffered(jobs)
+        .try_collect()
+        .await?;
+        let mut needed = Vec::new();
+        for (img, present) in images.iter().zip(present) {
+            if present && !self.force {
+                tracing::debug!(arch = %img.arch, "manifest already in the registry");
+                stats.skipped_blobs += img.image.blobs().count() as u64;
+            } else {
+                needed.push(*img);
             }
-            match &img.origin {
-                Origin::Local { archive, .. } => {
-                    tracing::info!(arch = %img.arch, digest = %blob.digest, size = blob.size, "uploading blob");
-                    self.client
-                        .push_blob(self.repo, blob, || archive.blob_reader(blob))
-                        .await?;
-                }
-                Origin::Registry { client, repo } => {
-                    if repo.registry() == self.repo.registry()
-                        && self
-                            .client
-                            .mount_blob(self.repo, repo, &blob.digest)
-                            .await?
-                    {
-                        tracing::info!(arch = %img.arch, digest = %blob.digest, from = %repo, "mounted blob");
-                        stats.mounted_blobs += 1;
-                        continue;
-                    }
-                    tracing::info!(arch = %img.arch, digest = %blob.digest, size = blob.size, from = %repo, "copying blob");
-                    self.client.copy_blob(self.repo, client, repo, blob).await?;
-                }
-            }
-            stats.uploaded_blobs += 1;
-            stats.uploaded_bytes += blob.size;
         }
-        failpoint::hit(&format!("after-blobs:{}", img.arch));
-        tracing::info!(arch = %img.arch, digest = %img.image.manifest_digest, "pushing manifest");
-        self.client
-            .put_manifest(&manifest_ref, &img.image.manifest, &img.image.media_type)
+        if needed.is_empty() {
+            return Ok(());
+        }
+        // One read of each archive, all before the first write.
+        stream::iter(needed.iter().map(|img| self.check_archive(img)))
+            .buffer_unordered(jobs)
+            .try_collect::<Vec<()>>()
             .await?;
-        stats.pushed_manifests += 1;
-        failpoint::hit(&format!("after-manifest:{}", img.arch));
-        Ok(())
-    }
 
-    /// Reads every blob once against its digest and size, so a corrupt archive (whose
-    /// meta.json checksum may well match it) fails before any upload session is opened,
-    /// rather than midway through a push. Uploads verify again as they stream.
-    async fn check_blobs(&self, img: &ArchImage) -> Result<(), Error> {
-        let Origin::Local { archive, .. } = &img.origin else {
-            return Ok(());
-        };
-        for blob in img.image.blobs() {
-            let mut reader = archive.blob_reader(blob)?;
-            let path = archive.path().to_owned();
-            tokio::task::spawn_blocking(move || {
-                std::io::copy(&mut reader, &mut std::io::sink()).map_err(|e| {
-                    let is_mismatch = e
-                        .get_ref()
-                        .is_some_and(|inner| inner.is::<archive::BlobMismatch>());
-                    let kind = if is_mismatch {
-                        match e
-                            .into_inner()
-                            .map(|i| i.downcast::<archive::BlobMismatch>())
-                        {
-                            Some(Ok(mismatch)) => mismatch.0,
-                            _ => std::io::Error::other("blob does not match its digest").into(),
-                        }
-                    } else {
-                        e.into()
-                    };
-                    archive::Error { path, kind }
-                })
+        // Each blob once, though arches share some (the base layer).
+        let mut unique: Vec<(&ArchImage, &BlobRef)> = Vec::new();
+        let mut references = 0u64;
+        for img in &needed {
+            for blob in img.image.blobs() {
+                references += 1;
+                if !unique.iter().any(|(_, b)| b.digest == blob.digest) {
+                    unique.push((img, blob));
+                }
+            }
+        }
+        let exists: Vec<bool> = stream::iter(
+            unique
+                .iter()
+                .map(|(_, blob)| self.client.blob_exists(self.repo, &blob.digest)),
+        )
+        .buffered(jobs)
+        .try_collect()
+        .await?;
+        let missing: Vec<(&ArchImage, &BlobRef)> = unique
+            .into_iter()
+            .zip(exists)
+            .filter_map(|(job, exists)| (!exists).then_some(job))
+            .collect();
+        stats.skipped_blobs += references - missing.len() as u64;
+
+        let total = missing
+            .iter()
+            .filter(|(img, _)| matches!(img.origin, Origin::Local { .. }))
+            .map(|(_, b)| b.size)
+            .sum();
+        let counters = needed
+            .iter()
+            .filter_map(|img| match &img.origin {
+                Origin::Local { archive, .. } => {
+                    Some((archive.read_counter(), archive.bytes_read()))
+                }
+                Origin::Registry { .. } => None,
             })
-            .await
-            .map_err(|e| Error::Task(e.to_string()))??;
+            .collect();
+        let progress = Progress::start(total, counters);
+        let moved = stream::iter(missing.iter().map(|(img, blob)| self.move_blob(img, blob)))
+            .buffer_unordered(jobs)
+            .try_collect::<Vec<Moved>>()
+            .await;
+        progress.finish().await;
+        for m in moved? {
+            match m {
+                Moved::Uploaded(bytes) => {
+                    stats.uploaded_blobs += 1;
+                    stats.uploaded_bytes += bytes;
+                }
+                Moved::Mounted => stats.mounted_blobs += 1,
+            }
+        }
+
+        for img in needed {
+            failpoint::hit(&format!("after-blobs:{}", img.arch));
+            tracing::info!(arch = %img.arch, digest = %img.image.manifest_digest, "pushing manifest");
+            self.client
+                .put_manifest(
+                    &self.repo.digested(&img.image.manifest_digest),
+                    &img.image.manifest,
+                    &img.image.media_type,
+                )
+                .await?;
+            stats.pushed_manifests += 1;
+            failpoint::hit(&format!("after-manifest:{}", img.arch));
         }
         Ok(())
     }
 
-    /// cosa parity: the archive must be the one meta.json describes before any of it is
-    /// pushed. Only done when something is pushed, so a no-op never hashes an archive.
+    /// Gets one blob the registry lacks into the repository: by mount from another
+    /// repository of the same registry that holds it, else by streaming it from its origin.
+    async fn move_blob(&self, img: &ArchImage, blob: &BlobRef) -> Result<Moved, Error> {
+        let same_registry = |r: &Repository| r.registry() == self.repo.registry() && r != self.repo;
+        if let Origin::Registry { repo, .. } = &img.origin
+            && same_registry(repo)
+            && self
+                .client
+                .mount_blob(self.repo, repo, &blob.digest)
+                .await?
+        {
+            tracing::info!(arch = %img.arch, digest = %blob.digest, from = %repo, "mounted blob");
+            return Ok(Moved::Mounted);
+        }
+        for from in self.mount_from.iter().filter(|r| same_registry(r)) {
+            // Asked only where the blob is known to be, so a declined mount never leaves an
+            // upload session behind.
+            if self.client.blob_exists(from, &blob.digest).await?
+                && self
+                    .client
+                    .mount_blob(self.repo, from, &blob.digest)
+                    .await?
+            {
+                tracing::info!(arch = %img.arch, digest = %blob.digest, from = %from, "mounted blob");
+                return Ok(Moved::Mounted);
+            }
+        }
+        match &img.origin {
+            Origin::Local { archive, .. } => {
+                tracing::info!(arch = %img.arch, digest = %blob.digest, size = blob.size, "uploading blob");
+                self.client
+                    .push_blob(self.repo, blob, || archive.blob_reader(blob))
+                    .await?;
+            }
+            Origin::Registry { client, repo } => {
+                tracing::info!(arch = %img.arch, digest = %blob.digest, size = blob.size, from = %repo, "copying blob");
+                self.client.copy_blob(self.repo, client, repo, blob).await?;
+            }
+        }
+        Ok(Moved::Uploaded(blob.size))
+    }
+
+    /// Reads a local image's archive once: every blob against its digest and size, and (cosa
+    /// parity) the whole file against the sha256 meta.json records. Only done when something
+    /// is pushed from it, so a no-op never reads an archive.
     pub async fn check_archive(&self, img: &ArchImage) -> Result<(), Error> {
-        let Origin::Local {
-            archive,
-            sha256: Some(expected),
-        } = &img.origin
-        else {
+        let Origin::Local { archive, sha256 } = &img.origin else {
             return Ok(());
         };
-        let path = archive.path().to_owned();
-        let hashed = path.clone();
-        let (actual, _) = tokio::task::spawn_blocking(move || archive::file_sha256(&hashed))
-            .await
-            .map_err(|e| Error::Task(e.to_string()))?
-            .map_err(|e| archive::Error {
-                path: path.clone(),
-                kind: e.into(),
-            })?;
-        if !actual.eq_ignore_ascii_case(expected) {
+        let blobs: Vec<BlobRef> = img.image.blobs().cloned().collect();
+        let reader = archive.clone();
+        let actual =
+            tokio::task::spawn_blocking(move || reader.verify(&blobs.iter().collect::<Vec<_>>()))
+                .await
+                .map_err(|e| Error::Task(e.to_string()))??;
+        if let (Some(expected), Some(actual)) = (sha256, actual)
+            && !actual.eq_ignore_ascii_case(expected)
+        {
             return Err(Error::Checksum {
-                path,
+                path: archive.path().to_owned(),
                 expected: expected.clone(),
                 actual,
             });

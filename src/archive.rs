@@ -99,7 +99,7 @@ pub const REF_NAME: &str = "org.opencontainers.image.ref.name";
 
 /// An opened OCI archive (or OCI layout directory): its table of entries, built from the tar
 /// headers (or the directory listing) alone.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Archive {
     path: Utf8PathBuf,
     layout: Layout,
@@ -240,6 +240,11 @@ impl Archive {
     /// JSON documents and streamed blobs), so tests can prove a no-op reads no archive whole.
     pub fn bytes_read(&self) -> u64 {
         self.bytes_read.load(Ordering::Relaxed)
+    }
+
+    /// The counter behind [`Archive::bytes_read`], for watching an upload's progress.
+    pub fn read_counter(&self) -> Arc<AtomicU64> {
+        self.bytes_read.clone()
     }
 
     fn error(&self, kind: ErrorKind) -> Error {
@@ -523,6 +528,109 @@ impl<R: Seek> Seek for CountingReader<R> {
     }
 }
 
+impl Archive {
+    /// Reads the archive once, front to back, hashing the whole file (for cosa's recorded
+    /// sha256) and checking every blob in `blobs` against its digest and size on the way, so
+    /// a push reads its data once to check it and once to send it. Returns the file's sha256
+    /// (hex); `None` for an OCI layout directory, which has no single file to hash.
+    pub fn verify(&self, blobs: &[&BlobRef]) -> Result<Option<String>, Error> {
+        if self.layout == Layout::Dir {
+            for blob in blobs {
+                io::copy(&mut self.blob_reader(blob)?, &mut io::sink())
+                    .map_err(|e| self.error(mismatch_kind(e)))?;
+            }
+            return Ok(None);
+        }
+        // Blob ranges in file order; a blob listed twice is checked once.
+        let mut ranges: Vec<(u64, u64, &BlobRef)> = Vec::with_capacity(blobs.len());
+        for blob in blobs {
+            let entry = self.blob_entry(&blob.digest)?;
+            if entry.size != blob.size {
+                return Err(self.error(ErrorKind::SizeMismatch {
+                    digest: blob.digest.clone(),
+                    expected: blob.size,
+                    actual: entry.size,
+                }));
+            }
+            if !ranges.iter().any(|(_, _, b)| b.digest == blob.digest) {
+                ranges.push((entry.offset, entry.offset + entry.size, blob));
+            }
+        }
+        ranges.sort_by_key(|(start, _, _)| *start);
+        let mut file = CountingReader {
+            inner: File::open(&self.path).map_err(|e| self.error(e.into()))?,
+            count: self.bytes_read.clone(),
+        };
+        let mut whole = Sha256::new();
+        let mut current: Option<(usize, Sha256)> = None;
+        let mut next = 0usize;
+        let mut buf = vec![0u8; 1 << 20];
+        let mut pos = 0u64;
+        loop {
+            let n = file.read(&mut buf).map_err(|e| self.error(e.into()))?;
+            if n == 0 {
+                break;
+            }
+            let chunk = &buf[..n];
+            whole.update(chunk);
+            let end = pos + n as u64;
+            // Feed every blob range this chunk overlaps; ranges never overlap each other.
+            let mut at = pos;
+            while at < end {
+                if current.is_none() {
+                    match ranges.get(next) {
+                        Some(&(start, _, _)) if start < end => {
+                            at = at.max(start);
+                            current = Some((next, Sha256::new()));
+                            next += 1;
+                        }
+                        _ => break,
+                    }
+                }
+                let Some((i, hasher)) = current.as_mut() else {
+                    break;
+                };
+                let (_, stop, blob) = ranges[*i];
+                let upto = stop.min(end);
+                hasher.update(&chunk[(at - pos) as usize..(upto - pos) as usize]);
+                at = upto;
+                if upto == stop {
+                    let Some((_, hasher)) = current.take() else {
+                        break;
+                    };
+                    let actual = Digest::from_sha256(hasher);
+                    if actual != blob.digest {
+                        return Err(self.error(ErrorKind::DigestMismatch {
+                            expected: blob.digest.clone(),
+                            actual,
+                        }));
+                    }
+                }
+            }
+            pos = end;
+        }
+        if current.is_some() || next < ranges.len() {
+            return Err(self.error(ErrorKind::Io(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "the archive ends inside a blob",
+            ))));
+        }
+        Ok(Some(hex::encode(whole.finalize())))
+    }
+}
+
+/// The archive error a failed verifying read stands for: the blob mismatch it carries, or
+/// the I/O error itself.
+pub fn mismatch_kind(e: io::Error) -> ErrorKind {
+    if !e.get_ref().is_some_and(|inner| inner.is::<BlobMismatch>()) {
+        return e.into();
+    }
+    match e.into_inner().map(|inner| inner.downcast::<BlobMismatch>()) {
+        Some(Ok(mismatch)) => mismatch.0,
+        _ => io::Error::other("blob does not match its digest").into(),
+    }
+}
+
 /// The sha256 of a whole file, as cosa records it in `images.<artifact>.sha256`, and its size.
 pub fn file_sha256(path: &Utf8Path) -> io::Result<(String, u64)> {
     let mut file = File::open(path)?;
@@ -543,6 +651,69 @@ pub fn file_sha256(path: &Utf8Path) -> io::Result<(String, u64)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A tar holding `index.json` and `blobs/sha256/<name>` for each (name, bytes).
+    fn tar_with(dir: &Utf8Path, blobs: &[(&Digest, &[u8])]) -> Utf8PathBuf {
+        let path = dir.join("a.ociarchive");
+        let mut b = tar::Builder::new(File::create(&path).unwrap());
+        let mut put = |name: &str, data: &[u8]| {
+            let mut h = tar::Header::new_gnu();
+            h.set_size(data.len() as u64);
+            h.set_mode(0o644);
+            h.set_cksum();
+            b.append_data(&mut h, name, data).unwrap();
+        };
+        put("index.json", b"{}");
+        for (digest, data) in blobs {
+            put(&format!("blobs/sha256/{}", digest.hex()), data);
+        }
+        b.into_inner().unwrap();
+        path
+    }
+
+    fn blob(data: &[u8]) -> BlobRef {
+        BlobRef {
+            digest: Digest::of(data),
+            size: data.len() as u64,
+            media_type: String::new(),
+        }
+    }
+
+    #[test]
+    fn one_pass_checks_every_blob_and_hashes_the_whole_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let dir = Utf8Path::from_path(dir.path()).unwrap();
+        // Blocks larger than the read buffer, so blobs straddle reads.
+        let big: Vec<u8> = (0..(3 << 20) + 17).map(|i| (i % 251) as u8).collect();
+        let (a, b, c) = (blob(b"config"), blob(&big), blob(b""));
+        let path = tar_with(
+            dir,
+            &[(&a.digest, b"config"), (&b.digest, &big), (&c.digest, b"")],
+        );
+        let archive = Archive::open(&path).unwrap();
+        let before = archive.bytes_read();
+        let sha = archive.verify(&[&b, &a, &c, &a]).unwrap();
+        assert_eq!(sha, Some(file_sha256(&path).unwrap().0));
+        // Exactly one read of the file.
+        assert_eq!(
+            archive.bytes_read() - before,
+            std::fs::metadata(&path).unwrap().len()
+        );
+
+        // The same bytes under another blob's name fail, naming the blob.
+        let wrong = BlobRef {
+            digest: Digest::of(b"something else"),
+            size: big.len() as u64,
+            media_type: String::new(),
+        };
+        let path = tar_with(dir, &[(&wrong.digest, &big)]);
+        let err = Archive::open(&path).unwrap().verify(&[&wrong]).unwrap_err();
+        assert!(
+            matches!(err.kind, ErrorKind::DigestMismatch { .. }),
+            "{err}"
+        );
+        assert!(err.to_string().contains(wrong.digest.as_str()), "{err}");
+    }
 
     #[test]
     fn entry_names_are_normalised_and_escapes_refused() {

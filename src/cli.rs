@@ -147,6 +147,11 @@ pub struct ConnectArgs {
     /// Seconds before the first retry; doubles (with jitter) for each further one.
     #[arg(long, default_value = "1", value_name = "SECONDS", value_parser = parse_seconds)]
     pub retry_delay: Duration,
+
+    /// How many blobs are checked for or uploaded at once.
+    #[arg(long, default_value_t = 4, value_name = "N",
+          value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub jobs: u16,
 }
 
 impl ConnectArgs {
@@ -159,6 +164,7 @@ impl ConnectArgs {
             verify_timeout: Duration::from_secs(self.verify_timeout),
             retry_times: self.retry_times,
             retry_delay: self.retry_delay,
+            jobs: usize::from(self.jobs),
         }
     }
 }
@@ -240,6 +246,11 @@ pub struct PlanArgs {
     /// Publish Docker schema 2 manifests and a Docker manifest list instead of OCI.
     #[arg(long)]
     pub v2s2: bool,
+
+    /// Another repository of the same registry that may hold the blobs: they are mounted
+    /// from it instead of uploaded. Repeatable; repositories the records name are tried too.
+    #[arg(long = "mount-from", value_name = "REPO")]
+    pub mount_from: Vec<Repository>,
 
     /// Build ID, or `latest` for the first entry of builds/builds.json.
     #[arg(long, default_value = "latest", value_name = "ID")]
@@ -382,6 +393,7 @@ impl PlanArgs {
             dry_run: true,
             v2s2: self.v2s2,
             wait_lock: self.wait_lock,
+            mount_from: self.mount_from,
         }
     }
 }

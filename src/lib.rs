@@ -17,6 +17,7 @@ pub mod metalock;
 pub mod observe;
 pub mod plan;
 pub mod platform;
+pub mod progress;
 pub mod push;
 pub mod reference;
 pub mod registry;

@@ -9,6 +9,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.verbose, cli.quiet);
     let (json, quiet) = (cli.json(), cli.quiet);
+    reprise::progress::set_enabled(!quiet);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {

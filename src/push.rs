@@ -31,6 +31,9 @@ pub struct PushRequest {
     pub v2s2: bool,
     /// Wait for another run on the same build to finish instead of failing at once.
     pub wait_lock: bool,
+    /// Repositories of the same registry to mount blobs from when they hold them
+    /// (`--mount-from`); those the records name are tried too.
+    pub mount_from: Vec<Repository>,
 }
 
 /// What is published.
@@ -124,6 +127,38 @@ pub async fn prepare(req: &PushRequest) -> Result<Prepared, Error> {
 }
 
 impl Prepared {
+    /// `--mount-from`, then every other repository the records say this build was pushed
+    /// to (the record's `image` and its `additional-images`), on the same registry.
+    fn mount_sources(&self) -> Vec<Repository> {
+        let mut out: Vec<Repository> = Vec::new();
+        let recorded = self
+            .desired
+            .arches
+            .iter()
+            .filter_map(|a| a.existing_record.as_ref());
+        let named = recorded.flat_map(|rec| {
+            let extra = rec
+                .get("additional-images")
+                .and_then(serde_json::Value::as_array)
+                .into_iter()
+                .flatten();
+            std::iter::once(rec).chain(extra).filter_map(|e| {
+                e.get("image")
+                    .and_then(serde_json::Value::as_str)
+                    .and_then(|s| Repository::parse(s).ok())
+            })
+        });
+        for repo in self.req.mount_from.iter().cloned().chain(named) {
+            if repo != self.req.repo
+                && repo.registry() == self.req.repo.registry()
+                && !out.contains(&repo)
+            {
+                out.push(repo);
+            }
+        }
+        out
+    }
+
     /// The report of the plan alone: what a run would do (or why it refuses).
     pub fn planned(&self) -> Report {
         match &self.plan {
@@ -145,12 +180,14 @@ impl Prepared {
             // Direct images plan no records, so neither is ever used.
             Inputs::Images(_) => ("", crate::metalock::DEFAULT_TIMEOUT),
         };
+        let mount_from = self.mount_sources();
         let stats = Apply {
             client: &self.client,
             repo: &req.repo,
             metajsonname,
             force: req.policy.force,
             lock_timeout,
+            mount_from: &mount_from,
         }
         .run(plan, &self.images)
         .await?;

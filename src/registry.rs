@@ -150,6 +150,8 @@ pub struct ConnectOptions {
     pub retry_times: u32,
     /// The first pause before a retry; it doubles (with jitter) up to 30 s.
     pub retry_delay: Duration,
+    /// How many blobs are checked for or moved at once.
+    pub jobs: usize,
 }
 
 impl Default for ConnectOptions {
@@ -162,6 +164,7 @@ impl Default for ConnectOptions {
             verify_timeout: Duration::from_secs(60),
             retry_times: 5,
             retry_delay: Duration::from_secs(1),
+            jobs: 4,
         }
     }
 }
@@ -198,9 +201,15 @@ pub struct Client {
     verify_timeout: Duration,
     retry_times: u32,
     retry_delay: Duration,
+    jobs: usize,
 }
 
 impl Client {
+    /// How many blobs callers should check for or move at once.
+    pub fn jobs(&self) -> usize {
+        self.jobs
+    }
+
     pub fn new(registry: &Repository, opts: &ConnectOptions) -> Result<Client, Error> {
         let cert_dir = opts.cert_dir.clone().or_else(|| default_cert_dir(registry));
         let plain_http = !opts.tls_verify
@@ -260,6 +269,7 @@ impl Client {
             verify_timeout: opts.verify_timeout,
             retry_times: opts.retry_times,
             retry_delay: opts.retry_delay,
+            jobs: opts.jobs.max(1),
         })
     }
 

@@ -320,6 +320,7 @@ fn push_request(req: &RunRequest, build_id: &str, stage: &Stage) -> PushRequest 
         dry_run: req.dry_run,
         v2s2: false,
         wait_lock: false,
+        mount_from: vec![],
     };
     match &stage.kind {
         StageKind::ContainerManifest {
@@ -501,29 +502,13 @@ async fn write_tags(
         metajsonname: NO_RECORD,
         force: req.force,
         lock_timeout: req.lock_timeout,
+        mount_from: &[],
     };
-    let mut needed = Vec::new();
-    for img in images {
-        if !to_write.iter().any(|s| s.arch.as_ref() == Some(&img.arch)) {
-            continue;
-        }
-        let present = client
-            .resolve(&repo.digested(&img.image.manifest_digest))
-            .await?
-            .is_some();
-        if present && !req.force {
-            stats.skipped_blobs += img.image.blobs().count() as u64;
-        } else {
-            needed.push(img);
-        }
-    }
-    // Every archive is checked before the first byte of any of them goes out.
-    for img in &needed {
-        pusher.check_archive(img).await?;
-    }
-    for img in needed {
-        pusher.push_image(img, &mut stats).await?;
-    }
+    let wanted: Vec<&ArchImage> = images
+        .iter()
+        .filter(|img| to_write.iter().any(|s| s.arch.as_ref() == Some(&img.arch)))
+        .collect();
+    pusher.push_images(&wanted, &mut stats).await?;
 
     // copy-tag writes the source's own bytes, so the copy has the source's digest.
     let copied = match copy_of {

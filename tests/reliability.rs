@@ -188,9 +188,10 @@ fn persistent_503_on_a_blob_upload_fails_after_the_retries_and_records_nothing()
     env.proxy
         .inject(Fault::status("POST", "/blobs/uploads/", 503));
     let metas = env.metas();
+    // One blob at a time, so the count below is one upload's attempts.
     let run = env.push(
         &["stable"],
-        &["--retry-times", "3", "--retry-delay", "0.01"],
+        &["--retry-times", "3", "--retry-delay", "0.01", "--jobs", "1"],
     );
     assert_eq!(run.code, 1, "{}", run.stderr);
     assert!(run.stderr.contains("HTTP 503"), "{}", run.stderr);
