@@ -4,8 +4,9 @@
 //!
 //! Every archive is read once to check it (its whole-file sha256 and every blob's digest)
 //! before the first write, so bad input never reaches the registry; then blobs move `jobs`
-//! at a time, each streamed from its archive by offset and verified again as it goes. Between every step that changes state sits a named
-//! [`failpoint`](crate::failpoint), so tests can crash a run there and check a rerun converges.
+//! at a time, each streamed from its archive by offset and verified again as it goes.
+//! Between every step that changes state sits a named [`failpoint`](crate::failpoint), so
+//! tests can crash a run there and check a rerun converges.
 //!
 //! It decides nothing the plan did not decide; it only checks what it must see with its own
 //! eyes (whether a blob or manifest is already present, whether a tag reads back right).
@@ -329,10 +330,16 @@ impl Apply<'_> {
         };
         let blobs: Vec<BlobRef> = img.image.blobs().cloned().collect();
         let reader = archive.clone();
+        let started = std::time::Instant::now();
         let actual =
             tokio::task::spawn_blocking(move || reader.verify(&blobs.iter().collect::<Vec<_>>()))
                 .await
-                .map_err(|e| Error::Task(e.to_string()))??;
+                .map_err(|e| Error::Task(format!("checking {}: {e}", archive.path())))??;
+        tracing::debug!(
+            archive = %archive.path(),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "archive checked"
+        );
         if let (Some(expected), Some(actual)) = (sha256, actual)
             && !actual.eq_ignore_ascii_case(expected)
         {

@@ -306,19 +306,23 @@ pub enum RecordState {
 
 /// The one definition of "already recorded": the primary record or the `additional-images`
 /// entry for the same repository holds every field of `want`.
+/// The entry for `image` in what a record key holds: the primary record, or its
+/// `additional-images` entry for that repository.
+pub fn record_entry<'a>(existing: &'a Value, image: &Repository) -> Option<&'a Value> {
+    if is_for_image(existing, image) {
+        return Some(existing);
+    }
+    existing
+        .get("additional-images")
+        .and_then(Value::as_array)
+        .and_then(|list| list.iter().find(|e| is_for_image(e, image)))
+}
+
 pub fn record_state(existing: Option<&Value>, want: &Record) -> RecordState {
     let Some(existing) = existing else {
         return RecordState::Missing;
     };
-    let entry = if is_for_image(existing, &want.image) {
-        Some(existing)
-    } else {
-        existing
-            .get("additional-images")
-            .and_then(Value::as_array)
-            .and_then(|list| list.iter().find(|e| is_for_image(e, &want.image)))
-    };
-    match entry {
+    match record_entry(existing, &want.image) {
         None => RecordState::Missing,
         Some(e) if want.matches(e) => RecordState::Current,
         Some(_) => RecordState::Stale,
@@ -523,7 +527,11 @@ pub fn to_cosa_json(value: &impl Serialize) -> Result<Vec<u8>, serde_json::Error
 /// Replaces `path` with `bytes` so that a reader (or a crash) sees either the old file or the
 /// new one, never a mix: temp file in the same directory, fsync, rename, fsync the directory.
 pub fn write_atomic(path: &Utf8Path, bytes: &[u8]) -> io::Result<()> {
-    let dir = path.parent().unwrap_or(Utf8Path::new("."));
+    // A bare file name's parent is "", which names no directory to sync.
+    let dir = match path.parent() {
+        Some(p) if !p.as_str().is_empty() => p,
+        _ => Utf8Path::new("."),
+    };
     let mut tmp = tempfile::Builder::new()
         .prefix(".reprise-")
         .suffix(".tmp")

@@ -145,7 +145,11 @@ pub fn build_with(
                     },
                 })
             })
-            .chain(carried.iter().map(|o| IndexItem::Carried(&o.raw)))
+            .chain(
+                carried
+                    .iter()
+                    .filter_map(|o| o.raw.as_ref().map(IndexItem::Carried)),
+            )
             .collect(),
     };
     let mut bytes = Vec::new();
@@ -178,8 +182,11 @@ pub struct OtherEntry {
     pub media_type: String,
     /// For attestations: the manifest they describe.
     pub refers_to: Option<Digest>,
-    /// The entry exactly as the remote index lists it, so it can be carried unchanged.
-    pub raw: serde_json::Value,
+    pub size: u64,
+    /// The entry exactly as the remote index lists it, so it can be carried unchanged; `None`
+    /// when it holds something canonical JSON cannot write again (a non-integer number), in
+    /// which case it is never carried.
+    pub raw: Option<serde_json::Value>,
 }
 
 #[derive(Deserialize)]
@@ -265,7 +272,8 @@ pub fn parse_remote(bytes: &[u8], content_type: Option<&str>) -> Result<Parsed, 
                     refers_to: annotations
                         .get(DOCKER_REFERENCE_DIGEST)
                         .and_then(|d| Digest::parse(d).ok()),
-                    raw: raw_entries.get(i).cloned().unwrap_or_default(),
+                    size: e.size,
+                    raw: raw_entries.get(i).filter(|v| integers_only(v)).cloned(),
                 }),
             }
         }
@@ -288,6 +296,16 @@ pub fn parse_remote(bytes: &[u8], content_type: Option<&str>) -> Result<Parsed, 
     match config {
         Some(config) => Ok(Parsed::Image { config }),
         None => Err(Error::MediaType(media_type)),
+    }
+}
+
+/// Whether canonical JSON can write `v` again: it has no non-integer numbers.
+fn integers_only(v: &serde_json::Value) -> bool {
+    match v {
+        serde_json::Value::Number(n) => n.is_i64() || n.is_u64(),
+        serde_json::Value::Array(items) => items.iter().all(integers_only),
+        serde_json::Value::Object(map) => map.values().all(integers_only),
+        _ => true,
     }
 }
 
@@ -379,6 +397,32 @@ mod tests {
         assert_eq!(
             map.get(&Platform::new("linux", "arm64", None)),
             Some(&d('a'))
+        );
+    }
+
+    #[test]
+    fn an_entry_canonical_json_cannot_rewrite_is_never_carried() {
+        let body = format!(
+            r#"{{"schemaVersion":2,"mediaType":"{OCI_INDEX}","manifests":[
+              {{"mediaType":"x","digest":"{a}","size":1,"platform":{{"architecture":"unknown","os":"unknown"}},"x-score":0.5}},
+              {{"mediaType":"x","digest":"{b}","size":2,"platform":{{"architecture":"unknown","os":"unknown"}}}}]}}"#,
+            a = d('a'),
+            b = d('b')
+        );
+        let Parsed::Index(remote) = parse_remote(body.as_bytes(), None).unwrap() else {
+            panic!()
+        };
+        assert!(
+            remote.other[0].raw.is_none(),
+            "a float cannot be written again"
+        );
+        assert!(remote.other[1].raw.is_some());
+        // Building with both still works: the float entry is simply left out.
+        let built = build_with(Format::Oci, vec![], remote.other.clone());
+        let text = String::from_utf8(built.bytes).unwrap();
+        assert!(
+            text.contains(d('b').as_str()) && !text.contains(d('a').as_str()),
+            "{text}"
         );
     }
 

@@ -67,7 +67,7 @@ pub async fn inspect(
     meta: Option<(Utf8PathBuf, String)>,
 ) -> Result<Inspection, Error> {
     let repo = reference.repository();
-    let client = Client::new(repo, connect)?;
+    let client = Client::connect(repo, connect).await?;
     let target = reference.to_string();
     let fetched = client
         .fetch_manifest(reference)
@@ -91,7 +91,7 @@ pub async fn inspect(
                 .collect();
             rows.extend(remote.other.into_iter().map(|o| Row {
                 platform: None,
-                size: o.raw.get("size").and_then(Value::as_u64).unwrap_or(0),
+                size: o.size,
                 digest: o.digest,
                 media_type: o.media_type,
             }));
@@ -140,22 +140,23 @@ fn check_meta(
     digest: &Digest,
     rows: &[Row],
 ) -> MetaCheck {
-    let for_repo = |v: &Value| {
-        v.get("image")
-            .and_then(Value::as_str)
-            .and_then(|s| Repository::parse(s).ok())
-            .is_some_and(|r| &r == repo)
-    };
-    let record = meta.get(key).and_then(|rec| {
-        if for_repo(rec) {
-            Some(rec)
-        } else {
-            rec.get("additional-images")?
-                .as_array()?
-                .iter()
-                .find(|e| for_repo(e))
+    // Where a push reads it from: meta.json, or meta.<KEY>.json under delayed merge.
+    let existing = match meta.existing_record(key) {
+        Ok(existing) => existing,
+        Err(e) => {
+            return MetaCheck {
+                path: meta.path.clone(),
+                key: key.to_owned(),
+                record_digest: None,
+                manifest_list_digest: None,
+                matches: false,
+                detail: e.to_string(),
+            };
         }
-    });
+    };
+    let record = existing
+        .as_ref()
+        .and_then(|rec| builds::record_entry(rec, repo));
     let digest_of = |v: Option<&Value>, k: &str| {
         v.and_then(|r| r.get(k))
             .and_then(Value::as_str)

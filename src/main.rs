@@ -66,9 +66,9 @@ fn json_out(
     writeln!(out)
 }
 
-/// Logs go to stderr; stdout is for data. The HTTP stack stays quiet below -vvv so its
-/// request dumps never reach a log by accident. Colour only on a terminal, never with
-/// NO_COLOR set.
+/// Logs go to stderr; stdout is for data. The HTTP libraries stay at warn at every -v level,
+/// so their request dumps reach a log only when RUST_LOG asks for them by name. Colour only
+/// on a terminal, never with NO_COLOR set.
 fn init_logging(verbose: u8, quiet: bool) {
     let level = match (quiet, verbose) {
         (true, _) => "error",

@@ -305,14 +305,6 @@ impl MetaLock {
     }
 }
 
-/// Who holds the lock guarding `file`, if anyone with a readable claim does.
-pub fn holder(file: &Utf8Path) -> Option<Holder> {
-    read_lock(&lock_path(file))
-        .ok()
-        .flatten()
-        .and_then(|c| Holder::parse(&c))
-}
-
 /// Only a holder on this host whose process no longer exists is provably gone. A holder on
 /// another host, or whose pid is alive (even if it is someone else by now), or this very
 /// process, is waited for.

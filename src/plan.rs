@@ -324,10 +324,11 @@ pub fn plan(desired: &Desired, observed: &Observed, policy: &Policy) -> Result<P
     let mut carried_other: Vec<OtherEntry> = Vec::new();
     let mut carried_attestations: Vec<RemoteEntry> = Vec::new();
     for (tag, other) in &foreign_other {
-        let goes_along = other
-            .refers_to
-            .as_ref()
-            .is_some_and(|d| carried_digests.contains(&d));
+        let goes_along = other.raw.is_some()
+            && other
+                .refers_to
+                .as_ref()
+                .is_some_and(|d| carried_digests.contains(&d));
         let report = RemoteEntry {
             platform: None,
             digest: other.digest.clone(),

@@ -114,7 +114,7 @@ pub async fn prepare(req: &PushRequest) -> Result<Prepared, Error> {
         Vec::new(),
     );
 
-    let client = Client::new(&req.repo, &req.connect)?;
+    let client = Client::connect(&req.repo, &req.connect).await?;
     let observed = observe::observe(&client, &req.repo, &req.tags, &own.digest).await?;
     let plan = plan::plan(&desired, &observed, &req.policy);
     Ok(Prepared {
@@ -384,7 +384,7 @@ async fn load_images(
                 (image, origin)
             }
             ImageSource::Registry(reference) => {
-                let client = Client::new(reference.repository(), &req.connect)?;
+                let client = Client::connect(reference.repository(), &req.connect).await?;
                 let image = client
                     .fetch_image(&reference)
                     .await?

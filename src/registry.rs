@@ -79,6 +79,14 @@ pub enum Error {
         observed: String,
         waited: Duration,
     },
+    #[error(
+        "{target}: the token service of {registry} issued no token (down, throttling, or refusing the credentials)"
+    )]
+    Token { target: String, registry: String },
+    #[error(
+        "{target}: refusing to send credentials for {registry} over plain HTTP; reach it over HTTPS (leave out --tls-verify=false; --cert-dir trusts a private CA)"
+    )]
+    PlainHttpCredentials { target: String, registry: String },
     #[error(transparent)]
     Auth(#[from] crate::auth::Error),
     #[error("{path}: {detail}")]
@@ -92,6 +100,7 @@ impl Error {
     /// "busy" or "down for a moment". Never a 4xx other than 408 and 429.
     pub fn is_transient(&self) -> bool {
         match self {
+            Error::Token { .. } => true,
             Error::Status { status, .. } => matches!(status, 408 | 429 | 500 | 502 | 503 | 504),
             Error::Transport { .. } => true,
             _ => false,
@@ -208,6 +217,18 @@ impl Client {
     /// How many blobs callers should check for or move at once.
     pub fn jobs(&self) -> usize {
         self.jobs
+    }
+
+    /// [`Client::new`] on a blocking thread: it reads auth files and cert dirs and may run a
+    /// credential helper, none of which belongs on the async runtime's workers.
+    pub async fn connect(registry: &Repository, opts: &ConnectOptions) -> Result<Client, Error> {
+        let (registry, opts) = (registry.clone(), opts.clone());
+        tokio::task::spawn_blocking(move || Client::new(&registry, &opts))
+            .await
+            .map_err(|e| Error::Transport {
+                target: "setting up the registry client".to_owned(),
+                message: e.to_string(),
+            })?
     }
 
     pub fn new(registry: &Repository, opts: &ConnectOptions) -> Result<Client, Error> {
@@ -335,12 +356,21 @@ impl Client {
         refresh: bool,
     ) -> Result<Option<HeaderValue>, Error> {
         let key = (repo.path().to_owned(), access);
-        let mut cache = self.tokens.lock().await;
-        if !refresh && let Some(value) = cache.get(&key) {
+        if !refresh && let Some(value) = self.tokens.lock().await.get(&key) {
             return Ok(value.clone());
         }
+        // Not held while a token is fetched: other repositories' requests go on meanwhile.
+        // Two requests may fetch the same token at once; the second insert wins, harmlessly.
         let value = if !refresh && matches!(self.auth, RegistryAuth::Anonymous) {
             None
+        } else if self.base.starts_with("http://")
+            && !repo.is_loopback()
+            && !matches!(self.auth, RegistryAuth::Anonymous)
+        {
+            return Err(Error::PlainHttpCredentials {
+                target: repo.to_string(),
+                registry: repo.registry().to_owned(),
+            });
         } else {
             let oci_ref = oci_client::Reference::with_tag(
                 repo.registry().to_owned(),
@@ -381,7 +411,7 @@ impl Client {
                 None => None,
             }
         };
-        cache.insert(key, value.clone());
+        self.tokens.lock().await.insert(key, value.clone());
         Ok(value)
     }
 
@@ -611,8 +641,10 @@ impl Client {
         pushed
     }
 
-    /// Opens an upload session and sends `body` as the whole blob in one PUT. A body that
-    /// ends in an error aborts the request, so the registry never commits it.
+    /// Opens an upload session and sends `body` as the whole blob in one PUT. What keeps a
+    /// wrong blob out of the registry is the `?digest=` the registry checks before it
+    /// commits (and the archive check before any upload): a body whose error comes only at
+    /// its end may already have been sent in full.
     async fn upload(
         &self,
         repo: &Repository,
@@ -965,10 +997,20 @@ fn api_host(repo: &Repository) -> &str {
     }
 }
 
+/// A request that failed below HTTP. The URL is left out: after a redirect it may be a
+/// presigned storage URL whose query string grants access, and `target` already names what
+/// failed.
 fn transport(target: &str, e: &reqwest::Error) -> Error {
+    let mut message = describe_request_error(e);
+    if let Some(url) = e.url() {
+        message = message
+            .replace(&format!(" for url ({url})"), "")
+            .replace(url.as_str(), "<url>");
+        message.push_str(&format!(" (over {})", url.scheme().to_uppercase()));
+    }
     Error::Transport {
         target: target.to_owned(),
-        message: describe_request_error(e),
+        message,
     }
 }
 
@@ -1099,11 +1141,18 @@ fn auth_error(
 ) -> Error {
     use oci_client::errors::OciDistributionError as E;
     match e {
-        E::AuthenticationFailure(_) | E::UnauthorizedError { .. } => Error::Denied {
+        E::UnauthorizedError { .. } => Error::Denied {
             target: target.to_owned(),
             registry: repo.registry().to_owned(),
             detail: "the token service refused the credentials".to_owned(),
             auth: check_credentials(repo),
+        },
+        // oci-client reports every non-200 from the token service this way, 5xx and 429
+        // included, without the status: retried like any outage, never read as a verdict on
+        // the credentials until the retries are spent.
+        E::AuthenticationFailure(_) => Error::Token {
+            target: target.to_owned(),
+            registry: repo.registry().to_owned(),
         },
         E::RequestError(e) => transport(target, &e),
         // Other failures may quote what was sent; say only what kind of failure it was.

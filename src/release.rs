@@ -11,7 +11,9 @@
 //! client and [`apply::Apply`].
 //!
 //! Stages run in order, so a later stage may read a tag an earlier one writes. The plan made
-//! before anything runs reads such a tag as the earlier stage's plan leaves it (and says so);
+//! before anything runs reads such a tag, for arch-tags and copy-tag stages, as the earlier
+//! stage's plan leaves it (and says so; a container-manifest stage reads the registry as it
+//! is);
 //! when it comes to applying, a stage is planned again, against the registry as it then is,
 //! whenever an earlier stage of the run changed something.
 
@@ -75,6 +77,8 @@ pub enum StageError {
     Registry(#[from] registry::Error),
     #[error(transparent)]
     Apply(#[from] apply::Error),
+    #[error("no {arch} image was loaded for tag {tag}")]
+    NoImage { arch: Arch, tag: Tag },
     #[error("{0} does not exist, so there is nothing to copy")]
     FromAbsent(String),
     #[error("{0} vanished while being copied")]
@@ -394,9 +398,14 @@ async fn plan_stage(
             let prepared = push::prepare(&push_request(req, build_id, stage)).await?;
             let mut steps = Vec::new();
             for (arch, tag) in tags {
-                let Some(img) = prepared.images.iter().find(|i| &i.arch == arch) else {
-                    continue;
-                };
+                let img = prepared
+                    .images
+                    .iter()
+                    .find(|i| &i.arch == arch)
+                    .ok_or_else(|| StageError::NoImage {
+                        arch: arch.clone(),
+                        tag: tag.clone(),
+                    })?;
                 let want = img.image.manifest_digest.clone();
                 let before = read_tag(&prepared.client, repo, tag, overlay, &mut after).await?;
                 let (action, reason) = tag_step(&want, before.as_ref(), req.force);
@@ -417,7 +426,7 @@ async fn plan_stage(
             }))
         }
         StageKind::CopyTag { from, to } => {
-            let client = Client::new(repo, &req.connect)?;
+            let client = Client::connect(repo, &req.connect).await?;
             let want = read_tag(&client, repo, from, overlay, &mut after)
                 .await?
                 .ok_or_else(|| StageError::FromAbsent(repo.tagged(from).to_string()))?;

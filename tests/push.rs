@@ -222,6 +222,15 @@ fn digest_file_holds_the_index_digest() {
         )
         .ok();
     assert_eq!(std::fs::read_to_string(&file).unwrap(), run.index_digest());
+    // A bare file name is relative to the working directory, and reruns keep converging.
+    let rerun = env
+        .push(&["stable"], &["--write-digest-to-file", "digest.txt"])
+        .ok();
+    assert_eq!(rerun.outcome(), "noop");
+    assert_eq!(
+        std::fs::read_to_string(env.dir().join("digest.txt")).unwrap(),
+        run.index_digest()
+    );
 }
 
 #[test]

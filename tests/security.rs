@@ -81,7 +81,11 @@ fn a_registry_off_loopback_is_spoken_to_over_tls_unless_tls_verify_is_off() {
     let out = env.command(&args).output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains("https://["), "tried HTTPS: {stderr}");
+    assert!(stderr.contains("over HTTPS"), "tried HTTPS: {stderr}");
+    assert!(
+        !stderr.contains("http://") && !stderr.contains("https://"),
+        "no URL in errors: {stderr}"
+    );
     assert!(
         env.proxy.requests().is_empty(),
         "no plain HTTP request was sent: {:?}",
@@ -93,4 +97,37 @@ fn a_registry_off_loopback_is_spoken_to_over_tls_unless_tls_verify_is_off() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     assert!(!env.proxy.requests().is_empty());
+}
+
+#[test]
+fn credentials_are_never_sent_over_plain_http_to_a_registry_off_loopback() {
+    let env = Env::new();
+    let port = env.proxy.host().rsplit_once(':').unwrap().1.to_owned();
+    let host = format!("[::ffff:127.0.0.1]:{port}");
+    let authfile = write_authfile(&env, &host);
+    let mut args = env.push_args(
+        &["stable"],
+        &[
+            "--tls-verify=false",
+            "--authfile",
+            &authfile,
+            "--retry-times",
+            "0",
+        ],
+    );
+    let at = args.iter().position(|a| a == "--repo").unwrap();
+    args[at + 1] = format!("{host}/fedora/fedora-coreos");
+    let out = env.command(&args).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("refusing to send credentials") && stderr.contains(&host),
+        "{stderr}"
+    );
+    assert!(
+        env.proxy.requests().is_empty(),
+        "nothing was sent: {:?}",
+        env.proxy.requests()
+    );
+    assert_no_secret(&stderr);
 }

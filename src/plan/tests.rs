@@ -398,7 +398,8 @@ fn attestation(c: char, refers_to: char) -> OtherEntry {
         digest: d(c),
         media_type: OCI_MANIFEST.to_owned(),
         refers_to: Some(d(refers_to)),
-        raw,
+        size: 800,
+        raw: Some(raw),
     }
 }
 
