@@ -438,28 +438,10 @@ fn inspect_prints_the_platforms_and_checks_a_record() {
 #[test]
 fn status_check_exits_4_while_work_is_pending_and_never_writes() {
     let env = Env::new();
-    let status = |extra: &[&str]| {
-        let mut args: Vec<String> = [
-            "status",
-            "--check",
-            "--repo",
-            &env.repo(),
-            "--tag",
-            "stable",
-            "--artifact",
-            "ostree",
-            "--metajsonname",
-            KEY,
-            "--json",
-        ]
-        .iter()
-        .map(|s| (*s).to_owned())
-        .collect();
-        args.extend(extra.iter().map(|s| (*s).to_owned()));
-        env.reprise(&args)
-    };
+    let status =
+        |extra: &[&str]| env.reprise(&env.command_args("status", &env.repo(), &["stable"], extra));
     let metas = env.metas();
-    let pending = status(&[]);
+    let pending = status(&["--check"]);
     assert_eq!(pending.code, 4, "{}", pending.stderr);
     assert_eq!(pending.report["tags"][0]["action"], "push");
     assert_eq!(env.proxy.writes(), vec![]);
@@ -467,33 +449,18 @@ fn status_check_exits_4_while_work_is_pending_and_never_writes() {
 
     env.push(&["stable"], &[]).ok();
     env.proxy.clear();
-    assert_eq!(status(&[]).code, 0);
+    assert_eq!(status(&["--check"]).code, 0);
     // A lost record is pending work too.
     let w = &env.written[1];
     let mut meta: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&w.meta).unwrap()).unwrap();
     meta.as_object_mut().unwrap().remove(KEY);
     std::fs::write(&w.meta, serde_json::to_vec_pretty(&meta).unwrap()).unwrap();
-    let run = status(&[]);
+    let run = status(&["--check"]);
     assert_eq!(run.code, 4, "{}", run.stderr);
     assert_eq!(env.proxy.writes(), vec![]);
     // Without --check the same state is only reported.
-    let mut args: Vec<String> = vec!["status".into()];
-    args.extend(
-        [
-            "--repo",
-            &env.repo(),
-            "--tag",
-            "stable",
-            "--artifact",
-            "ostree",
-            "--metajsonname",
-            KEY,
-        ]
-        .iter()
-        .map(|s| (*s).to_owned()),
-    );
-    assert_eq!(env.reprise(&args).code, 0);
+    assert_eq!(status(&[]).code, 0);
 }
 
 #[test]

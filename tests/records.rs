@@ -101,23 +101,7 @@ struct Background {
 
 impl Background {
     fn push(env: &Env, tags: &[&str], extra: &[&str]) -> Background {
-        let mut args: Vec<String> = [
-            "push-container-manifest",
-            "--repo",
-            &env.repo(),
-            "--artifact",
-            "ostree",
-            "--metajsonname",
-            KEY,
-            "--json",
-        ]
-        .iter()
-        .map(|s| (*s).to_owned())
-        .collect();
-        for t in tags {
-            args.extend(["--tag".to_owned(), (*t).to_owned()]);
-        }
-        args.extend(extra.iter().map(|s| (*s).to_owned()));
+        let args = env.push_args(tags, extra);
         let mut child = Command::new(env!("CARGO_BIN_EXE_reprise"))
             .args(&args)
             .current_dir(env.dir())

@@ -98,10 +98,17 @@ impl Env {
         Run::from(out)
     }
 
-    /// `push-container-manifest --json` of the latest build's ostree artifact to `repo`.
-    pub fn push_to(&self, repo: &str, tags: &[&str], extra: &[&str]) -> Run {
+    /// `COMMAND --repo REPO --artifact ostree --metajsonname KEY --json --tag T...` plus
+    /// `extra`: the usual arguments of the commands that plan a push of the latest build.
+    pub fn command_args(
+        &self,
+        command: &str,
+        repo: &str,
+        tags: &[&str],
+        extra: &[&str],
+    ) -> Vec<String> {
         let mut args: Vec<String> = [
-            "push-container-manifest",
+            command,
             "--repo",
             repo,
             "--artifact",
@@ -118,7 +125,12 @@ impl Env {
             args.push((*t).to_owned());
         }
         args.extend(extra.iter().map(|s| (*s).to_owned()));
-        self.reprise(&args)
+        args
+    }
+
+    /// `push-container-manifest --json` of the latest build's ostree artifact to `repo`.
+    pub fn push_to(&self, repo: &str, tags: &[&str], extra: &[&str]) -> Run {
+        self.reprise(&self.command_args("push-container-manifest", repo, tags, extra))
     }
 
     pub fn push(&self, tags: &[&str], extra: &[&str]) -> Run {
@@ -249,25 +261,7 @@ impl Env {
 
     /// The usual `push-container-manifest` arguments for `tags`, plus `extra`.
     pub fn push_args(&self, tags: &[&str], extra: &[&str]) -> Vec<String> {
-        let mut args: Vec<String> = [
-            "push-container-manifest",
-            "--repo",
-            &self.repo(),
-            "--artifact",
-            "ostree",
-            "--metajsonname",
-            KEY,
-            "--json",
-        ]
-        .iter()
-        .map(|s| (*s).to_owned())
-        .collect();
-        for t in tags {
-            args.push("--tag".to_owned());
-            args.push((*t).to_owned());
-        }
-        args.extend(extra.iter().map(|s| (*s).to_owned()));
-        args
+        self.command_args("push-container-manifest", &self.repo(), tags, extra)
     }
 
     /// reprise in the working directory, not yet started, with no ambient credentials,
