@@ -299,6 +299,24 @@ pub fn parse_remote(bytes: &[u8], content_type: Option<&str>) -> Result<Parsed, 
     }
 }
 
+/// The media type a manifest's bytes declare; without a `mediaType` field, an OCI index if
+/// it lists manifests and an OCI image manifest otherwise (the OCI spec's two optional cases).
+pub fn media_type_of(bytes: &[u8]) -> String {
+    let json: Option<serde_json::Value> = serde_json::from_slice(bytes).ok();
+    if let Some(m) = json
+        .as_ref()
+        .and_then(|v| v.get("mediaType"))
+        .and_then(|m| m.as_str())
+    {
+        return m.to_owned();
+    }
+    if json.as_ref().is_some_and(|v| v.get("manifests").is_some()) {
+        OCI_INDEX.to_owned()
+    } else {
+        crate::archive::OCI_MANIFEST.to_owned()
+    }
+}
+
 /// Whether canonical JSON can write `v` again: it has no non-integer numbers.
 fn integers_only(v: &serde_json::Value) -> bool {
     match v {

@@ -98,10 +98,7 @@ pub async fn inspect(
             (remote.media_type, rows)
         }
         Parsed::Image { config } => {
-            let media_type = serde_json::from_slice::<Value>(&fetched.bytes)
-                .ok()
-                .and_then(|v| v.get("mediaType")?.as_str().map(str::to_owned))
-                .unwrap_or_else(|| crate::archive::OCI_MANIFEST.to_owned());
+            let media_type = index::media_type_of(&fetched.bytes);
             let platform = client.fetch_platform(repo, &config).await?;
             let row = Row {
                 platform,

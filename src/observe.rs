@@ -76,7 +76,7 @@ async fn observe_tag(
         },
         Parsed::Image { config } => {
             let platform = client.fetch_platform(repo, &config).await?;
-            let media_type = media_type_of(&fetched.bytes);
+            let media_type = index::media_type_of(&fetched.bytes);
             RemoteContent {
                 bytes: fetched.bytes.to_vec(),
                 media_type: media_type.clone(),
@@ -98,11 +98,4 @@ async fn observe_tag(
         digest,
         content: Some(content),
     })
-}
-
-fn media_type_of(bytes: &[u8]) -> String {
-    serde_json::from_slice::<serde_json::Value>(bytes)
-        .ok()
-        .and_then(|v| v.get("mediaType")?.as_str().map(str::to_owned))
-        .unwrap_or_else(|| crate::archive::OCI_MANIFEST.to_owned())
 }

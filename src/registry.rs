@@ -83,6 +83,8 @@ pub enum Error {
         "{target}: the token service of {registry} issued no token (down, throttling, or refusing the credentials)"
     )]
     Token { target: String, registry: String },
+    #[error("{target}: the registry asked for credentials again during the upload")]
+    Reauthenticate { target: String },
     #[error(
         "{target}: refusing to send credentials for {registry} over plain HTTP; reach it over HTTPS (leave out --tls-verify=false; --cert-dir trusts a private CA)"
     )]
@@ -100,7 +102,7 @@ impl Error {
     /// "busy" or "down for a moment". Never a 4xx other than 408 and 429.
     pub fn is_transient(&self) -> bool {
         match self {
-            Error::Token { .. } => true,
+            Error::Token { .. } | Error::Reauthenticate { .. } => true,
             Error::Status { status, .. } => matches!(status, 408 | 429 | 500 | 502 | 503 | 504),
             Error::Transport { .. } => true,
             _ => false,
@@ -665,8 +667,8 @@ impl Client {
         put_url
             .query_pairs_mut()
             .append_pair("digest", blob.digest.as_str());
-        // The body is a one-shot stream, so this request is not resent on a 401; the session
-        // start just above already refreshed the token if it had to.
+        // The body is a one-shot stream, so this request is not simply resent on a 401; the
+        // whole upload is retried instead (below).
         let mut request = self
             .http
             .request(Method::PUT, put_url)
@@ -677,6 +679,14 @@ impl Client {
             request = request.header(header::AUTHORIZATION, value);
         }
         let response = request.send().await.map_err(|e| transport(target, &e))?;
+        if response.status() == StatusCode::UNAUTHORIZED {
+            // The token ran out while the blob was on its way (registries issue them for
+            // minutes). Fetch a new one now; the retry starts the upload over with it.
+            self.authorization(repo, Access::Push, true).await?;
+            return Err(Error::Reauthenticate {
+                target: target.to_owned(),
+            });
+        }
         if response.status() != StatusCode::CREATED {
             return Err(status_error(target, repo, response).await);
         }

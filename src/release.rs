@@ -527,7 +527,7 @@ async fn write_tags(
                 .fetch_manifest(&source)
                 .await?
                 .ok_or_else(|| StageError::Vanished(source.to_string()))?;
-            let media_type = media_type_of(&fetched.bytes);
+            let media_type = crate::index::media_type_of(&fetched.bytes);
             Some((fetched.bytes.to_vec(), media_type))
         }
         None => None,
@@ -552,23 +552,6 @@ async fn write_tags(
         client.verify(&repo.tagged(&s.tag), &s.want).await?;
     }
     Ok(stats)
-}
-
-/// The media type a manifest declares; one that declares none is typed by its shape.
-fn media_type_of(bytes: &[u8]) -> String {
-    let json: Option<serde_json::Value> = serde_json::from_slice(bytes).ok();
-    if let Some(m) = json
-        .as_ref()
-        .and_then(|v| v.get("mediaType"))
-        .and_then(|m| m.as_str())
-    {
-        return m.to_owned();
-    }
-    if json.as_ref().is_some_and(|v| v.get("manifests").is_some()) {
-        crate::index::OCI_INDEX.to_owned()
-    } else {
-        crate::archive::OCI_MANIFEST.to_owned()
-    }
 }
 
 fn planned_report(stage: &Stage, planned: &Planned) -> StageReport {

@@ -5,7 +5,7 @@ mod support;
 
 use std::time::Duration;
 
-use support::env::{Env, expected_platforms};
+use support::env::{Env, expected_platforms, platforms_of};
 use support::fixtures::{self, BuildSpec};
 use support::proxy::{Fault, Recorded};
 
@@ -392,4 +392,24 @@ fn a_release_run_on_a_build_another_run_holds_fails_at_once() {
     assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
     assert_eq!(env.proxy.requests(), vec![], "nothing sent");
     assert_eq!(env.metas(), metas);
+}
+
+#[test]
+fn a_401_on_a_blob_put_mid_upload_starts_the_upload_over_with_a_fresh_token() {
+    let env = Env::new();
+    env.proxy
+        .inject(Fault::status("PUT", "/blobs/uploads/", 401).times(1));
+    let run = env
+        .push(&["stable"], &["--retry-delay", "0.01", "--jobs", "1"])
+        .ok();
+    assert_eq!(run.outcome(), "pushed");
+    let requests = env.proxy.requests();
+    assert_eq!(served(&requests, "PUT", "/blobs/uploads/", 401), 1);
+    assert!(
+        run.stderr.contains("asked for credentials again"),
+        "{}",
+        run.stderr
+    );
+    let index = env.skopeo_raw(&format!("{}:stable", env.repo()));
+    assert_eq!(platforms_of(&index), expected_platforms(&env.written));
 }
