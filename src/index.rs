@@ -155,6 +155,8 @@ pub fn build_with(
     let mut bytes = Vec::new();
     let mut ser =
         serde_json::Serializer::with_formatter(&mut bytes, olpc_cjson::CanonicalFormatter::new());
+    // Canonical JSON refuses only non-integer numbers, and carried entries holding one are
+    // never carried (see `integers_only`).
     doc.serialize(&mut ser)
         .expect("an index of strings and integers always serialises");
     BuiltIndex {
