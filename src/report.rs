@@ -44,10 +44,33 @@ pub struct ArchReport {
     pub platform: Platform,
     pub digest: Digest,
     /// `written`, `unchanged`, or for a dry run `would-write`.
-    pub record: &'static str,
+    pub record: RecordAction,
     /// How the record compared with what this run records; unknown (null) when refused,
     /// since no index was settled on.
     pub record_before: Option<RecordState>,
+}
+
+/// What a run did, or would do, to an arch's meta.json record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RecordAction {
+    Written,
+    Unchanged,
+    /// A dry run (or `status`) that would write it.
+    WouldWrite,
+    /// Images given with `--image` have no build record.
+    None,
+}
+
+impl RecordAction {
+    fn as_str(self) -> &'static str {
+        match self {
+            RecordAction::Written => "written",
+            RecordAction::Unchanged => "unchanged",
+            RecordAction::WouldWrite => "would-write",
+            RecordAction::None => "none",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -105,11 +128,13 @@ impl Report {
                     digest: a.entry.digest.clone(),
                     record: match (r.map(|r| r.write), applied) {
                         // Images given with --image have no build record.
-                        (None, _) => "none",
-                        (Some(false), _) => "unchanged",
-                        (Some(true), false) => "would-write",
-                        (Some(true), true) if stats.records_written.contains(&a.arch) => "written",
-                        (Some(true), true) => "unchanged",
+                        (None, _) => RecordAction::None,
+                        (Some(false), _) => RecordAction::Unchanged,
+                        (Some(true), false) => RecordAction::WouldWrite,
+                        (Some(true), true) if stats.records_written.contains(&a.arch) => {
+                            RecordAction::Written
+                        }
+                        (Some(true), true) => RecordAction::Unchanged,
                     },
                     record_before: r.map(|r| r.state),
                 }
@@ -160,7 +185,7 @@ impl Report {
                     arch: a.arch.clone(),
                     platform: a.entry.platform.clone(),
                     digest: a.entry.digest.clone(),
-                    record: "unchanged",
+                    record: RecordAction::Unchanged,
                     record_before: None,
                 })
                 .collect(),
@@ -179,7 +204,10 @@ impl Report {
     /// Whether applying the plan would change anything: a tag to push or a record to write.
     pub fn pending(&self) -> bool {
         self.tags.iter().any(|t| t.action == TagAction::Push)
-            || self.arches.iter().any(|a| a.record == "would-write")
+            || self
+                .arches
+                .iter()
+                .any(|a| a.record == RecordAction::WouldWrite)
     }
 
     /// The human summary, several lines, for stderr.
@@ -227,8 +255,8 @@ impl Report {
         }
         for a in &self.arches {
             let record = match a.record {
-                "none" => String::new(),
-                r => format!("  meta.json {r}"),
+                RecordAction::None => String::new(),
+                r => format!("  meta.json {}", r.as_str()),
             };
             let _ = writeln!(
                 out,
