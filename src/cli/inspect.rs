@@ -1,0 +1,33 @@
+//! `reprise inspect`: what a tag or digest holds.
+
+use camino::Utf8PathBuf;
+use clap::Args;
+
+use super::ConnectArgs;
+use crate::reference::Reference;
+
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// What to read: REPO:TAG or REPO@sha256:... (a docker:// prefix is accepted).
+    #[arg(value_name = "REF", value_parser = parse_reference)]
+    pub reference: Reference,
+
+    /// Also say whether this meta.json's record matches what the tag holds.
+    #[arg(long, value_name = "PATH", requires = "metajsonname")]
+    pub meta: Option<Utf8PathBuf>,
+
+    /// The key of the record in --meta (e.g. base-oscontainer).
+    #[arg(long, value_name = "KEY")]
+    pub metajsonname: Option<String>,
+
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+
+    /// Print JSON on stdout instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn parse_reference(s: &str) -> Result<Reference, String> {
+    Reference::parse(s.strip_prefix("docker://").unwrap_or(s)).map_err(|e| e.to_string())
+}

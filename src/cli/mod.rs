@@ -1,0 +1,182 @@
+//! Command-line definitions (clap) and their conversion into requests: the top level and the
+//! flags shared by every command that talks to a registry here, one file per command below.
+//! Nothing here does any work; flags mirror `cosa push-container-manifest` where they overlap.
+
+mod inspect;
+mod push;
+mod run;
+
+pub use inspect::InspectArgs;
+pub use push::{PlanArgs, PushArgs, StatusArgs};
+pub use run::RunArgs;
+
+use std::time::Duration;
+
+use camino::Utf8PathBuf;
+use clap::{Args, Parser, Subcommand};
+
+use crate::registry::ConnectOptions;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "reprise",
+    version,
+    about = "Publish multi-arch container images from build records, idempotently",
+    long_about = "reprise reads coreos-assembler build records (builds/<id>/<arch>/meta.json), \
+works out the image index each tag should hold, compares it with what the registry holds, and \
+does the least work that makes them equal: nothing, a meta.json update, or a push.",
+    after_help = "Logs and progress go to stderr, data (--json, inspect) to stdout. RUST_LOG \
+overrides -v; NO_COLOR turns colour off."
+)]
+pub struct Cli {
+    /// More log output on stderr (-v info, -vv debug, -vvv trace); RUST_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+
+    /// No summary on stderr; only errors (and --json output on stdout).
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+impl Cli {
+    /// Whether the command prints machine-readable output on stdout.
+    pub fn json(&self) -> bool {
+        match &self.command {
+            Command::PushContainerManifest(a) => a.plan.json,
+            Command::Status(a) => a.plan.json,
+            Command::Run(a) => a.json,
+            Command::Inspect(a) => a.json,
+            Command::Completions { .. } | Command::Man { .. } => false,
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Push a build's per-arch images as one multi-arch index to tags, and record it in each
+    /// arch's meta.json (a drop-in for `cosa push-container-manifest`).
+    #[command(after_help = "\
+Examples:
+  reprise push-container-manifest --repo quay.io/fedora/fedora-coreos \\
+      --tag stable --tag 40 --artifact ostree --metajsonname base-oscontainer
+  reprise push-container-manifest --repo 127.0.0.1:5000/fcos --tag stable \\
+      --artifact ostree --metajsonname base-oscontainer --build latest --dry-run --json
+  reprise push-container-manifest --repo quay.io/example/tools --tag latest --v2s2 \\
+      --image docker://quay.io/example/tools:x86_64-6864566 \\
+      --image oci-archive:tools-aarch64.ociarchive
+
+Exit status: 0 converged, 1 error, 2 usage, 3 refused by --missing-arch.")]
+    PushContainerManifest(PushArgs),
+
+    /// Run a whole release from one config: plan every stage, then apply them in order,
+    /// stopping at the first that fails or is refused; a rerun skips what is done.
+    #[command(after_help = "\
+Examples:
+  reprise run --config release.toml --dry-run
+  reprise run --config release.toml --build 40.20261101.3.0 --json
+
+Exit status: 0 converged, 1 error (a stage failed), 2 usage, 3 a stage was refused by \
+its missing-arch policy.")]
+    Run(RunArgs),
+
+    /// Show what push-container-manifest would do for each tag and arch, changing nothing;
+    /// with --check, exit 4 when anything is pending.
+    #[command(after_help = "\
+Examples:
+  reprise status --repo quay.io/fedora/fedora-coreos --tag stable \\
+      --artifact ostree --metajsonname base-oscontainer
+  reprise status --check --repo quay.io/fedora/fedora-coreos --tag stable \\
+      --artifact ostree --metajsonname base-oscontainer || echo drift
+
+Exit status: 0 nothing pending (or pending without --check), 1 error, 2 usage,
+3 the push would be refused by --missing-arch, 4 --check found work pending.")]
+    Status(StatusArgs),
+
+    /// Print what a tag or digest holds: each platform's digest, size and media type.
+    #[command(after_help = "\
+Examples:
+  reprise inspect quay.io/fedora/fedora-coreos:stable
+  reprise inspect quay.io/fedora/fedora-coreos:stable --json \\
+      --meta builds/latest/x86_64/meta.json --metajsonname base-oscontainer
+
+Exit status: 0 shown (and, with --meta, the record matches), 1 error, 2 usage,
+4 --meta given and its record does not match.")]
+    Inspect(InspectArgs),
+
+    /// Print a shell completion script to stdout.
+    #[command(after_help = "Example:\n  reprise completions bash > /etc/bash_completion.d/reprise")]
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+
+    /// Print the man page (roff) of reprise or one of its commands to stdout.
+    #[command(after_help = "Example:\n  reprise man push-container-manifest | man -l -")]
+    Man {
+        /// A command name; the top-level page when left out.
+        command: Option<String>,
+    },
+}
+
+/// How to reach registries; accepted by every command that talks to one.
+#[derive(Debug, Args)]
+pub struct ConnectArgs {
+    /// Registry credentials (containers auth.json format). Without it: $REGISTRY_AUTH_FILE,
+    /// then the container tools' usual auth files and credential helpers.
+    #[arg(long, value_name = "PATH")]
+    pub authfile: Option<Utf8PathBuf>,
+
+    /// Verify TLS certificates (default). =false also allows plain HTTP. Registries on
+    /// loopback are spoken to over plain HTTP unless this is given as =true or with --cert-dir.
+    #[arg(long, value_name = "BOOL", action = clap::ArgAction::Set, num_args = 0..=1,
+          require_equals = true, default_missing_value = "true")]
+    pub tls_verify: Option<bool>,
+
+    /// Directory of extra CA certificates (*.crt) to trust, as podman and skopeo take it.
+    #[arg(long, value_name = "DIR")]
+    pub cert_dir: Option<Utf8PathBuf>,
+
+    /// Seconds to keep reading a written tag back until it shows the pushed digest.
+    #[arg(long, default_value_t = 60, value_name = "SECONDS")]
+    pub verify_timeout: u64,
+
+    /// Times to retry a request that failed transiently (network, 408, 429, 5xx).
+    #[arg(long, default_value_t = 5, value_name = "N")]
+    pub retry_times: u32,
+
+    /// Seconds before the first retry; doubles (with jitter) for each further one.
+    #[arg(long, default_value = "1", value_name = "SECONDS", value_parser = parse_seconds)]
+    pub retry_delay: Duration,
+
+    /// How many blobs are checked for or uploaded at once.
+    #[arg(long, default_value_t = 4, value_name = "N",
+          value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub jobs: u16,
+}
+
+impl ConnectArgs {
+    pub fn options(&self) -> ConnectOptions {
+        ConnectOptions {
+            tls_verify: self.tls_verify.unwrap_or(true),
+            loopback_http: self.tls_verify.is_none() && self.cert_dir.is_none(),
+            cert_dir: self.cert_dir.clone(),
+            authfile: self.authfile.clone(),
+            verify_timeout: Duration::from_secs(self.verify_timeout),
+            retry_times: self.retry_times,
+            retry_delay: self.retry_delay,
+            jobs: usize::from(self.jobs),
+        }
+    }
+}
+
+/// A non-negative number of seconds, fractions allowed ("0.5").
+fn parse_seconds(s: &str) -> Result<Duration, String> {
+    let secs: f64 = s
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number of seconds"))?;
+    Duration::try_from_secs_f64(secs)
+        .map_err(|_| format!("{s:?} is not a usable number of seconds"))
+}

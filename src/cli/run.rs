@@ -1,0 +1,57 @@
+//! `reprise run`: a whole release from one config.
+
+use std::time::Duration;
+
+use camino::Utf8PathBuf;
+use clap::Args;
+
+use super::{ConnectArgs, parse_seconds};
+use crate::release::RunRequest;
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The release config: stages in order (see schemas/release.schema.json).
+    #[arg(long, default_value = "release.toml", value_name = "PATH")]
+    pub config: Utf8PathBuf,
+
+    /// Build ID, or `latest` for the first entry of builds/builds.json.
+    #[arg(long, default_value = "latest", value_name = "ID")]
+    pub build: String,
+
+    /// Directory holding builds/ (default: the current directory).
+    #[arg(long, default_value = ".", value_name = "DIR")]
+    pub workdir: Utf8PathBuf,
+
+    /// Write every stage's tags even when the registry already matches.
+    #[arg(long)]
+    pub force: bool,
+
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+
+    /// Seconds to wait for another writer (e.g. a cosa command) holding a meta.json lock.
+    #[arg(long, default_value = "60", value_name = "SECONDS", value_parser = parse_seconds)]
+    pub lock_timeout: Duration,
+
+    /// Plan every stage and print the release plan; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Print the report as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl RunArgs {
+    pub fn into_request(self) -> RunRequest {
+        RunRequest {
+            connect: self.connect.options(),
+            config: self.config,
+            workdir: self.workdir,
+            build: self.build,
+            force: self.force,
+            dry_run: self.dry_run,
+            lock_timeout: self.lock_timeout,
+        }
+    }
+}
