@@ -43,7 +43,6 @@ pub struct ArchReport {
     pub arch: Arch,
     pub platform: Platform,
     pub digest: Digest,
-    /// `written`, `unchanged`, or for a dry run `would-write`.
     pub record: RecordAction,
     /// How the record compared with what this run records; unknown (null) when refused,
     /// since no index was settled on.
