@@ -262,7 +262,20 @@ impl Archive {
     }
 
     fn blob_entry(&self, digest: &Digest) -> Result<Entry, Error> {
-        self.entry(&format!("blobs/sha256/{}", digest.hex()))
+        self.entry(&blob_name(digest))
+    }
+
+    /// The entry of `blob`, which must be as long as its descriptor says.
+    fn sized_blob_entry(&self, blob: &BlobRef) -> Result<Entry, Error> {
+        let entry = self.blob_entry(&blob.digest)?;
+        if entry.size != blob.size {
+            return Err(self.error(ErrorKind::SizeMismatch {
+                digest: blob.digest.clone(),
+                expected: blob.size,
+                actual: entry.size,
+            }));
+        }
+        Ok(entry)
     }
 
     /// Opens a reader over exactly one entry's bytes.
@@ -298,15 +311,8 @@ impl Archive {
 
     /// Reads a small blob whole (manifest, config), checking its digest and size.
     fn read_json_blob(&self, blob: &BlobRef, what: &str) -> Result<Vec<u8>, Error> {
-        let entry = self.blob_entry(&blob.digest)?;
-        if entry.size != blob.size {
-            return Err(self.error(ErrorKind::SizeMismatch {
-                digest: blob.digest.clone(),
-                expected: blob.size,
-                actual: entry.size,
-            }));
-        }
-        let bytes = self.read_json_entry(&format!("blobs/sha256/{}", blob.digest.hex()), what)?;
+        self.sized_blob_entry(blob)?;
+        let bytes = self.read_json_entry(&blob_name(&blob.digest), what)?;
         let actual = Digest::of(&bytes);
         if actual != blob.digest {
             return Err(self.error(ErrorKind::DigestMismatch {
@@ -373,14 +379,7 @@ impl Archive {
             .collect::<Result<Vec<_>, _>>()
             .map_err(|d| invalid("the image manifest", d))?;
         for layer in &layers {
-            let entry = self.blob_entry(&layer.digest)?;
-            if entry.size != layer.size {
-                return Err(self.error(ErrorKind::SizeMismatch {
-                    digest: layer.digest.clone(),
-                    expected: layer.size,
-                    actual: entry.size,
-                }));
-            }
+            self.sized_blob_entry(layer)?;
         }
         let config_bytes = self.read_json_blob(&config, "the image config")?;
         let cfg: ImageConfiguration = serde_json::from_slice(&config_bytes)
@@ -403,20 +402,18 @@ impl Archive {
     /// A reader over one blob that fails at its end if the bytes do not hash to `blob.digest`
     /// or are not `blob.size` long.
     pub fn blob_reader(&self, blob: &BlobRef) -> Result<VerifyingReader<impl Read + use<>>, Error> {
-        let entry = self.blob_entry(&blob.digest)?;
-        if entry.size != blob.size {
-            return Err(self.error(ErrorKind::SizeMismatch {
-                digest: blob.digest.clone(),
-                expected: blob.size,
-                actual: entry.size,
-            }));
-        }
-        let name = format!("blobs/sha256/{}", blob.digest.hex());
+        let entry = self.sized_blob_entry(blob)?;
+        let name = blob_name(&blob.digest);
         Ok(VerifyingReader::new(
             self.entry_reader(&name, entry)?,
             blob.clone(),
         ))
     }
+}
+
+/// Where an OCI layout keeps a blob.
+fn blob_name(digest: &Digest) -> String {
+    format!("blobs/sha256/{}", digest.hex())
 }
 
 fn blob_ref(desc: &oci_spec::image::Descriptor) -> Result<BlobRef, String> {
@@ -544,14 +541,7 @@ impl Archive {
         // Blob ranges in file order; a blob listed twice is checked once.
         let mut ranges: Vec<(u64, u64, &BlobRef)> = Vec::with_capacity(blobs.len());
         for blob in blobs {
-            let entry = self.blob_entry(&blob.digest)?;
-            if entry.size != blob.size {
-                return Err(self.error(ErrorKind::SizeMismatch {
-                    digest: blob.digest.clone(),
-                    expected: blob.size,
-                    actual: entry.size,
-                }));
-            }
+            let entry = self.sized_blob_entry(blob)?;
             if !ranges.iter().any(|(_, _, b)| b.digest == blob.digest) {
                 ranges.push((entry.offset, entry.offset + entry.size, blob));
             }
@@ -631,26 +621,26 @@ pub fn mismatch_kind(e: io::Error) -> ErrorKind {
     }
 }
 
-/// The sha256 of a whole file, as cosa records it in `images.<artifact>.sha256`, and its size.
-pub fn file_sha256(path: &Utf8Path) -> io::Result<(String, u64)> {
-    let mut file = File::open(path)?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    let mut size = 0u64;
-    loop {
-        let n = file.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-        size += n as u64;
-    }
-    Ok((hex::encode(hasher.finalize()), size))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The sha256 of a whole file, read plainly, to check `Archive::verify` against.
+    pub fn file_sha256(path: &Utf8Path) -> io::Result<(String, u64)> {
+        let mut file = File::open(path)?;
+        let mut hasher = Sha256::new();
+        let mut buf = vec![0u8; 1 << 20];
+        let mut size = 0u64;
+        loop {
+            let n = file.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buf[..n]);
+            size += n as u64;
+        }
+        Ok((hex::encode(hasher.finalize()), size))
+    }
 
     /// A tar holding `index.json` and `blobs/sha256/<name>` for each (name, bytes).
     fn tar_with(dir: &Utf8Path, blobs: &[(&Digest, &[u8])]) -> Utf8PathBuf {
