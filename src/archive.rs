@@ -626,7 +626,7 @@ mod tests {
     use super::*;
 
     /// The sha256 of a whole file, read plainly, to check `Archive::verify` against.
-    pub fn file_sha256(path: &Utf8Path) -> io::Result<(String, u64)> {
+    fn file_sha256(path: &Utf8Path) -> io::Result<(String, u64)> {
         let mut file = File::open(path)?;
         let mut hasher = Sha256::new();
         let mut buf = vec![0u8; 1 << 20];

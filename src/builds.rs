@@ -318,6 +318,21 @@ pub fn record_entry<'a>(existing: &'a Value, image: &Repository) -> Option<&'a V
         .and_then(|list| list.iter().find(|e| is_for_image(e, image)))
 }
 
+/// Every repository a record key names: the primary record's `image` and each
+/// `additional-images` entry's.
+pub fn record_images(existing: &Value) -> impl Iterator<Item = Repository> + '_ {
+    let extra = existing
+        .get("additional-images")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten();
+    std::iter::once(existing).chain(extra).filter_map(|e| {
+        e.get("image")
+            .and_then(Value::as_str)
+            .and_then(|s| Repository::parse(s).ok())
+    })
+}
+
 pub fn record_state(existing: Option<&Value>, want: &Record) -> RecordState {
     let Some(existing) = existing else {
         return RecordState::Missing;

@@ -45,6 +45,18 @@ pub struct Entry {
     pub media_type: String,
 }
 
+impl Entry {
+    /// The index entry that names `image`'s manifest.
+    pub fn of_image(image: &crate::archive::Image) -> Entry {
+        Entry {
+            platform: image.platform.clone(),
+            digest: image.manifest_digest.clone(),
+            size: image.manifest.len() as u64,
+            media_type: image.media_type.clone(),
+        }
+    }
+}
+
 /// An index reprise built: its exact bytes and what they list.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BuiltIndex {

@@ -140,6 +140,15 @@ impl Serialize for Platform {
     }
 }
 
+/// `x86_64, aarch64`: arches for a message.
+pub fn join(arches: &[Arch]) -> String {
+    arches
+        .iter()
+        .map(Arch::as_str)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -272,12 +272,7 @@ fn load_build(
                 return Err(Error::Input(format!(
                     "requested architecture {a} is not in build {} (it has {})",
                     build.id,
-                    build
-                        .arches
-                        .iter()
-                        .map(Arch::as_str)
-                        .collect::<Vec<_>>()
-                        .join(", ")
+                    crate::platform::join(&build.arches)
                 )));
             }
         }
@@ -323,12 +318,7 @@ fn load_build(
         let image = publishable(req, image, artifact.path.as_str())?;
         desired_arches.push(DesiredArch {
             arch: arch.clone(),
-            entry: Entry {
-                platform: image.platform.clone(),
-                digest: image.manifest_digest.clone(),
-                size: image.manifest.len() as u64,
-                media_type: image.media_type.clone(),
-            },
+            entry: Entry::of_image(&image),
             existing_record: meta.existing_record(&inputs.metajsonname)?,
         });
         images.push(ArchImage {
@@ -411,12 +401,7 @@ async fn load_images(
         let image = publishable(req, image, &what)?;
         desired_arches.push(DesiredArch {
             arch: arch.clone(),
-            entry: Entry {
-                platform: image.platform.clone(),
-                digest: image.manifest_digest.clone(),
-                size: image.manifest.len() as u64,
-                media_type: image.media_type.clone(),
-            },
+            entry: Entry::of_image(&image),
             existing_record: None,
         });
         images.push(ArchImage {

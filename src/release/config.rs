@@ -568,12 +568,7 @@ fn expand_stage(config: &Config, build: &BuildVars, s: &StageSpec) -> Result<Sta
                     return Err(format!(
                         "arches: {a} is not in build {} (it has {})",
                         build.buildid,
-                        build
-                            .arches
-                            .iter()
-                            .map(Arch::as_str)
-                            .collect::<Vec<_>>()
-                            .join(", ")
+                        crate::platform::join(&build.arches)
                     ));
                 }
             }
