@@ -506,21 +506,33 @@ impl Client {
         .await
     }
 
-    async fn resolve_once(&self, r: &Reference) -> Result<Option<Digest>, Error> {
-        let target = r.to_string();
+    /// A HEAD or GET of a manifest: `None` on 404, the response on 200, and an error for
+    /// anything else, which is never read as "absent".
+    async fn manifest_response(
+        &self,
+        r: &Reference,
+        target: &str,
+        method: Method,
+    ) -> Result<Option<reqwest::Response>, Error> {
         let url = self.manifest_url(r);
         let response = self
-            .send(r.repository(), Access::Pull, &target, |http| {
-                http.head(&url)
+            .send(r.repository(), Access::Pull, target, |http| {
+                http.request(method.clone(), &url)
                     .header(header::ACCEPT, MANIFEST_TYPES.join(", "))
             })
             .await?;
-        if response.status() == StatusCode::NOT_FOUND {
+        match response.status() {
+            StatusCode::NOT_FOUND => Ok(None),
+            StatusCode::OK => Ok(Some(response)),
+            _ => Err(status_error(target, r.repository(), response).await),
+        }
+    }
+
+    async fn resolve_once(&self, r: &Reference) -> Result<Option<Digest>, Error> {
+        let target = r.to_string();
+        let Some(response) = self.manifest_response(r, &target, Method::HEAD).await? else {
             return Ok(None);
-        }
-        if response.status() != StatusCode::OK {
-            return Err(status_error(&target, r.repository(), response).await);
-        }
+        };
         match digest_header(&target, response.headers())? {
             Some(digest) => {
                 check_reference_digest(&target, r, &digest)?;
@@ -533,19 +545,9 @@ impl Client {
 
     async fn fetch_manifest_once(&self, r: &Reference) -> Result<Option<Fetched>, Error> {
         let target = r.to_string();
-        let url = self.manifest_url(r);
-        let response = self
-            .send(r.repository(), Access::Pull, &target, |http| {
-                http.get(&url)
-                    .header(header::ACCEPT, MANIFEST_TYPES.join(", "))
-            })
-            .await?;
-        if response.status() == StatusCode::NOT_FOUND {
+        let Some(response) = self.manifest_response(r, &target, Method::GET).await? else {
             return Ok(None);
-        }
-        if response.status() != StatusCode::OK {
-            return Err(status_error(&target, r.repository(), response).await);
-        }
+        };
         let reported = digest_header(&target, response.headers())?;
         let bytes = read_capped(&target, "manifest", response, MAX_REMOTE_MANIFEST).await?;
         let digest = Digest::of(&bytes);
