@@ -3,7 +3,9 @@
 
 mod support;
 
-use support::env::{Env, expected_platforms, oci_arch, platforms_of, skopeo, validate};
+use support::env::{
+    Env, copy_all_with_skopeo, expected_platforms, oci_arch, platforms_of, skopeo, validate,
+};
 use support::fixtures::{BuildSpec, DEMO_ID};
 use support::registry::Registry;
 
@@ -171,14 +173,7 @@ fn v2s2_publishes_a_docker_manifest_list_and_reruns_as_a_noop() {
     assert_eq!(env.push(&["stable"], &["--v2s2"]).ok().outcome(), "noop");
     assert_eq!(env.proxy.writes(), vec![]);
 
-    let dest = tempfile::tempdir().unwrap();
-    skopeo(&[
-        "copy",
-        "--all",
-        "--src-tls-verify=false",
-        &format!("docker://{}:stable", env.repo()),
-        &format!("dir:{}", dest.path().join("copy").display()),
-    ]);
+    copy_all_with_skopeo(&format!("{}:stable", env.repo()), "dir");
 }
 
 #[test]
@@ -323,14 +318,7 @@ fn images_from_another_registry_are_copied_and_verified() {
     let index = env.skopeo_raw(&format!("{}:stable", env.repo()));
     assert_eq!(platforms_of(&index), expected_platforms(&env.written));
     // The copied images are complete: an independent client can pull every blob.
-    let dest = tempfile::tempdir().unwrap();
-    skopeo(&[
-        "copy",
-        "--all",
-        "--src-tls-verify=false",
-        &format!("docker://{}:stable", env.repo()),
-        &format!("oci:{}", dest.path().join("copy").display()),
-    ]);
+    copy_all_with_skopeo(&format!("{}:stable", env.repo()), "oci");
 }
 
 #[test]

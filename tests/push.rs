@@ -6,7 +6,7 @@ mod support;
 use std::process::Command;
 
 use serde_json::Value;
-use support::env::{Env, KEY, expected_platforms, platforms_of, validate};
+use support::env::{Env, KEY, copy_all_with_skopeo, expected_platforms, platforms_of, validate};
 use support::fixtures::{BuildSpec, DEMO_ID};
 use support::proxy::{Action, Fault, Match};
 
@@ -40,18 +40,7 @@ fn first_push_publishes_every_arch_and_records_it() {
         assert_eq!(rec["tags"], serde_json::json!(["stable", "40"]));
     }
     // An independent client can copy everything the index names.
-    let dest = tempfile::tempdir().unwrap();
-    let out = Command::new("skopeo")
-        .args(["copy", "--all", "--src-tls-verify=false"])
-        .arg(format!("docker://{}:stable", env.repo()))
-        .arg(format!("oci:{}", dest.path().join("copy").display()))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "skopeo copy --all: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    copy_all_with_skopeo(&format!("{}:stable", env.repo()), "oci");
 }
 
 #[test]

@@ -160,6 +160,12 @@ fn now_ns() -> u64 {
 }
 
 /// Every claim or lock file left in the arch directories of `env`'s builds.
+/// No lock file or claim is left beside any meta.json.
+fn assert_no_lock_leftovers(env: &Env) {
+    let left = lock_leftovers(env);
+    assert!(left.is_empty(), "{left:?}");
+}
+
 fn lock_leftovers(env: &Env) -> Vec<String> {
     env.written
         .iter()
@@ -224,11 +230,7 @@ fn a_key_another_writer_changes_during_the_push_survives_the_record() {
         );
     }
     assert_recorded(&env);
-    assert!(
-        lock_leftovers(&env).is_empty(),
-        "{:?}",
-        lock_leftovers(&env)
-    );
+    assert_no_lock_leftovers(&env);
 }
 
 #[test]
@@ -250,11 +252,7 @@ fn a_flufl_lock_held_by_another_process_is_waited_for() {
     let run = run.finish().ok();
     assert_eq!(run.outcome(), "pushed");
     assert_recorded(&env);
-    assert!(
-        lock_leftovers(&env).is_empty(),
-        "{:?}",
-        lock_leftovers(&env)
-    );
+    assert_no_lock_leftovers(&env);
 }
 
 #[test]
@@ -273,11 +271,7 @@ fn a_lock_left_by_a_dead_process_on_this_host_is_broken_with_a_message() {
     );
     assert_recorded(&env);
     // The lock and the dead holder's claim are gone, and so are reprise's own.
-    assert!(
-        lock_leftovers(&env).is_empty(),
-        "{:?}",
-        lock_leftovers(&env)
-    );
+    assert_no_lock_leftovers(&env);
 }
 
 #[test]

@@ -149,6 +149,20 @@ impl Env {
     }
 }
 
+/// Copies everything `reference` (a tag's index) names with `skopeo copy --all` into a
+/// fresh `TRANSPORT:` destination (`oci` or `dir`): an independent client proving every
+/// blob and manifest is there.
+pub fn copy_all_with_skopeo(reference: &str, transport: &str) {
+    let dest = tempfile::tempdir().expect("tempdir");
+    skopeo(&[
+        "copy",
+        "--all",
+        "--src-tls-verify=false",
+        &format!("docker://{reference}"),
+        &format!("{transport}:{}", dest.path().join("copy").display()),
+    ]);
+}
+
 /// Runs skopeo and insists it succeeds.
 pub fn skopeo(args: &[&str]) -> Output {
     let out = Command::new("skopeo")
