@@ -20,7 +20,6 @@
 //! is on this host and no longer running; and it breaks by renaming the lock file aside and
 //! checking what it moved, so it cannot delete a lock someone else took in between.
 
-use std::ffi::{CStr, CString};
 use std::fs::{self, FileTimes, OpenOptions};
 use std::hash::{BuildHasher, Hasher};
 use std::io::{self, Write};
@@ -313,16 +312,19 @@ fn provably_gone(holder: &Holder) -> bool {
 }
 
 fn pid_alive(pid: u32) -> bool {
-    let Ok(pid) = libc::pid_t::try_from(pid) else {
+    // 0 and negative pids name process groups; never "gone".
+    let Some(pid) = i32::try_from(pid)
+        .ok()
+        .and_then(rustix::process::Pid::from_raw)
+    else {
         return true;
     };
-    if pid <= 0 {
-        // 0 and negative pids name process groups; never "gone".
-        return true;
+    // Signal 0 sends nothing; it only checks that the pid exists. EPERM means it exists but
+    // belongs to someone else.
+    match rustix::process::test_kill_process(pid) {
+        Ok(()) => true,
+        Err(e) => e != rustix::io::Errno::SRCH,
     }
-    // SAFETY: signal 0 sends nothing; it only checks that the pid exists.
-    let rc = unsafe { libc::kill(pid, 0) };
-    rc == 0 || io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
 }
 
 /// Writes a claim file holding its own name, with its mtime (and so the lock's expiry, once
@@ -359,7 +361,8 @@ fn remove_if_present(path: &Utf8Path) -> Result<(), Error> {
 
 /// ENOENT, or ESTALE which NFS servers return for a file removed meanwhile.
 fn is_gone(e: &io::Error) -> bool {
-    e.kind() == io::ErrorKind::NotFound || e.raw_os_error() == Some(libc::ESTALE)
+    e.kind() == io::ErrorKind::NotFound
+        || e.raw_os_error() == Some(rustix::io::Errno::STALE.raw_os_error())
 }
 
 /// flufl.lock writes the claim's absolute-or-not path as given; an absolute one lets any
@@ -399,59 +402,48 @@ pub fn hostname() -> &'static str {
 }
 
 fn node_name() -> String {
-    let mut buf = [0u8; 256];
-    // SAFETY: the buffer is valid for its length; gethostname NUL-terminates within it, or
-    // the last byte (kept 0) does.
-    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len() - 1) };
-    if rc != 0 {
-        return "localhost".to_owned();
-    }
-    CStr::from_bytes_until_nul(&buf)
-        .map(|c| c.to_string_lossy().into_owned())
-        .unwrap_or_default()
+    rustix::system::uname()
+        .nodename()
+        .to_string_lossy()
+        .into_owned()
 }
 
-/// getaddrinfo(name) → the first address → getnameinfo(NI_NAMEREQD): the primary name of
-/// the address, as Python's `gethostbyaddr(name)[0]`.
+/// The name the node name's first address resolves back to (getaddrinfo, then getnameinfo
+/// with NI_NAMEREQD), as Python's `gethostbyaddr(name)[0]`.
 fn reverse_resolved(name: &str) -> Option<String> {
-    let c_name = CString::new(name).ok()?;
-    // SAFETY: a zeroed addrinfo is the documented "no hints" value; only the family is set.
-    let mut hints: libc::addrinfo = unsafe { std::mem::zeroed() };
-    hints.ai_family = libc::AF_UNSPEC;
-    let mut res: *mut libc::addrinfo = std::ptr::null_mut();
-    // SAFETY: valid C string, hints and out pointer; `res` is freed below on success.
-    let rc = unsafe { libc::getaddrinfo(c_name.as_ptr(), std::ptr::null(), &hints, &mut res) };
-    if rc != 0 || res.is_null() {
-        return None;
-    }
-    let mut host = [0 as libc::c_char; 1025];
-    // SAFETY: `res` is a list getaddrinfo returned; its first entry's address and length
-    // are valid until freeaddrinfo; `host` is a valid buffer of the given length.
-    let rc = unsafe {
-        let first = &*res;
-        let rc = libc::getnameinfo(
-            first.ai_addr,
-            first.ai_addrlen,
-            host.as_mut_ptr(),
-            host.len() as libc::socklen_t,
-            std::ptr::null_mut(),
-            0,
-            libc::NI_NAMEREQD,
-        );
-        libc::freeaddrinfo(res);
-        rc
-    };
-    if rc != 0 {
-        return None;
-    }
-    // SAFETY: getnameinfo succeeded, so `host` holds a NUL-terminated string.
-    let name = unsafe { CStr::from_ptr(host.as_ptr()) };
-    Some(name.to_string_lossy().into_owned()).filter(|s| !s.is_empty())
+    let addr = dns_lookup::lookup_host(name).ok()?.next()?;
+    dns_lookup::lookup_addr(&addr)
+        .ok()
+        .filter(|s| !s.is_empty())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Claims name their host the way flufl.lock does, or a lock cosa left behind by a dead
+    /// process on this host would never be recognised as ours to break.
+    #[test]
+    fn hostname_is_what_pythons_getfqdn_says() {
+        let out = std::process::Command::new("python3")
+            .args(["-c", "import socket; print(socket.getfqdn())"])
+            .output()
+            .expect("python3 runs");
+        assert!(out.status.success());
+        assert_eq!(hostname(), String::from_utf8_lossy(&out.stdout).trim());
+    }
+
+    #[test]
+    fn a_pid_that_exists_is_alive_and_one_that_ended_is_not() {
+        assert!(pid_alive(std::process::id()));
+        let mut child = std::process::Command::new("true")
+            .spawn()
+            .expect("spawn true");
+        let pid = child.id();
+        child.wait().expect("wait");
+        assert!(!pid_alive(pid));
+        assert!(pid_alive(0), "0 names a process group, never gone");
+    }
 
     fn meta_in(dir: &tempfile::TempDir) -> Utf8PathBuf {
         let path = Utf8PathBuf::from_path_buf(dir.path().join("meta.json")).unwrap();
