@@ -2,13 +2,14 @@
 //!
 //! One HEAD per tag; the body is fetched (by digest, so it cannot change under us) only when
 //! the digest is not the one reprise would push. A tag holding a single image manifest is read
-//! as a one-platform index, its platform taken from its config. A 404 is "absent"; any other
-//! failure is an error, never "absent".
+//! as what it is, with its platform taken from its config: the plan shows that platform and
+//! weighs it under the missing-arch policy, but never takes the image for an index. A 404 is
+//! "absent"; any other failure is an error, never "absent".
 
 use futures_util::future::try_join_all;
 
 use crate::index::{self, Entry, Parsed};
-use crate::plan::{Observed, RemoteContent, TagState};
+use crate::plan::{ContentKind, Observed, RemoteContent, TagState};
 use crate::platform::Platform;
 use crate::reference::{Digest, Repository, Tag};
 use crate::registry::{self, Client};
@@ -71,6 +72,7 @@ async fn observe_tag(
         Parsed::Index(remote) => RemoteContent {
             bytes: fetched.bytes.to_vec(),
             media_type: remote.media_type,
+            kind: ContentKind::Index,
             platforms: remote.platforms,
             other: remote.other,
         },
@@ -80,6 +82,7 @@ async fn observe_tag(
             RemoteContent {
                 bytes: fetched.bytes.to_vec(),
                 media_type: media_type.clone(),
+                kind: ContentKind::Image,
                 platforms: platform
                     .into_iter()
                     .filter(Platform::is_real)

@@ -72,8 +72,29 @@ pub enum TagState {
 pub struct RemoteContent {
     pub bytes: Vec<u8>,
     pub media_type: String,
+    pub kind: ContentKind,
+    /// For an index, its entries with a real platform; for a single image manifest, that
+    /// image (when its config names a real platform).
     pub platforms: Vec<Entry>,
     pub other: Vec<OtherEntry>,
+}
+
+/// What kind of manifest a tag holds. Only an index can be a tag's index: a single image
+/// manifest is never up to date and never reused, so `manifest-list-digest` always names a
+/// list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ContentKind {
+    /// An OCI image index or a Docker manifest list.
+    Index,
+    /// A single image manifest (OCI or Docker schema 2).
+    Image,
+}
+
+/// A tag that held a single image manifest, with the platform its config names (if any), so
+/// reports say what the index replaces.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SingleImage {
+    pub platform: Option<Platform>,
 }
 
 #[derive(Debug, Clone)]
@@ -159,6 +180,8 @@ pub enum TagAction {
 pub struct TagPlan {
     pub tag: Tag,
     pub before: Option<Digest>,
+    /// Set when the tag held a single image manifest rather than an index.
+    pub single_image: Option<SingleImage>,
     pub action: TagAction,
     pub reason: &'static str,
 }
@@ -364,6 +387,14 @@ pub fn plan(desired: &Desired, observed: &Observed, policy: &Policy) -> Result<P
             }
         }
     };
+    let single_image = |state: &TagState| match state {
+        TagState::Present {
+            content: Some(c), ..
+        } if c.kind == ContentKind::Image => Some(SingleImage {
+            platform: c.platforms.first().map(|e| e.platform.clone()),
+        }),
+        _ => None,
+    };
 
     // Reuse an equivalent index a tag already holds, so all tags end at one digest and an
     // index another tool wrote is not replaced by a byte-different twin.
@@ -404,12 +435,18 @@ pub fn plan(desired: &Desired, observed: &Observed, policy: &Policy) -> Result<P
                 TagState::Present { digest, .. } => Some(digest.clone()),
                 TagState::Absent => None,
             };
+            let single_image = single_image(state);
             let (action, reason) = if policy.force {
                 (TagAction::Push, "--force")
             } else if before.as_ref() == Some(&index.digest) {
                 (TagAction::Unchanged, "up to date")
             } else if before.is_none() {
                 (TagAction::Push, "tag absent")
+            } else if single_image.is_some() {
+                (
+                    TagAction::Push,
+                    "holds a single image manifest, not an index",
+                )
             } else if up_to_date(state) {
                 (TagAction::Push, "equivalent index; aligning to one digest")
             } else {
@@ -418,6 +455,7 @@ pub fn plan(desired: &Desired, observed: &Observed, policy: &Policy) -> Result<P
             TagPlan {
                 tag: tag.clone(),
                 before,
+                single_image,
                 action,
                 reason,
             }
@@ -474,10 +512,11 @@ pub fn plan(desired: &Desired, observed: &Observed, policy: &Policy) -> Result<P
 }
 
 /// Whether a remote index maps exactly the target platforms to the target digests and lists
-/// no platform twice. Entries without a platform do not take part.
+/// no platform twice. Entries without a platform do not take part. A single image manifest is
+/// never equivalent, whatever its platform: it is not a list.
 fn equivalent(content: &RemoteContent, target: &PlatformMap) -> bool {
     let (map, dups) = index::platform_map(&content.platforms);
-    dups.is_empty() && &map == target
+    content.kind == ContentKind::Index && dups.is_empty() && &map == target
 }
 
 fn dedup_tags<'a>(tags: impl Iterator<Item = &'a Tag>) -> Vec<Tag> {

@@ -55,6 +55,7 @@ fn holds_built(arches: &[(&str, char)]) -> TagState {
         content: Some(RemoteContent {
             bytes: b.bytes,
             media_type: b.media_type,
+            kind: ContentKind::Index,
             platforms: b.entries,
             other: vec![],
         }),
@@ -70,7 +71,23 @@ fn holds_foreign(arches: &[(&str, char)]) -> TagState {
         content: Some(RemoteContent {
             bytes,
             media_type: index::DOCKER_LIST.to_owned(),
+            kind: ContentKind::Index,
             platforms,
+            other: vec![],
+        }),
+    }
+}
+
+/// A tag holding the single image manifest `c` of `arch` (as a per-arch push leaves it).
+fn holds_image(arch: &str, c: char) -> TagState {
+    let e = entry(arch, c);
+    TagState::Present {
+        digest: e.digest.clone(),
+        content: Some(RemoteContent {
+            bytes: format!("image manifest {c}").into_bytes(),
+            media_type: OCI_MANIFEST.to_owned(),
+            kind: ContentKind::Image,
+            platforms: vec![e],
             other: vec![],
         }),
     }
@@ -508,4 +525,157 @@ fn images_given_directly_plan_no_records() {
     .unwrap();
     assert!(p.records.is_empty());
     assert_eq!(p.outcome(), Outcome::Noop);
+}
+
+const X86: &[(&str, char)] = &[("x86_64", 'a')];
+
+/// One arch published to `stable` holding `state`: (action, reason, index source).
+fn one_arch_against(state: TagState) -> (TagAction, &'static str, IndexSource) {
+    let p = plan(
+        &desired(X86, &["stable"]),
+        &observed(&[("stable", state)]),
+        &Policy::default(),
+    )
+    .unwrap();
+    (p.tags[0].action, p.tags[0].reason, p.index.source)
+}
+
+#[test]
+fn only_an_index_can_be_up_to_date() {
+    use IndexSource::Built;
+    let foreign = holds_foreign(X86);
+    let reused = IndexSource::Reused { tag: tag("stable") };
+    let cases: Vec<(&str, TagState, (TagAction, &str, IndexSource))> = vec![
+        (
+            "the bare manifest of the same image",
+            holds_image("x86_64", 'a'),
+            (
+                TagAction::Push,
+                "holds a single image manifest, not an index",
+                Built,
+            ),
+        ),
+        (
+            "the bare manifest of an older image",
+            holds_image("x86_64", '0'),
+            (
+                TagAction::Push,
+                "holds a single image manifest, not an index",
+                Built,
+            ),
+        ),
+        (
+            "reprise's own one-entry index",
+            holds_built(X86),
+            (TagAction::Unchanged, "up to date", Built),
+        ),
+        (
+            "another tool's one-entry list",
+            foreign,
+            (TagAction::Unchanged, "up to date", reused),
+        ),
+        (
+            "nothing",
+            TagState::Absent,
+            (TagAction::Push, "tag absent", Built),
+        ),
+    ];
+    for (what, state, want) in cases {
+        assert_eq!(one_arch_against(state), want, "stable holds {what}");
+    }
+}
+
+#[test]
+fn a_bare_image_at_a_tag_is_replaced_by_the_index_and_never_copied_to_other_tags() {
+    let built = built_of(X86);
+    // The record the old behaviour wrote: the bare manifest posing as the list.
+    let p = plan(
+        &with_records(desired(X86, &["stable", "40"]), &d('a')),
+        &observed(&[
+            ("stable", holds_image("x86_64", 'a')),
+            ("40", TagState::Absent),
+        ]),
+        &Policy::default(),
+    )
+    .unwrap();
+    assert_eq!(p.index.source, IndexSource::Built);
+    assert_eq!(p.index.digest, built.digest);
+    assert_eq!(p.index.media_type, index::OCI_INDEX);
+    assert_eq!(
+        actions(&p),
+        [("stable", TagAction::Push), ("40", TagAction::Push)]
+    );
+    assert!(p.push_images);
+    assert_eq!(
+        p.tags[0].single_image,
+        Some(SingleImage {
+            platform: Some(Platform::new("linux", "amd64", None))
+        })
+    );
+    assert_eq!(p.tags[1].single_image, None);
+    // Records are rewritten to name the index.
+    assert!(p.records.iter().all(|r| r.write
+        && r.state == RecordState::Stale
+        && r.record.manifest_list_digest == built.digest));
+}
+
+#[test]
+fn a_bare_image_at_every_tag_is_never_reused_even_under_keep() {
+    for policy in [MissingArch::Refuse, MissingArch::Keep, MissingArch::Drop] {
+        let p = plan(
+            &desired(X86, &["stable", "40"]),
+            &observed(&[
+                ("stable", holds_image("x86_64", 'a')),
+                ("40", holds_image("x86_64", 'a')),
+            ]),
+            &Policy {
+                missing_arch: policy,
+                ..Policy::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(p.index.source, IndexSource::Built, "{policy:?}");
+        assert_eq!(p.outcome(), Outcome::Pushed, "{policy:?}");
+        assert!(p.carried.is_empty() && p.dropped.is_empty(), "{policy:?}");
+    }
+}
+
+#[test]
+fn a_bare_image_of_another_arch_counts_for_the_missing_arch_policy() {
+    let state = || observed(&[("stable", holds_image("s390x", 'e'))]);
+    let err = plan(&desired(X86, &["stable"]), &state(), &Policy::default()).unwrap_err();
+    let Refusal::MissingArches(missing) = &err else {
+        panic!("{err:?}")
+    };
+    assert_eq!(missing[0].arch, Arch::parse("s390x").ok());
+
+    let keep = plan(
+        &desired(X86, &["stable"]),
+        &state(),
+        &Policy {
+            missing_arch: MissingArch::Keep,
+            ..Policy::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(keep.index.source, IndexSource::Built);
+    assert_eq!(
+        keep.index.digest,
+        built_of(&[("x86_64", 'a'), ("s390x", 'e')]).digest
+    );
+    assert_eq!(keep.carried.len(), 1);
+    assert_eq!(keep.carried[0].digest, d('e'));
+}
+
+#[test]
+fn the_index_that_replaced_a_bare_image_is_a_noop_on_rerun() {
+    let built = built_of(X86);
+    let p = plan(
+        &with_records(desired(X86, &["stable", "40"]), &built.digest),
+        &observed(&[("stable", holds_built(X86)), ("40", holds_built(X86))]),
+        &Policy::default(),
+    )
+    .unwrap();
+    assert_eq!(p.outcome(), Outcome::Noop);
+    assert!(p.tags.iter().all(|t| t.single_image.is_none()));
 }
