@@ -308,8 +308,12 @@ fn describe(e: &RemoteEntry) -> String {
         || "an entry without a platform".to_owned(),
         |p| p.to_string(),
     );
+    let converted = e
+        .converted_from
+        .as_ref()
+        .map_or_else(String::new, |from| format!(", converted from {from}"));
     format!(
-        "{what} ({}) at {}",
+        "{what} ({}{converted}) at {}",
         e.digest,
         e.tags
             .iter()

@@ -6,7 +6,7 @@ mod support;
 
 use serde_json::Value;
 use support::env::{Env, skopeo, validate};
-use support::fixtures::DEMO_ID;
+use support::fixtures::{self, DEMO_ID};
 
 const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 
@@ -124,4 +124,166 @@ fn a_bare_image_at_every_tag_is_never_reused_even_when_the_record_names_it() {
     assert_eq!(env.record(w)["manifest-list-digest"], index.as_str());
     let stored: Value = serde_json::from_slice(&env.stored(":stable").unwrap()).unwrap();
     assert_eq!(stored["mediaType"], OCI_INDEX);
+}
+
+const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+const NEXT_ID: &str = "40.20261102.1.0";
+
+/// Every media type a list and the manifests it names declare, read with skopeo.
+fn media_types_under(env: &Env, reference: &str) -> Vec<String> {
+    let list = env.skopeo_raw(reference);
+    let mut out = vec![list["mediaType"].as_str().unwrap().to_owned()];
+    for entry in list["manifests"].as_array().unwrap() {
+        out.push(entry["mediaType"].as_str().unwrap().to_owned());
+        let child = env.skopeo_raw(&format!(
+            "{}@{}",
+            env.repo(),
+            entry["digest"].as_str().unwrap()
+        ));
+        assert_eq!(
+            child["mediaType"], entry["mediaType"],
+            "the entry says what the child is"
+        );
+        out.push(child["mediaType"].as_str().unwrap().to_owned());
+        out.push(child["config"]["mediaType"].as_str().unwrap().to_owned());
+        for layer in child["layers"].as_array().unwrap() {
+            out.push(layer["mediaType"].as_str().unwrap().to_owned());
+        }
+    }
+    out
+}
+
+#[test]
+fn keep_under_v2s2_carries_an_oci_arch_as_docker_schema_2() {
+    let mut env = Env::new();
+    // stable holds the OCI index of the four-arch demo build.
+    env.push(&["stable"], &[]).ok();
+    let old_aarch64 = env.arch(DEMO_ID, "aarch64").clone();
+    let mut next = fixtures::BuildSpec::demo_with_id(NEXT_ID);
+    next.arches.retain(|a| a.arch != "aarch64");
+    env.add_build(&next);
+    env.proxy.clear();
+
+    let args = ["--v2s2", "--missing-arch", "keep"];
+    let run = env.push(&["stable"], &args).ok();
+    assert_eq!(run.outcome(), "pushed");
+    validate("report.schema.json", &run.report);
+    let carried = &run.report["carried"][0];
+    assert_eq!(carried["platform"], "linux/arm64");
+    assert_eq!(
+        carried["converted_from"],
+        old_aarch64.manifest_digest.as_str()
+    );
+    let converted = carried["digest"].as_str().unwrap().to_owned();
+    assert_ne!(converted, old_aarch64.manifest_digest);
+
+    let reference = format!("{}:stable", env.repo());
+    let types = media_types_under(&env, &reference);
+    assert_eq!(types[0], DOCKER_LIST);
+    for mt in &types {
+        assert!(
+            mt.starts_with("application/vnd.docker."),
+            "{mt} in {types:?}"
+        );
+    }
+    // The converted aarch64 manifest names the same blobs as the OCI one it replaces.
+    let before = env.skopeo_raw(&format!("{}@{}", env.repo(), old_aarch64.manifest_digest));
+    let after = env.skopeo_raw(&format!("{}@{converted}", env.repo()));
+    assert_eq!(after["mediaType"], DOCKER_MANIFEST);
+    assert_eq!(after["config"]["digest"], before["config"]["digest"]);
+    let digests = |m: &Value| -> Vec<Value> {
+        m["layers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l["digest"].clone())
+            .collect()
+    };
+    assert_eq!(digests(&after), digests(&before));
+    // Carrying moved no blob: the aarch64 blobs were already there.
+    assert!(
+        !env.proxy
+            .writes()
+            .iter()
+            .any(|w| w.path.contains(&old_aarch64.layer_digests[1])),
+        "the carried arch's own layer was not uploaded again"
+    );
+    support::env::copy_all_with_skopeo(&reference, "dir");
+    for w in env.of_build(NEXT_ID) {
+        assert_eq!(env.record(&w)["manifest-list-digest"], run.index_digest());
+    }
+
+    env.proxy.clear();
+    let again = env.push(&["stable"], &args).ok();
+    assert_eq!(again.outcome(), "noop");
+    assert_eq!(env.proxy.writes(), vec![]);
+}
+
+#[test]
+fn a_docker_image_beside_oci_archives_is_published_as_oci() {
+    let env = Env::new();
+    let staging = format!("{}/staging/fcos", env.registry.host());
+    // A Docker schema 2 image, as an older pipeline or `podman push --format v2s2` leaves it.
+    skopeo(&[
+        "copy",
+        "--dest-tls-verify=false",
+        "--format",
+        "v2s2",
+        &format!(
+            "oci-archive:{}",
+            env.arch(DEMO_ID, "x86_64").archive.display()
+        ),
+        &format!("docker://{staging}:x86_64"),
+    ]);
+    let source = env.skopeo_raw(&format!("{staging}:x86_64"));
+    assert_eq!(source["mediaType"], DOCKER_MANIFEST);
+    let mut args: Vec<String> = vec![
+        "push-container-manifest".into(),
+        "--repo".into(),
+        env.repo(),
+        "--tag".into(),
+        "stable".into(),
+        "--json".into(),
+        "--image".into(),
+        format!("docker://{}:x86_64", env.repo_named("staging/fcos")),
+    ];
+    for arch in ["aarch64", "ppc64le", "s390x"] {
+        args.push("--image".into());
+        args.push(format!(
+            "oci-archive:{}",
+            env.arch(DEMO_ID, arch).archive.display()
+        ));
+    }
+    env.proxy.clear();
+    let run = env.reprise(&args).ok();
+    assert_eq!(run.outcome(), "pushed");
+    validate("report.schema.json", &run.report);
+    let reference = format!("{}:stable", env.repo());
+    let types = media_types_under(&env, &reference);
+    assert_eq!(types[0], OCI_INDEX);
+    for mt in &types {
+        assert!(mt.starts_with("application/vnd.oci."), "{mt} in {types:?}");
+    }
+    let list = env.skopeo_raw(&reference);
+    let x86 = list["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["platform"]["architecture"] == "amd64")
+        .unwrap();
+    let converted = env.skopeo_raw(&format!(
+        "{}@{}",
+        env.repo(),
+        x86["digest"].as_str().unwrap()
+    ));
+    assert_eq!(converted["mediaType"], OCI_MANIFEST);
+    assert_eq!(converted["config"]["digest"], source["config"]["digest"]);
+    assert_eq!(converted["layers"].as_array().unwrap().len(), 2);
+    support::env::copy_all_with_skopeo(&reference, "oci");
+
+    env.proxy.clear();
+    assert_eq!(env.reprise(&args).ok().outcome(), "noop");
+    assert_eq!(env.proxy.writes(), vec![]);
 }
