@@ -287,3 +287,106 @@ fn a_docker_image_beside_oci_archives_is_published_as_oci() {
     assert_eq!(env.reprise(&args).ok().outcome(), "noop");
     assert_eq!(env.proxy.writes(), vec![]);
 }
+
+const ENCAPSULATED_ID: &str = "41.20261201.1.0";
+
+/// A build shaped like coreos-assembler's ostree archives: 64 gzip layers per arch, the
+/// ostree labels, blobs before index.json in the tar, directory entries included.
+fn encapsulated() -> Env {
+    Env::with_builds(&[fixtures::BuildSpec::encapsulated(ENCAPSULATED_ID)])
+}
+
+#[test]
+fn a_64_layer_build_is_pushed_whole_and_reads_back_with_skopeo() {
+    let env = encapsulated();
+    let run = env.push(&["stable"], &[]).ok();
+    assert_eq!(run.outcome(), "pushed");
+    validate("report.schema.json", &run.report);
+    // The shared base layer once, then each arch's config, 62 chunks and arch layer.
+    assert_eq!(
+        run.report["uploaded"]["blobs"],
+        1 + 4 * 64,
+        "{:#}",
+        run.report
+    );
+    let index = env.skopeo_raw(&format!("{}:stable", env.repo()));
+    assert_eq!(
+        support::env::platforms_of(&index),
+        support::env::expected_platforms(&env.written)
+    );
+    for w in &env.written {
+        let manifest = env.skopeo_raw(&format!("{}@{}", env.repo(), w.manifest_digest));
+        let layers = manifest["layers"].as_array().unwrap();
+        assert_eq!(layers.len(), 64);
+        let digests: Vec<&str> = layers
+            .iter()
+            .map(|l| l["digest"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            digests, w.layer_digests,
+            "{}: the archive's manifest as it is",
+            w.arch
+        );
+        assert_eq!(
+            layers[1]["annotations"]["ostree.components"], "reprise-chunk-01",
+            "annotations kept"
+        );
+        assert_eq!(env.record(w)["manifest-list-digest"], run.index_digest());
+    }
+    support::env::copy_all_with_skopeo(&format!("{}:stable", env.repo()), "oci");
+}
+
+#[test]
+fn a_64_layer_build_reruns_as_a_noop_and_as_a_record_only_run() {
+    let env = encapsulated();
+    let unrecorded = env.metas();
+    let first = env.push(&["stable", "41"], &[]).ok();
+    let recorded = env.metas();
+    assert_ne!(recorded, unrecorded);
+
+    env.proxy.clear();
+    let noop = env.push(&["stable", "41"], &[]).ok();
+    assert_eq!(noop.outcome(), "noop");
+    assert_eq!(env.proxy.writes(), vec![]);
+    assert_eq!(env.metas(), recorded);
+
+    // The registry is right but the records are gone (a pipeline that lost its workspace).
+    for (w, bytes) in env.written.iter().zip(&unrecorded) {
+        std::fs::write(&w.meta, bytes).unwrap();
+    }
+    env.proxy.clear();
+    let rerun = env.push(&["stable", "41"], &[]).ok();
+    assert_eq!(rerun.outcome(), "recorded");
+    assert_eq!(env.proxy.writes(), vec![], "only meta.json is written");
+    assert_eq!(rerun.report["uploaded"]["blobs"], 0);
+    for w in &env.written {
+        let rec = env.record(w);
+        assert_eq!(rec["manifest-list-digest"], first.index_digest());
+        assert_eq!(rec["digest"], w.manifest_digest.as_str());
+    }
+    assert_eq!(rerun.index_digest(), first.index_digest());
+}
+
+#[test]
+fn plain_tar_layers_push_and_convert_to_docker_schema_2() {
+    let mut build = fixtures::BuildSpec::demo();
+    build.gzip = false;
+    build.layers = 4;
+    let env = Env::with_builds(&[build]);
+    let run = env.push(&["stable"], &["--v2s2"]).ok();
+    assert_eq!(run.outcome(), "pushed");
+    let reference = format!("{}:stable", env.repo());
+    for mt in media_types_under(&env, &reference) {
+        assert!(
+            mt == DOCKER_LIST
+                || mt == DOCKER_MANIFEST
+                || mt == "application/vnd.docker.container.image.v1+json"
+                || mt == "application/vnd.docker.image.rootfs.diff.tar",
+            "{mt}"
+        );
+    }
+    support::env::copy_all_with_skopeo(&reference, "dir");
+    env.proxy.clear();
+    assert_eq!(env.push(&["stable"], &["--v2s2"]).ok().outcome(), "noop");
+    assert_eq!(env.proxy.writes(), vec![]);
+}
