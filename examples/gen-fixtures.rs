@@ -6,6 +6,7 @@
 //! ```text
 //! cargo run --example gen-fixtures -- --out fixtures/demo
 //! cargo run --example gen-fixtures -- --out /tmp/big --arches x86_64 --layer-size 1073741824
+//! cargo run --example gen-fixtures -- --out /tmp/cosa --encapsulated   # 64 layers, ostree labels
 //! ```
 
 #[path = "../tests/support/fixtures.rs"]
@@ -16,7 +17,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use clap::Parser;
 
-use fixtures::{ArchSpec, BuildSpec};
+use fixtures::{ArchSpec, BuildSpec, TarOrder};
 
 #[derive(Parser)]
 #[command(about = "Write a deterministic cosa build tree with tiny OCI archives")]
@@ -45,6 +46,32 @@ struct Args {
     /// Put the build in front of an existing builds.json instead of writing a new one.
     #[arg(long)]
     add: bool,
+    /// Shape the archives like rpm-ostree's `ostree container encapsulate` output: 64 layers,
+    /// the ostree labels, containers/image's tar order (each can still be set on its own).
+    #[arg(long)]
+    encapsulated: bool,
+    /// Layers per image (at least 2: the shared base, chunks, the arch layer).
+    #[arg(long)]
+    layers: Option<usize>,
+    /// Write plain tar layers instead of gzip.
+    #[arg(long)]
+    no_gzip: bool,
+    /// Add the labels `ostree container encapsulate` sets (ostree.commit, ostree.bootable, ...).
+    #[arg(long)]
+    ostree_labels: bool,
+    /// One more config label (KEY=VALUE, repeatable).
+    #[arg(long = "label", value_name = "KEY=VALUE", value_parser = parse_label)]
+    labels: Vec<(String, String)>,
+    /// Tar entries in path order, blobs first, as containers/image writes an oci-archive.
+    #[arg(long)]
+    lexical: bool,
+}
+
+fn parse_label(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .filter(|(k, _)| !k.is_empty())
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .ok_or_else(|| format!("{s:?} is not KEY=VALUE"))
 }
 
 fn parse_salt_of(s: &str) -> Result<(String, String), String> {
@@ -55,7 +82,21 @@ fn parse_salt_of(s: &str) -> Result<(String, String), String> {
 
 fn main() -> Result<()> {
     let args = Args::parse();
+    let shape = if args.encapsulated {
+        BuildSpec::encapsulated(&args.id)
+    } else {
+        BuildSpec::demo_with_id(&args.id)
+    };
     let build = BuildSpec {
+        layers: args.layers.unwrap_or(shape.layers),
+        gzip: !args.no_gzip,
+        ostree_labels: args.ostree_labels || shape.ostree_labels,
+        labels: args.labels,
+        tar_order: if args.lexical {
+            TarOrder::Lexical
+        } else {
+            shape.tar_order
+        },
         version: args.version.unwrap_or_else(|| args.id.clone()),
         arches: args
             .arches
@@ -70,7 +111,7 @@ fn main() -> Result<()> {
                 layer_size: args.layer_size,
             })
             .collect(),
-        ..BuildSpec::demo_with_id(&args.id)
+        ..shape
     };
     let written = if args.add {
         fixtures::add_build(&args.out, &build)

@@ -1,5 +1,6 @@
-//! Runs a plan: uploads the blobs the registry lacks, pushes each arch manifest by digest,
-//! pushes the index to the tags that differ, reads every written tag back, and only then
+//! Runs a plan: uploads the blobs the registry lacks, pushes each arch manifest (and each
+//! carried manifest converted to the list's format) by digest, pushes the index to the tags
+//! that differ, reads every written tag back, and only then
 //! writes the meta.json records.
 //!
 //! Every archive is read once to check it (its whole-file sha256 and every blob's digest)
@@ -21,7 +22,7 @@ use futures_util::{StreamExt as _, TryStreamExt as _, stream};
 use crate::archive::{self, Archive, BlobRef, Image};
 use crate::builds;
 use crate::failpoint;
-use crate::plan::{Plan, TagAction};
+use crate::plan::{Conversion, Plan, TagAction};
 use crate::platform::Arch;
 use crate::progress::Progress;
 use crate::reference::Repository;
@@ -105,6 +106,7 @@ impl Apply<'_> {
         if plan.push_images {
             let all: Vec<&ArchImage> = images.iter().collect();
             self.push_images(&all, &mut stats).await?;
+            self.push_conversions(&plan.converted, &mut stats).await?;
         }
         let pushed_images = stats.pushed_manifests > 0;
         let to_push: Vec<_> = plan
@@ -275,6 +277,28 @@ impl Apply<'_> {
                 .await?;
             stats.pushed_manifests += 1;
             failpoint::hit(&format!("after-manifest:{}", img.arch));
+        }
+        Ok(())
+    }
+
+    /// Puts each carried manifest in the list's format by digest, unless the registry has it
+    /// (every one under `--force`). Its blobs are those of the manifest it was converted from,
+    /// which the repository holds, so nothing is uploaded.
+    async fn push_conversions(
+        &self,
+        conversions: &[Conversion],
+        stats: &mut Stats,
+    ) -> Result<(), Error> {
+        for c in conversions {
+            let target = self.repo.digested(&c.digest);
+            if !self.force && self.client.resolve(&target).await?.is_some() {
+                continue;
+            }
+            tracing::info!(platform = %c.platform, from = %c.from, digest = %c.digest, "pushing converted manifest");
+            self.client
+                .put_manifest(&target, &c.bytes, &c.media_type)
+                .await?;
+            stats.pushed_manifests += 1;
         }
         Ok(())
     }

@@ -706,6 +706,53 @@ mod tests {
     }
 
     #[test]
+    fn directory_entries_are_skipped_in_any_spelling() {
+        let dir = tempfile::tempdir().unwrap();
+        let dir = Utf8Path::from_path(dir.path()).unwrap();
+        let path = dir.join("a.ociarchive");
+        let data = b"layer bytes";
+        let b = blob(data);
+        let mut tar = tar::Builder::new(File::create(&path).unwrap());
+        let mut put = |name: &str, kind: tar::EntryType, data: &[u8]| {
+            let mut h = tar::Header::new_gnu();
+            h.set_entry_type(kind);
+            h.set_size(data.len() as u64);
+            h.set_mode(0o755);
+            h.set_cksum();
+            tar.append_data(&mut h, name, data).unwrap();
+        };
+        // The spellings tar writers use: "./", with and without a trailing slash.
+        for name in ["./", "blobs/", "./blobs/sha256", "blobs/sha256/"] {
+            put(name, tar::EntryType::Directory, b"");
+        }
+        put(
+            &format!("./blobs/sha256/{}", b.digest.hex()),
+            tar::EntryType::Regular,
+            data,
+        );
+        put("index.json", tar::EntryType::Regular, b"{}");
+        tar.into_inner().unwrap();
+
+        let archive = Archive::open(&path).unwrap();
+        let names: Vec<&str> = archive.entries.keys().map(String::as_str).collect();
+        assert_eq!(
+            names,
+            [
+                format!("blobs/sha256/{}", b.digest.hex()).as_str(),
+                "index.json"
+            ]
+        );
+        let mut out = Vec::new();
+        archive
+            .blob_reader(&b)
+            .unwrap()
+            .read_to_end(&mut out)
+            .unwrap();
+        assert_eq!(out, data);
+        assert!(archive.verify(&[&b]).unwrap().is_some());
+    }
+
+    #[test]
     fn entry_names_are_normalised_and_escapes_refused() {
         assert_eq!(normalise_entry_name("./index.json").unwrap(), "index.json");
         assert_eq!(

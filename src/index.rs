@@ -83,6 +83,14 @@ impl Format {
             Format::Docker => DOCKER_LIST,
         }
     }
+
+    /// What a list of this format is called, for messages.
+    pub fn list_name(self) -> &'static str {
+        match self {
+            Format::Oci => "an OCI image index",
+            Format::Docker => "a Docker manifest list",
+        }
+    }
 }
 
 #[derive(Serialize)]

@@ -2,13 +2,18 @@
 //!
 //! One HEAD per tag; the body is fetched (by digest, so it cannot change under us) only when
 //! the digest is not the one reprise would push. A tag holding a single image manifest is read
-//! as a one-platform index, its platform taken from its config. A 404 is "absent"; any other
-//! failure is an error, never "absent".
+//! as what it is, with its platform taken from its config: the plan shows that platform and
+//! weighs it under the missing-arch policy, but never takes the image for an index. A 404 is
+//! "absent"; any other failure is an error, never "absent".
+//!
+//! Under `--missing-arch keep` it also reads the manifests a carry would have to put in the
+//! list's format (see [`read_carry_sources`]), so the plan can convert them without I/O.
 
 use futures_util::future::try_join_all;
+use futures_util::{StreamExt as _, TryStreamExt as _, stream};
 
 use crate::index::{self, Entry, Parsed};
-use crate::plan::{Observed, RemoteContent, TagState};
+use crate::plan::{ContentKind, Desired, MissingArch, Observed, Policy, RemoteContent, TagState};
 use crate::platform::Platform;
 use crate::reference::{Digest, Repository, Tag};
 use crate::registry::{self, Client};
@@ -36,7 +41,68 @@ pub async fn observe(
     let states = try_join_all(tags.iter().map(|t| observe_tag(client, repo, t, own_index))).await?;
     Ok(Observed {
         tags: tags.iter().cloned().zip(states).collect(),
+        manifests: Default::default(),
     })
+}
+
+/// Under `--missing-arch keep`, reads into `observed.manifests` every remote manifest of a
+/// platform this build lacks whose media type is not the list's format: the ones a carry
+/// would convert. Reads only; a manifest the registry does not serve is left out, and the
+/// plan refuses to carry it.
+pub async fn read_carry_sources(
+    client: &Client,
+    desired: &Desired,
+    policy: &Policy,
+    observed: &mut Observed,
+) -> Result<(), Error> {
+    if policy.missing_arch != MissingArch::Keep {
+        return Ok(());
+    }
+    let own: Vec<_> = desired
+        .arches
+        .iter()
+        .map(|a| a.entry.platform.key())
+        .collect();
+    let mut wanted: Vec<Digest> = Vec::new();
+    for state in observed.tags.values() {
+        let TagState::Present {
+            content: Some(content),
+            ..
+        } = state
+        else {
+            continue;
+        };
+        for e in &content.platforms {
+            if own.contains(&e.platform.key())
+                || crate::v2s2::format_of(&e.media_type) == Some(desired.format)
+            {
+                continue;
+            }
+            if content.kind == ContentKind::Image {
+                // The tag holds this manifest itself: its bytes are already here.
+                observed
+                    .manifests
+                    .insert(e.digest.clone(), content.bytes.clone());
+            } else if !wanted.contains(&e.digest) {
+                wanted.push(e.digest.clone());
+            }
+        }
+    }
+    wanted.retain(|d| !observed.manifests.contains_key(d));
+    let repo = &desired.repo;
+    let fetched: Vec<_> = stream::iter(wanted.into_iter().map(|digest| async move {
+        let got = client.fetch_manifest(&repo.digested(&digest)).await?;
+        Ok::<_, Error>((digest, got))
+    }))
+    .buffered(client.jobs())
+    .try_collect()
+    .await?;
+    for (digest, got) in fetched {
+        if let Some(f) = got {
+            observed.manifests.insert(digest, f.bytes.to_vec());
+        }
+    }
+    Ok(())
 }
 
 async fn observe_tag(
@@ -71,6 +137,7 @@ async fn observe_tag(
         Parsed::Index(remote) => RemoteContent {
             bytes: fetched.bytes.to_vec(),
             media_type: remote.media_type,
+            kind: ContentKind::Index,
             platforms: remote.platforms,
             other: remote.other,
         },
@@ -80,6 +147,7 @@ async fn observe_tag(
             RemoteContent {
                 bytes: fetched.bytes.to_vec(),
                 media_type: media_type.clone(),
+                kind: ContentKind::Image,
                 platforms: platform
                     .into_iter()
                     .filter(Platform::is_real)

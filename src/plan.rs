@@ -14,6 +14,7 @@ use crate::builds::{self, Record, RecordState};
 use crate::index::{self, Entry, OtherEntry, PlatformMap};
 use crate::platform::{Arch, Platform};
 use crate::reference::{Digest, Repository, Tag};
+use crate::v2s2;
 
 /// What to do with platforms a tag holds that this build does not provide.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, clap::ValueEnum)]
@@ -72,13 +73,37 @@ pub enum TagState {
 pub struct RemoteContent {
     pub bytes: Vec<u8>,
     pub media_type: String,
+    pub kind: ContentKind,
+    /// For an index, its entries with a real platform; for a single image manifest, that
+    /// image (when its config names a real platform).
     pub platforms: Vec<Entry>,
     pub other: Vec<OtherEntry>,
 }
 
-#[derive(Debug, Clone)]
+/// What kind of manifest a tag holds. Only an index can be a tag's index: a single image
+/// manifest is never up to date and never reused, so `manifest-list-digest` always names a
+/// list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ContentKind {
+    /// An OCI image index or a Docker manifest list.
+    Index,
+    /// A single image manifest (OCI or Docker schema 2).
+    Image,
+}
+
+/// A tag that held a single image manifest, with the platform its config names (if any), so
+/// reports say what the index replaces.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SingleImage {
+    pub platform: Option<Platform>,
+}
+
+#[derive(Debug, Clone, Default)]
 pub struct Observed {
     pub tags: BTreeMap<Tag, TagState>,
+    /// Bodies of remote manifests that a carry would have to put in the list's format (read
+    /// under `--missing-arch keep` only), by digest.
+    pub manifests: BTreeMap<Digest, Vec<u8>>,
 }
 
 /// Why nothing may be published.
@@ -98,6 +123,22 @@ pub enum Refusal {
         "refusing to publish: tag {tag} lists {platform} more than once; fix the tag by hand or rerun with --missing-arch drop"
     )]
     DuplicateCarry { tag: Tag, platform: Platform },
+    #[error("refusing to publish: {0}; rerun with --missing-arch drop to remove it")]
+    Unconvertible(Box<Unconvertible>),
+}
+
+/// A remote entry `--missing-arch keep` would carry that cannot be put in the list's format.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "{platform} ({digest}) at {} cannot be carried into {}: {why}",
+    .tags.iter().map(|t| t.as_str()).collect::<Vec<_>>().join(", "), .format.list_name()
+)]
+pub struct Unconvertible {
+    pub platform: Platform,
+    pub digest: Digest,
+    pub tags: Vec<Tag>,
+    pub format: index::Format,
+    pub why: String,
 }
 
 /// A platform some tags hold that this build lacks.
@@ -159,6 +200,8 @@ pub enum TagAction {
 pub struct TagPlan {
     pub tag: Tag,
     pub before: Option<Digest>,
+    /// Set when the tag held a single image manifest rather than an index.
+    pub single_image: Option<SingleImage>,
     pub action: TagAction,
     pub reason: &'static str,
 }
@@ -177,7 +220,22 @@ pub struct RecordPlan {
 pub struct RemoteEntry {
     pub platform: Option<Platform>,
     pub digest: Digest,
+    /// For a carried entry put in the list's format: the digest the remote index listed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub converted_from: Option<Digest>,
     pub tags: Vec<Tag>,
+}
+
+/// A carried manifest in the list's format (see [`crate::v2s2`]), pushed by digest before
+/// the index. It names the blobs of the manifest it was converted from, which the repository
+/// already holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Conversion {
+    pub platform: Platform,
+    pub from: Digest,
+    pub digest: Digest,
+    pub media_type: String,
+    pub bytes: Vec<u8>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -191,6 +249,8 @@ pub struct Plan {
     pub tags: Vec<TagPlan>,
     pub records: Vec<RecordPlan>,
     pub carried: Vec<RemoteEntry>,
+    /// Carried manifests converted to the list's format, pushed along with the images.
+    pub converted: Vec<Conversion>,
     pub dropped: Vec<RemoteEntry>,
     /// Platforms a remote index lists more than once (reported, never merged).
     pub duplicates: Vec<(Tag, Platform)>,
@@ -267,6 +327,7 @@ pub fn plan(desired: &Desired, observed: &Observed, policy: &Policy) -> Result<P
     }
 
     let mut carried = Vec::new();
+    let mut converted: Vec<Conversion> = Vec::new();
     let mut dropped = Vec::new();
     let mut entries = own.clone();
     match policy.missing_arch {
@@ -291,19 +352,38 @@ pub fn plan(desired: &Desired, observed: &Observed, policy: &Policy) -> Result<P
                         platform: platform.clone(),
                     });
                 }
-                let first = &at[0].1;
-                if at.iter().any(|(_, e)| e.digest != first.digest) {
+                let tags = dedup_tags(at.iter().map(|(t, _)| t));
+                // Compared in the list's format, so a tag that already holds the converted
+                // manifest agrees with one that still holds the original.
+                let mut in_format = Vec::with_capacity(at.len());
+                for (_, e) in at {
+                    let carry =
+                        in_list_format(e, desired.format, &observed.manifests).map_err(|why| {
+                            Refusal::Unconvertible(Box::new(Unconvertible {
+                                platform: platform.clone(),
+                                digest: e.digest.clone(),
+                                tags: tags.clone(),
+                                format: desired.format,
+                                why,
+                            }))
+                        })?;
+                    in_format.push(carry);
+                }
+                let (first, conversion) = &in_format[0];
+                if in_format.iter().any(|(e, _)| e.digest != first.digest) {
                     return Err(Refusal::ConflictingCarry {
                         platform: platform.clone(),
-                        tags: dedup_tags(at.iter().map(|(t, _)| t)),
+                        tags,
                     });
                 }
                 entries.push(first.clone());
                 carried.push(RemoteEntry {
                     platform: Some(platform.clone()),
                     digest: first.digest.clone(),
-                    tags: dedup_tags(at.iter().map(|(t, _)| t)),
+                    converted_from: conversion.as_ref().map(|c| c.from.clone()),
+                    tags,
                 });
+                converted.extend(conversion.clone());
             }
         }
         MissingArch::Drop => {
@@ -312,6 +392,7 @@ pub fn plan(desired: &Desired, observed: &Observed, policy: &Policy) -> Result<P
                     dropped.push(RemoteEntry {
                         platform: Some(platform.clone()),
                         digest: e.digest.clone(),
+                        converted_from: None,
                         tags: vec![tag.clone()],
                     });
                 }
@@ -319,12 +400,14 @@ pub fn plan(desired: &Desired, observed: &Observed, policy: &Policy) -> Result<P
         }
     }
     // Entries without a platform (attestations) go with the manifest they describe: carried
-    // when it is carried, dropped (and reported) otherwise.
+    // when it is carried as it is and they are in the list's format, dropped (and reported)
+    // otherwise; they describe no converted manifest and have no Docker schema 2 form.
     let carried_digests: Vec<&Digest> = carried.iter().map(|c| &c.digest).collect();
     let mut carried_other: Vec<OtherEntry> = Vec::new();
     let mut carried_attestations: Vec<RemoteEntry> = Vec::new();
     for (tag, other) in &foreign_other {
         let goes_along = other.raw.is_some()
+            && v2s2::format_of(&other.media_type) == Some(desired.format)
             && other
                 .refers_to
                 .as_ref()
@@ -332,6 +415,7 @@ pub fn plan(desired: &Desired, observed: &Observed, policy: &Policy) -> Result<P
         let report = RemoteEntry {
             platform: None,
             digest: other.digest.clone(),
+            converted_from: None,
             tags: vec![tag.clone()],
         };
         if goes_along {
@@ -363,6 +447,14 @@ pub fn plan(desired: &Desired, observed: &Observed, policy: &Policy) -> Result<P
                     || content.as_ref().is_some_and(|c| equivalent(c, &target_map))
             }
         }
+    };
+    let single_image = |state: &TagState| match state {
+        TagState::Present {
+            content: Some(c), ..
+        } if c.kind == ContentKind::Image => Some(SingleImage {
+            platform: c.platforms.first().map(|e| e.platform.clone()),
+        }),
+        _ => None,
     };
 
     // Reuse an equivalent index a tag already holds, so all tags end at one digest and an
@@ -404,12 +496,18 @@ pub fn plan(desired: &Desired, observed: &Observed, policy: &Policy) -> Result<P
                 TagState::Present { digest, .. } => Some(digest.clone()),
                 TagState::Absent => None,
             };
+            let single_image = single_image(state);
             let (action, reason) = if policy.force {
                 (TagAction::Push, "--force")
             } else if before.as_ref() == Some(&index.digest) {
                 (TagAction::Unchanged, "up to date")
             } else if before.is_none() {
                 (TagAction::Push, "tag absent")
+            } else if single_image.is_some() {
+                (
+                    TagAction::Push,
+                    "holds a single image manifest, not an index",
+                )
             } else if up_to_date(state) {
                 (TagAction::Push, "equivalent index; aligning to one digest")
             } else {
@@ -418,6 +516,7 @@ pub fn plan(desired: &Desired, observed: &Observed, policy: &Policy) -> Result<P
             TagPlan {
                 tag: tag.clone(),
                 before,
+                single_image,
                 action,
                 reason,
             }
@@ -468,16 +567,50 @@ pub fn plan(desired: &Desired, observed: &Observed, policy: &Policy) -> Result<P
         tags,
         records,
         carried,
+        converted,
         dropped,
         duplicates,
     })
 }
 
+/// A remote entry as the new list carries it: as it is when it is in the list's format,
+/// otherwise its manifest (read into `manifests`) converted, or why that cannot be done.
+fn in_list_format(
+    entry: &Entry,
+    format: index::Format,
+    manifests: &BTreeMap<Digest, Vec<u8>>,
+) -> Result<(Entry, Option<Conversion>), String> {
+    if v2s2::format_of(&entry.media_type) == Some(format) {
+        return Ok((entry.clone(), None));
+    }
+    let bytes = manifests
+        .get(&entry.digest)
+        .ok_or("the registry does not serve its manifest by digest")?;
+    let m = v2s2::convert_manifest(bytes, format).map_err(|e| e.to_string())?;
+    let carried = Entry {
+        platform: entry.platform.clone(),
+        digest: m.digest.clone(),
+        size: m.bytes.len() as u64,
+        media_type: m.media_type.clone(),
+    };
+    // The remote index may have named the manifest with the wrong media type; the bytes
+    // were already in the list's format and nothing needs pushing.
+    let conversion = (m.digest != entry.digest).then(|| Conversion {
+        platform: entry.platform.clone(),
+        from: entry.digest.clone(),
+        digest: m.digest,
+        media_type: m.media_type,
+        bytes: m.bytes,
+    });
+    Ok((carried, conversion))
+}
+
 /// Whether a remote index maps exactly the target platforms to the target digests and lists
-/// no platform twice. Entries without a platform do not take part.
+/// no platform twice. Entries without a platform do not take part. A single image manifest is
+/// never equivalent, whatever its platform: it is not a list.
 fn equivalent(content: &RemoteContent, target: &PlatformMap) -> bool {
     let (map, dups) = index::platform_map(&content.platforms);
-    dups.is_empty() && &map == target
+    content.kind == ContentKind::Index && dups.is_empty() && &map == target
 }
 
 fn dedup_tags<'a>(tags: impl Iterator<Item = &'a Tag>) -> Vec<Tag> {

@@ -75,10 +75,11 @@ pub enum Error {
     Lock(#[from] crate::runlock::Error),
     #[error("{0}")]
     Input(String),
-    #[error("{what}: {source}")]
+    #[error("{what}: {source}; {hint}")]
     Convert {
         what: String,
         source: crate::v2s2::Error,
+        hint: &'static str,
     },
     #[error("writing {path}: {source}")]
     DigestFile {
@@ -115,7 +116,8 @@ pub async fn prepare(req: &PushRequest) -> Result<Prepared, Error> {
     );
 
     let client = Client::connect(&req.repo, &req.connect).await?;
-    let observed = observe::observe(&client, &req.repo, &req.tags, &own.digest).await?;
+    let mut observed = observe::observe(&client, &req.repo, &req.tags, &own.digest).await?;
+    observe::read_carry_sources(&client, &desired, &req.policy, &mut observed).await?;
     let plan = plan::plan(&desired, &observed, &req.policy);
     Ok(Prepared {
         req: req.clone(),
@@ -241,18 +243,21 @@ fn format_of(req: &PushRequest) -> index::Format {
     }
 }
 
-/// The image as it is published: converted to Docker schema 2 under `--v2s2`.
+/// The image as it is published: in the list's format (Docker schema 2 under `--v2s2`, OCI
+/// otherwise), so a list never mixes the two.
 fn publishable(
     req: &PushRequest,
     image: archive::Image,
     what: &str,
 ) -> Result<archive::Image, Error> {
-    if !req.v2s2 {
-        return Ok(image);
-    }
-    crate::v2s2::convert(&image).map_err(|source| Error::Convert {
+    crate::v2s2::convert(&image, format_of(req)).map_err(|source| Error::Convert {
         what: what.to_owned(),
         source,
+        hint: if req.v2s2 {
+            "publish it without --v2s2"
+        } else {
+            "publish it with --v2s2"
+        },
     })
 }
 

@@ -7,7 +7,9 @@ use serde::Serialize;
 
 use crate::apply::Stats;
 use crate::builds::RecordState;
-use crate::plan::{Desired, IndexSource, Missing, Outcome, Plan, Refusal, RemoteEntry, TagAction};
+use crate::plan::{
+    Desired, IndexSource, Missing, Outcome, Plan, Refusal, RemoteEntry, SingleImage, TagAction,
+};
 use crate::platform::{Arch, Platform};
 use crate::push::PushRequest;
 use crate::reference::{Digest, Repository, Tag};
@@ -33,6 +35,9 @@ pub struct Report {
 pub struct TagReport {
     pub tag: Tag,
     pub before: Option<Digest>,
+    /// Set when `before` is a single image manifest (which an index replaces), not an index.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub single_image: Option<SingleImage>,
     pub after: Option<Digest>,
     pub action: TagAction,
     pub reason: &'static str,
@@ -108,6 +113,7 @@ impl Report {
             .map(|t| TagReport {
                 tag: t.tag.clone(),
                 before: t.before.clone(),
+                single_image: t.single_image.clone(),
                 after: match t.action {
                     TagAction::Push => Some(plan.index.digest.clone()),
                     TagAction::Unchanged => t.before.clone(),
@@ -243,9 +249,13 @@ impl Report {
                 TagAction::Push => "pushed",
                 TagAction::Unchanged => "unchanged",
             };
+            let held = match &t.single_image {
+                Some(SingleImage { platform: Some(p) }) => format!("; it held the {p} image"),
+                _ => String::new(),
+            };
             let _ = writeln!(
                 out,
-                "  tag {:<20} {} -> {}  {action} ({})",
+                "  tag {:<20} {} -> {}  {action} ({}{held})",
                 t.tag.as_str(),
                 short(&t.before),
                 short(&t.after),
@@ -298,8 +308,12 @@ fn describe(e: &RemoteEntry) -> String {
         || "an entry without a platform".to_owned(),
         |p| p.to_string(),
     );
+    let converted = e
+        .converted_from
+        .as_ref()
+        .map_or_else(String::new, |from| format!(", converted from {from}"));
     format!(
-        "{what} ({}) at {}",
+        "{what} ({}{converted}) at {}",
         e.digest,
         e.tags
             .iter()

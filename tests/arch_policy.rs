@@ -113,7 +113,7 @@ fn drop_publishes_exactly_this_builds_arches() {
 }
 
 #[test]
-fn a_tag_holding_one_image_counts_as_that_platform() {
+fn a_tag_holding_one_image_weighs_its_platform_and_is_replaced_by_the_index() {
     let env = Env::new();
     let s390x = env.arch(DEMO_ID, "s390x");
     skopeo(&[
@@ -131,7 +131,15 @@ fn a_tag_holding_one_image_counts_as_that_platform() {
     assert_eq!(env.proxy.writes(), vec![]);
     // With every arch, the single image is replaced by the full index.
     let run = env.push(&["stable"], &[]).ok();
-    assert_eq!(run.report["tags"][0]["reason"], "index differs");
+    assert_eq!(
+        run.report["tags"][0]["reason"],
+        "holds a single image manifest, not an index"
+    );
+    assert_eq!(
+        run.report["tags"][0]["single_image"]["platform"],
+        "linux/s390x"
+    );
+    validate("report.schema.json", &run.report);
     let index = env.skopeo_raw(&format!("{}:stable", env.repo()));
     assert_eq!(platforms_of(&index), expected_platforms(&env.written));
 }

@@ -18,7 +18,7 @@ use flate2::read::GzDecoder;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use fixtures::{BuildSpec, WrittenArch, sha256_digest};
+use fixtures::{BuildSpec, TarOrder, WrittenArch, sha256_digest};
 
 fn demo_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/demo")
@@ -148,19 +148,33 @@ fn check_arch(build: &BuildSpec, w: &WrittenArch) -> BTreeMap<String, Vec<u8>> {
         "meta.json has no trailing newline"
     );
 
-    // The archive is an OCI layout in the order skopeo-like writers use.
+    // The archive is an OCI layout in the order the spec asks for.
     let entries = read_tar(&archive_bytes[..]);
     assert_deterministic_headers(&entries, &what);
     let names: Vec<&str> = entries.iter().map(|(n, _)| n.as_str()).collect();
-    assert_eq!(
-        names[..4],
-        ["oci-layout", "index.json", "blobs/", "blobs/sha256/"],
-        "{what}"
-    );
+    let n = names.len();
+    let blob_entries = match build.tar_order {
+        TarOrder::IndexFirst => {
+            assert_eq!(
+                names[..4],
+                ["oci-layout", "index.json", "blobs/", "blobs/sha256/"],
+                "{what}"
+            );
+            &entries[4..]
+        }
+        TarOrder::Lexical => {
+            let mut sorted = names.clone();
+            sorted.sort_unstable();
+            assert_eq!(names, sorted, "{what}: entries in path order");
+            assert_eq!(names[..2], ["blobs/", "blobs/sha256/"], "{what}");
+            assert_eq!(names[n - 2..], ["index.json", "oci-layout"], "{what}");
+            &entries[2..n - 2]
+        }
+    };
     let find = |name: &str| &entries.iter().find(|(n, _)| n == name).unwrap().1.data;
     assert_eq!(find("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#);
     let mut blobs = BTreeMap::new();
-    for (name, entry) in &entries[4..] {
+    for (name, entry) in blob_entries {
         let hex = name
             .strip_prefix("blobs/sha256/")
             .unwrap_or_else(|| panic!("{what}: unexpected entry {name}"));
@@ -209,34 +223,71 @@ fn check_arch(build: &BuildSpec, w: &WrittenArch) -> BTreeMap<String, Vec<u8>> {
         "config",
     );
     let layers = manifest["layers"].as_array().expect("layers");
-    assert_eq!(layers.len(), 2, "{what}: base and arch layer");
+    assert_eq!(
+        layers.len(),
+        build.layers,
+        "{what}: base, chunks and arch layer"
+    );
     let mut diff_ids = Vec::new();
     let mut layer_digests = Vec::new();
-    for layer in layers {
-        assert_eq!(layer["mediaType"], fixtures::LAYER_MEDIA_TYPE);
-        let compressed = blob(&layer["digest"], &layer["size"]);
+    for (i, layer) in layers.iter().enumerate() {
+        let blob_bytes = blob(&layer["digest"], &layer["size"]);
         let mut tar_bytes = Vec::new();
-        GzDecoder::new(&compressed[..])
-            .read_to_end(&mut tar_bytes)
-            .expect("layer is gzip");
+        if build.gzip {
+            assert_eq!(layer["mediaType"], fixtures::LAYER_MEDIA_TYPE);
+            GzDecoder::new(&blob_bytes[..])
+                .read_to_end(&mut tar_bytes)
+                .expect("layer is gzip");
+        } else {
+            assert_eq!(layer["mediaType"], fixtures::PLAIN_LAYER_MEDIA_TYPE);
+            tar_bytes.clone_from(blob_bytes);
+        }
         assert_deterministic_headers(&read_tar(&tar_bytes[..]), &format!("{what} layer"));
+        // rpm-ostree names what each chunk holds; the base and arch layers hold no chunk.
+        let chunk = i > 0 && i + 1 < layers.len();
+        assert_eq!(
+            layer["annotations"][fixtures::COMPONENTS_ANNOTATION].is_string(),
+            chunk,
+            "{what}: layer {i} annotations"
+        );
         diff_ids.push(Value::from(sha256_digest(&tar_bytes)));
         layer_digests.push(layer["digest"].as_str().unwrap().to_owned());
     }
     assert_eq!(layer_digests, w.layer_digests);
-    // Manifest, config and two layers, nothing unreferenced.
-    assert_eq!(blobs.len(), 4, "{what}: blobs {:?}", blobs.keys());
+    // Manifest, config and every layer, nothing unreferenced.
+    assert_eq!(
+        blobs.len(),
+        2 + build.layers,
+        "{what}: blobs {:?}",
+        blobs.keys()
+    );
 
     let (arch, variant) = fixtures::oci_platform(&w.arch).unwrap();
     assert_eq!(config["architecture"], arch);
     assert_eq!(config["os"], "linux");
     assert_eq!(config.get("variant").and_then(Value::as_str), variant);
     assert_eq!(config["rootfs"]["type"], "layers");
-    assert_eq!(config["rootfs"]["diff_ids"], Value::from(diff_ids));
+    assert_eq!(config["rootfs"]["diff_ids"], Value::from(diff_ids.clone()));
+    let labels = &config["config"]["Labels"];
     assert_eq!(
-        config["config"]["Labels"]["org.opencontainers.image.version"],
+        labels["org.opencontainers.image.version"],
         build.version.as_str()
     );
+    if build.ostree_labels {
+        let commit = labels["ostree.commit"].as_str().expect("ostree.commit");
+        assert!(
+            commit.len() == 64 && commit.bytes().all(|b| b.is_ascii_hexdigit()),
+            "{commit}"
+        );
+        assert_eq!(labels["ostree.bootable"], "true");
+        assert_eq!(labels["containers.bootc"], "1");
+        assert_eq!(labels["ostree.final-diffid"], *diff_ids.last().unwrap());
+    } else {
+        assert!(labels.get("ostree.commit").is_none());
+    }
+    for (key, value) in &build.labels {
+        assert_eq!(labels[key.as_str()], value.as_str(), "{what}: label {key}");
+    }
     blobs
 }
 
@@ -526,4 +577,72 @@ fn skopeo_reads_the_archive() {
     assert_eq!(info["Architecture"], "arm64");
     assert_eq!(info["Digest"], w.manifest_digest.as_str());
     assert_eq!(info["Layers"], serde_json::json!(w.layer_digests));
+}
+
+#[test]
+fn encapsulated_build_is_shaped_like_rpm_ostree_output() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let mut build = BuildSpec::encapsulated("41.20261201.1.0");
+    build
+        .labels
+        .push(("rpmostree.inputhash".into(), "0123abcd".into()));
+    let written = fixtures::write_tree(tmp.path(), std::slice::from_ref(&build)).unwrap();
+    assert_eq!(build.layers, 64);
+    for w in &written {
+        check_arch(&build, w);
+        assert_eq!(w.layer_digests.len(), 64);
+    }
+    // The base layer is shared; every chunk and arch layer is per arch.
+    let all: Vec<&String> = written.iter().flat_map(|w| &w.layer_digests).collect();
+    let distinct: BTreeSet<&String> = all.iter().copied().collect();
+    assert_eq!(distinct.len(), 1 + 4 * 63);
+    // Deterministic: the same spec gives the same bytes.
+    let again = tempfile::tempdir().unwrap();
+    fixtures::write_tree(again.path(), std::slice::from_ref(&build)).unwrap();
+    for rel in files_under(tmp.path()) {
+        assert!(
+            fs::read(tmp.path().join(&rel)).unwrap() == fs::read(again.path().join(&rel)).unwrap(),
+            "{}",
+            rel.display()
+        );
+    }
+    // skopeo reads it as the 64-layer image it is.
+    let w = &written[0];
+    let out = Command::new("skopeo")
+        .args(["inspect", &format!("oci-archive:{}", w.archive.display())])
+        .output()
+        .expect("run skopeo");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let info = read_json(&out.stdout, "skopeo inspect");
+    assert_eq!(info["Digest"], w.manifest_digest.as_str());
+    assert_eq!(info["Layers"], serde_json::json!(w.layer_digests));
+    assert_eq!(info["Labels"]["ostree.bootable"], "true");
+}
+
+#[test]
+fn plain_tar_layers_are_their_own_diff_ids() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let mut build = BuildSpec::demo();
+    build.gzip = false;
+    build.layers = 3;
+    build.arches.truncate(1);
+    let written = fixtures::write_tree(tmp.path(), std::slice::from_ref(&build)).unwrap();
+    check_arch(&build, &written[0]);
+    let gz =
+        fixtures::write_tree(tempfile::tempdir().unwrap().path(), &[BuildSpec::demo()]).unwrap();
+    assert_ne!(written[0].layer_digests[0], gz[0].layer_digests[0]);
+}
+
+#[test]
+fn fewer_than_two_layers_is_refused() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let mut build = BuildSpec::demo();
+    build.layers = 1;
+    let err = fixtures::write_tree(tmp.path(), &[build]).unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput);
+    assert!(err.to_string().contains("1 layers"), "{err}");
 }

@@ -7,10 +7,17 @@
 //! fresh one. The module stands alone (no dependency on the reprise library) so that it
 //! describes the formats independently of the code under test.
 //!
-//! Every image has two gzip layers: a base layer that is the same blob for every arch of every
-//! build (so registries see cross-arch and cross-build blob sharing), and an arch layer whose
-//! payload is pseudo-random bytes derived from (name, arch, salt) only. The payload is streamed
-//! through a temp file, so a 1 GiB layer never has to fit in memory.
+//! Every image has at least two gzip layers: a base layer that is the same blob for every arch
+//! of every build (so registries see cross-arch and cross-build blob sharing), and an arch
+//! layer whose payload is pseudo-random bytes derived from (name, arch, salt) only. The payload
+//! is streamed through a temp file, so a 1 GiB layer never has to fit in memory.
+//!
+//! [`BuildSpec::encapsulated`] shapes a build like the archives coreos-assembler gets from
+//! `rpm-ostree`/`ostree container encapsulate`: dozens of tiny chunk layers between those two
+//! (annotated `ostree.components`), the ostree labels on the config, and the tar entries in the
+//! order containers/image's `oci-archive:` writer walks the layout directory (`blobs/` first,
+//! `index.json` and `oci-layout` last). Those options default to the demo's shape, which they
+//! leave byte for byte as it was.
 
 #![allow(dead_code)]
 
@@ -41,6 +48,13 @@ pub const INDEX_MEDIA_TYPE: &str = "application/vnd.oci.image.index.v1+json";
 pub const MANIFEST_MEDIA_TYPE: &str = "application/vnd.oci.image.manifest.v1+json";
 pub const CONFIG_MEDIA_TYPE: &str = "application/vnd.oci.image.config.v1+json";
 pub const LAYER_MEDIA_TYPE: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
+pub const PLAIN_LAYER_MEDIA_TYPE: &str = "application/vnd.oci.image.layer.v1.tar";
+/// The layer annotation rpm-ostree's chunking puts on each chunk, naming what it holds.
+pub const COMPONENTS_ANNOTATION: &str = "ostree.components";
+/// The most layers rpm-ostree's chunking makes by default, and what `encapsulated` uses.
+pub const ENCAPSULATED_LAYERS: usize = 64;
+/// Payload bytes of each chunk layer: tiny, so a 64-layer build stays fast to push.
+pub const CHUNK_SIZE: u64 = 64;
 pub const REF_NAME_ANNOTATION: &str = "org.opencontainers.image.ref.name";
 pub const REF_NAME: &str = "latest";
 
@@ -52,6 +66,7 @@ pub const STORED_ABOVE: u64 = 1 << 20;
 const BASE_OS_RELEASE: &str =
     "NAME=\"Reprise Fixture\"\nID=reprise-fixture\nVERSION_ID=1\nVARIANT_ID=coreos\n";
 const PAYLOAD_PATH: &str = "usr/share/reprise/payload";
+const CHUNK_DIR: &str = "usr/share/reprise/chunks/";
 
 /// One arch of a build.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -86,6 +101,33 @@ pub struct BuildSpec {
     /// The key under `images` in meta.json.
     pub artifact: String,
     pub arches: Vec<ArchSpec>,
+    /// Layers per image, at least 2: the shared base layer, `layers - 2` chunk layers of
+    /// [`CHUNK_SIZE`] bytes each (derived from name, arch, salt and position, annotated
+    /// `ostree.components`), then the arch layer. The demo has 2.
+    pub layers: usize,
+    /// gzip layers (the default, as rpm-ostree writes them); `false` writes plain tar layers.
+    pub gzip: bool,
+    /// Add the labels `ostree container encapsulate` puts on the config: `ostree.commit`
+    /// (derived from name, id, arch and salt), `ostree.bootable`, `containers.bootc` and
+    /// `ostree.final-diffid`.
+    pub ostree_labels: bool,
+    /// More config labels, after all the others, in this order.
+    pub labels: Vec<(String, String)>,
+    /// The order of the archive's tar entries.
+    pub tar_order: TarOrder,
+}
+
+/// Where the small JSON entries sit in an archive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TarOrder {
+    /// `oci-layout` and `index.json` first, then the blobs: what a streaming reader likes
+    /// (the demo).
+    #[default]
+    IndexFirst,
+    /// Sorted by path, directories before their contents, as containers/image's
+    /// `oci-archive:` writer walks the layout directory: `blobs/`, `blobs/sha256/`, every
+    /// blob, then `index.json` and `oci-layout`.
+    Lexical,
 }
 
 impl BuildSpec {
@@ -104,6 +146,23 @@ impl BuildSpec {
             version: id.to_owned(),
             artifact: DEMO_ARTIFACT.to_owned(),
             arches: DEMO_ARCHES.iter().map(|a| ArchSpec::new(a)).collect(),
+            layers: 2,
+            gzip: true,
+            ostree_labels: false,
+            labels: Vec::new(),
+            tar_order: TarOrder::IndexFirst,
+        }
+    }
+
+    /// The demo build shaped like coreos-assembler's real ostree archives (see the module
+    /// head): [`ENCAPSULATED_LAYERS`] gzip layers per arch, the ostree labels, and the tar
+    /// order of containers/image.
+    pub fn encapsulated(id: &str) -> BuildSpec {
+        BuildSpec {
+            layers: ENCAPSULATED_LAYERS,
+            ostree_labels: true,
+            tar_order: TarOrder::Lexical,
+            ..BuildSpec::demo_with_id(id)
         }
     }
 
@@ -130,7 +189,8 @@ pub struct WrittenArch {
     pub manifest_size: u64,
     /// "sha256:<hex>" of the image config.
     pub config_digest: String,
-    /// "sha256:<hex>" of each compressed layer blob: the shared base first, then the arch layer.
+    /// "sha256:<hex>" of each layer blob, in manifest order: the shared base first, then the
+    /// chunk layers, then the arch layer.
     pub layer_digests: Vec<String>,
     /// Plain hex, as meta.json records it.
     pub archive_sha256: String,
@@ -265,6 +325,12 @@ fn write_pretty_json(path: &Path, value: &Value) -> io::Result<()> {
 fn write_build(builds_dir: &Path, build: &BuildSpec) -> io::Result<Vec<WrittenArch>> {
     check_component("build id", &build.id)?;
     check_component("name", &build.name)?;
+    if build.layers < 2 {
+        return Err(invalid(format!(
+            "build {} asks for {} layers; an image has at least the base and the arch layer",
+            build.id, build.layers
+        )));
+    }
     let mut seen = HashSet::new();
     for arch in &build.arches {
         oci_platform(&arch.arch)?;
@@ -275,7 +341,7 @@ fn write_build(builds_dir: &Path, build: &BuildSpec) -> io::Result<Vec<WrittenAr
             )));
         }
     }
-    let base = base_layer()?;
+    let base = base_layer(build.gzip)?;
     build
         .arches
         .iter()
@@ -309,7 +375,7 @@ fn write_arch(
             Compression::default()
         };
         let out = BufWriter::new(&mut layer_file);
-        let (out, layer) = write_layer(out, level, |tar| {
+        let (out, layer) = write_layer(out, build.gzip.then_some(level), |tar| {
             for dir in ["usr/", "usr/share/", "usr/share/reprise/"] {
                 append_dir(tar, dir)?;
             }
@@ -320,6 +386,13 @@ fn write_arch(
         layer
     };
     layer_file.seek(SeekFrom::Start(0))?;
+    let chunks = (1..build.layers - 1)
+        .map(|i| chunk_layer(build, spec, i))
+        .collect::<io::Result<Vec<_>>>()?;
+    let layers: Vec<&Layer> = std::iter::once(&base.layer)
+        .chain(chunks.iter().map(|c| &c.layer))
+        .chain([&arch_layer])
+        .collect();
 
     let mut config = json!({ "architecture": oci_arch, "os": "linux" });
     if let Some(variant) = variant {
@@ -327,18 +400,30 @@ fn write_arch(
     }
     config["rootfs"] = json!({
         "type": "layers",
-        "diff_ids": [base.layer.diff_id, arch_layer.diff_id],
+        "diff_ids": layers.iter().map(|l| l.diff_id.as_str()).collect::<Vec<_>>(),
     });
-    config["config"] = json!({
-        "Labels": {
-            "ostree.linux": kernel_release(&build.version, &spec.arch),
-            "org.opencontainers.image.version": build.version,
-        }
+    let mut labels = json!({
+        "ostree.linux": kernel_release(&build.version, &spec.arch),
+        "org.opencontainers.image.version": build.version,
     });
+    if build.ostree_labels {
+        labels["ostree.commit"] = json!(ostree_commit(build, spec));
+        labels["ostree.bootable"] = json!("true");
+        labels["containers.bootc"] = json!("1");
+        labels["ostree.final-diffid"] = json!(arch_layer.diff_id);
+    }
+    for (key, value) in &build.labels {
+        labels[key.as_str()] = json!(value);
+    }
+    config["config"] = json!({ "Labels": labels });
     let config = serde_json::to_vec(&config).map_err(io::Error::other)?;
     let config_digest = sha256_digest(&config);
 
-    let layers = [&base.layer, &arch_layer];
+    let layer_media_type = if build.gzip {
+        LAYER_MEDIA_TYPE
+    } else {
+        PLAIN_LAYER_MEDIA_TYPE
+    };
     let manifest = json!({
         "schemaVersion": 2,
         "mediaType": MANIFEST_MEDIA_TYPE,
@@ -347,11 +432,17 @@ fn write_arch(
             "digest": config_digest,
             "size": config.len(),
         },
-        "layers": layers.iter().map(|l| json!({
-            "mediaType": LAYER_MEDIA_TYPE,
-            "digest": l.digest,
-            "size": l.size,
-        })).collect::<Vec<_>>(),
+        "layers": layers.iter().enumerate().map(|(i, l)| {
+            let mut desc = json!({
+                "mediaType": layer_media_type,
+                "digest": l.digest,
+                "size": l.size,
+            });
+            if i > 0 && i < layers.len() - 1 {
+                desc["annotations"] = json!({ COMPONENTS_ANNOTATION: chunk_name(i) });
+            }
+            desc
+        }).collect::<Vec<_>>(),
     });
     let manifest = serde_json::to_vec(&manifest).map_err(io::Error::other)?;
     let manifest_digest = sha256_digest(&manifest);
@@ -372,20 +463,59 @@ fn write_arch(
     let archive = dir.join(&name);
     let file = File::create(&archive)?;
     let mut tar = tar::Builder::new(Hashing::new(BufWriter::new(file)));
-    // Small metadata first so that a streaming reader meets index.json before any big blob.
-    append_bytes(&mut tar, "oci-layout", OCI_LAYOUT.as_bytes())?;
-    append_bytes(&mut tar, "index.json", &index)?;
-    append_dir(&mut tar, "blobs/")?;
-    append_dir(&mut tar, "blobs/sha256/")?;
-    append_bytes(&mut tar, &blob_path(&config_digest), &config)?;
-    append_bytes(&mut tar, &blob_path(&base.layer.digest), &base.bytes)?;
-    append_file(
-        &mut tar,
-        &blob_path(&arch_layer.digest),
-        arch_layer.size,
-        &mut layer_file,
-    )?;
-    append_bytes(&mut tar, &blob_path(&manifest_digest), &manifest)?;
+    // Every blob but the arch layer (which is streamed from its temp file), by digest.
+    let mut small: Vec<(&str, &[u8])> = vec![
+        (config_digest.as_str(), config.as_slice()),
+        (base.layer.digest.as_str(), base.bytes.as_slice()),
+    ];
+    small.extend(
+        chunks
+            .iter()
+            .map(|c| (c.layer.digest.as_str(), c.bytes.as_slice())),
+    );
+    small.push((manifest_digest.as_str(), manifest.as_slice()));
+    match build.tar_order {
+        TarOrder::IndexFirst => {
+            // Small metadata first so that a streaming reader meets index.json before any
+            // big blob.
+            append_bytes(&mut tar, "oci-layout", OCI_LAYOUT.as_bytes())?;
+            append_bytes(&mut tar, "index.json", &index)?;
+            append_dir(&mut tar, "blobs/")?;
+            append_dir(&mut tar, "blobs/sha256/")?;
+            let (last, first) = small.split_last().expect("config and manifest");
+            for (digest, bytes) in first {
+                append_bytes(&mut tar, &blob_path(digest), bytes)?;
+            }
+            append_file(
+                &mut tar,
+                &blob_path(&arch_layer.digest),
+                arch_layer.size,
+                &mut layer_file,
+            )?;
+            append_bytes(&mut tar, &blob_path(last.0), last.1)?;
+        }
+        TarOrder::Lexical => {
+            append_dir(&mut tar, "blobs/")?;
+            append_dir(&mut tar, "blobs/sha256/")?;
+            let mut blobs: Vec<&str> = small.iter().map(|(d, _)| *d).collect();
+            blobs.push(&arch_layer.digest);
+            blobs.sort_unstable();
+            blobs.dedup();
+            for digest in blobs {
+                match small.iter().find(|(d, _)| *d == digest) {
+                    Some((_, bytes)) => append_bytes(&mut tar, &blob_path(digest), bytes)?,
+                    None => append_file(
+                        &mut tar,
+                        &blob_path(digest),
+                        arch_layer.size,
+                        &mut layer_file,
+                    )?,
+                }
+            }
+            append_bytes(&mut tar, "index.json", &index)?;
+            append_bytes(&mut tar, "oci-layout", OCI_LAYOUT.as_bytes())?;
+        }
+    }
     let (out, archive_sha256, archive_size) = tar.into_inner()?.finish();
     out.into_inner().map_err(|e| e.into_error())?;
     drop(layer_file);
@@ -422,6 +552,42 @@ fn write_arch(
     })
 }
 
+/// The name of chunk layer `i` (1-based, as it sits in the manifest after the base layer).
+fn chunk_name(i: usize) -> String {
+    format!("reprise-chunk-{i:02}")
+}
+
+/// Chunk layer `i` of one arch: one small file whose bytes depend on (name, arch, salt, i).
+fn chunk_layer(build: &BuildSpec, spec: &ArchSpec, i: usize) -> io::Result<InMemoryLayer> {
+    let name = chunk_name(i);
+    let level = build.gzip.then_some(Compression::default());
+    let (bytes, layer) = write_layer(Vec::new(), level, |tar| {
+        for dir in ["usr/", "usr/share/", "usr/share/reprise/", CHUNK_DIR] {
+            append_dir(tar, dir)?;
+        }
+        let salt = format!("{}\0{name}", spec.salt);
+        let data = payload(&build.name, &spec.arch, &salt, CHUNK_SIZE);
+        append_file(tar, &format!("{CHUNK_DIR}{name}"), CHUNK_SIZE, data)
+    })?;
+    Ok(InMemoryLayer { layer, bytes })
+}
+
+/// A stand-in for the ostree commit checksum: 64 hex digits from (name, id, arch, salt).
+fn ostree_commit(build: &BuildSpec, spec: &ArchSpec) -> String {
+    let mut h = Sha256::new();
+    for part in [
+        "reprise-fixture-commit",
+        &build.name,
+        &build.id,
+        &spec.arch,
+        &spec.salt,
+    ] {
+        h.update(part.as_bytes());
+        h.update([0u8]);
+    }
+    hex::encode(h.finalize())
+}
+
 /// Something plausible for the `ostree.linux` label; nothing reads it, it only has to look
 /// like FCOS and differ per arch.
 fn kernel_release(version: &str, arch: &str) -> String {
@@ -448,8 +614,9 @@ struct InMemoryLayer {
     bytes: Vec<u8>,
 }
 
-fn base_layer() -> io::Result<InMemoryLayer> {
-    let (bytes, layer) = write_layer(Vec::new(), Compression::default(), |tar| {
+fn base_layer(gzip: bool) -> io::Result<InMemoryLayer> {
+    let level = gzip.then_some(Compression::default());
+    let (bytes, layer) = write_layer(Vec::new(), level, |tar| {
         for dir in ["etc/", "usr/", "usr/lib/"] {
             append_dir(tar, dir)?;
         }
@@ -458,22 +625,56 @@ fn base_layer() -> io::Result<InMemoryLayer> {
     Ok(InMemoryLayer { layer, bytes })
 }
 
-type LayerTar<W> = tar::Builder<Hashing<flate2::write::GzEncoder<Hashing<W>>>>;
+type LayerTar<W> = tar::Builder<Hashing<Compressor<Hashing<W>>>>;
 
-/// Writes a gzip-compressed tar to `out`, hashing it both before (diff_id) and after (blob
-/// digest) compression in the same pass.
+/// A layer's tar stream on its way out: gzip-compressed, or written as it is.
+enum Compressor<W: Write> {
+    Gzip(flate2::write::GzEncoder<W>),
+    Plain(W),
+}
+
+impl<W: Write> Compressor<W> {
+    fn finish(self) -> io::Result<W> {
+        match self {
+            Compressor::Gzip(gz) => gz.finish(),
+            Compressor::Plain(out) => Ok(out),
+        }
+    }
+}
+
+impl<W: Write> Write for Compressor<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Compressor::Gzip(gz) => gz.write(buf),
+            Compressor::Plain(out) => out.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Compressor::Gzip(gz) => gz.flush(),
+            Compressor::Plain(out) => out.flush(),
+        }
+    }
+}
+
+/// Writes a tar to `out`, gzip-compressed at `level` (plain with `None`), hashing it both
+/// before (diff_id) and after (blob digest) compression in the same pass.
 fn write_layer<W: Write>(
     out: W,
-    level: Compression,
+    level: Option<Compression>,
     fill: impl FnOnce(&mut LayerTar<W>) -> io::Result<()>,
 ) -> io::Result<(W, Layer)> {
     // Fixed gzip header (mtime 0, no file name, OS "unknown") so bytes do not depend on the
     // clock or the platform.
-    let gz = GzBuilder::new().mtime(0).write(Hashing::new(out), level);
-    let mut tar = tar::Builder::new(Hashing::new(gz));
+    let compressor = match level {
+        Some(level) => Compressor::Gzip(GzBuilder::new().mtime(0).write(Hashing::new(out), level)),
+        None => Compressor::Plain(Hashing::new(out)),
+    };
+    let mut tar = tar::Builder::new(Hashing::new(compressor));
     fill(&mut tar)?;
-    let (gz, diff_hex, _) = tar.into_inner()?.finish();
-    let (out, digest_hex, size) = gz.finish()?.finish();
+    let (compressor, diff_hex, _) = tar.into_inner()?.finish();
+    let (out, digest_hex, size) = compressor.finish()?.finish();
     Ok((
         out,
         Layer {
