@@ -227,7 +227,7 @@ pub async fn push(req: &PushRequest) -> Result<Report, Error> {
     // Held until the report is made; a dry run changes nothing and needs no turn, and
     // images named directly belong to no build.
     let _lock = match &req.inputs {
-        Inputs::Build(b) if !req.dry_run => Some(lock_build(req, &b.build).await?),
+        Inputs::Build(b) if !req.dry_run => Some(lock_build(req, b).await?),
         _ => None,
     };
     let prepared = prepare(req).await?;
@@ -237,15 +237,20 @@ pub async fn push(req: &PushRequest) -> Result<Report, Error> {
     prepared.apply().await
 }
 
-/// Takes the build's run lock (see [`crate::runlock`]), waiting for it if asked to.
-pub async fn lock_build(req: &PushRequest, build: &str) -> Result<crate::runlock::RunLock, Error> {
+/// Takes the run lock of the build's record key (see [`crate::runlock`]), waiting for it if
+/// asked to: pushes of other keys of the same build may run at the same time.
+pub async fn lock_build(
+    req: &PushRequest,
+    inputs: &BuildInputs,
+) -> Result<crate::runlock::RunLock, Error> {
     let workdir = req.workdir.clone();
-    let build = build.to_owned();
+    let (build, key) = (inputs.build.clone(), inputs.metajsonname.clone());
     let wait = req.wait_lock;
     tokio::task::spawn_blocking(move || {
         let dir = BuildsDir::load(&workdir)?;
         let build_dir = dir.build_dir(dir.find(&build)?);
-        Ok(crate::runlock::acquire(&build_dir, wait)?)
+        let scope = crate::runlock::Scope::Key(&key);
+        Ok(crate::runlock::acquire(&build_dir, scope, wait)?)
     })
     .await
     .map_err(|e| Error::Input(e.to_string()))?

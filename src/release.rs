@@ -186,9 +186,11 @@ pub async fn run(req: &RunRequest) -> Result<Report, Error> {
         None
     } else {
         let dir = req.workdir.join("builds").join(&build.buildid);
-        let locked = tokio::task::spawn_blocking(move || crate::runlock::acquire(&dir, false))
-            .await
-            .map_err(|e| Error::Task(e.to_string()))?;
+        let locked = tokio::task::spawn_blocking(move || {
+            crate::runlock::acquire(&dir, crate::runlock::Scope::Build, false)
+        })
+        .await
+        .map_err(|e| Error::Task(e.to_string()))?;
         Some(locked?)
     };
     let stages = config::expand(&config, &build)?;
