@@ -6,8 +6,18 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo_root=$(pwd)
+
+# Each step says what it is doing before it starts: the release build below can take minutes
+# the first time.
+step() {
+    echo
+    echo "== $* =="
+}
+
+step "checking for the registry and skopeo (installed with apt-get if missing)"
 scripts/install-deps.sh
-cargo build --locked --quiet --release
+step "building reprise in release mode (the first build takes a few minutes; later ones are quick)"
+cargo build --locked --release
 reprise="$repo_root/target/release/reprise"
 
 source scripts/registry-lib.sh
@@ -17,28 +27,30 @@ cleanup() {
     rm -rf "$tmp"
 }
 trap cleanup EXIT
+step "starting a throwaway registry on 127.0.0.1 (storage in $tmp/registry)"
 start_registry "$tmp/registry"
 port=$REGISTRY_PORT
+echo "registry listening on 127.0.0.1:$port"
 
+step "copying the demo build (fixtures/demo: four arches) to $tmp/work"
 cp -r fixtures/demo "$tmp/work"
 cd "$tmp/work"
 args=(push-container-manifest --repo "127.0.0.1:$port/fedora/fedora-coreos"
       --tag stable --tag 40 --artifact ostree --metajsonname base-oscontainer)
 
-echo "== first run: push =="
+step "first run: pushing the four arches and the index to 127.0.0.1:$port/fedora/fedora-coreos (stable, 40)"
+echo "+ reprise ${args[*]}"
 time "$reprise" "${args[@]}"
-echo
-echo "== second run: nothing to do =="
+step "second run, the same command: nothing to do (the JSON report is printed on stdout)"
 time "$reprise" "${args[@]}" --json
-echo
-echo "== the record in builds/*/x86_64/meta.json =="
+step "the record reprise wrote in builds/*/x86_64/meta.json"
 python3 -c 'import json,sys; print(json.dumps(json.load(open(sys.argv[1]))["base-oscontainer"], indent=4))' \
     builds/*/x86_64/meta.json 2>/dev/null || grep -A8 base-oscontainer builds/*/x86_64/meta.json
 
-echo
-echo "== a whole release (release.toml): per-arch tags, the index, promotion to latest =="
+step "a whole release (release.toml): per-arch tags, the index, promotion to latest"
 sed -i "s|^registry = .*|registry = \"127.0.0.1:$port\"|" release.toml
+echo "+ reprise run --config release.toml"
 time "$reprise" run --config release.toml
-echo
-echo "== the release again: every stage has nothing to do =="
+step "the release again: every stage has nothing to do"
 time "$reprise" run --config release.toml
+step "done; stopping the registry and removing $tmp"

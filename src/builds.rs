@@ -174,13 +174,18 @@ impl Meta {
         self.json.get(key).and_then(Value::as_str)
     }
 
-    /// `images.<name>`: its path must stay inside the arch directory.
-    pub fn artifact(&self, name: &str) -> Result<Artifact, Error> {
-        let entry = self
-            .json
-            .get("images")
-            .and_then(|i| i.get(name))
-            .ok_or_else(|| invalid(&self.path, format!("no artifact \"images.{name}\"")))?;
+    /// `images.<name>`, or `None` when this arch has no such artifact (the key is absent or
+    /// null, as for an artifact built for some arches only, such as `kubevirt`). A present
+    /// entry must be complete, and its path must stay inside the arch directory.
+    pub fn artifact(&self, name: &str) -> Result<Option<Artifact>, Error> {
+        let entry = match self.json.get("images") {
+            None | Some(Value::Null) => return Ok(None),
+            Some(Value::Object(images)) => match images.get(name) {
+                None | Some(Value::Null) => return Ok(None),
+                Some(entry) => entry,
+            },
+            Some(_) => return Err(invalid(&self.path, "\"images\" is not an object")),
+        };
         let field = |f: &str| {
             entry
                 .get(f)
@@ -203,7 +208,7 @@ impl Meta {
             )
         })?;
         let size = entry.get("size").and_then(Value::as_u64);
-        Ok(Artifact { path, sha256, size })
+        Ok(Some(Artifact { path, sha256, size }))
     }
 
     /// What is recorded under `key`, where a record write would find it: in meta.json, or,
@@ -650,6 +655,29 @@ mod tests {
         let err = put_record(&mut json, "base-oscontainer", &record("quay.io/a/b", 'a'));
         assert!(err.unwrap_err().contains("additional-images"));
         assert_eq!(json["base-oscontainer"]["additional-images"], 7);
+    }
+
+    #[test]
+    fn an_absent_or_null_artifact_is_none_and_a_broken_one_an_error() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut json = meta_with(None);
+        json.insert(
+            "images".into(),
+            serde_json::json!({
+                "ostree": { "path": "a.ociarchive", "sha256": "a".repeat(64) },
+                "kubevirt": null,
+                "qemu": { "sha256": "a".repeat(64) },
+            }),
+        );
+        let meta = Meta::load(meta_file(&tmp, &json)).unwrap();
+        assert!(meta.artifact("ostree").unwrap().is_some());
+        assert!(meta.artifact("kubevirt").unwrap().is_none());
+        assert!(meta.artifact("extensions-container").unwrap().is_none());
+        let e = meta.artifact("qemu").unwrap_err().to_string();
+        assert!(e.contains("images.qemu has no \"path\""), "{e}");
+        json.insert("images".into(), Value::from("not an object"));
+        let meta = Meta::load(meta_file(&tmp, &json)).unwrap();
+        assert!(meta.artifact("ostree").is_err());
     }
 
     #[test]

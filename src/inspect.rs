@@ -14,6 +14,7 @@ use crate::index::{self, Parsed};
 use crate::platform::Platform;
 use crate::reference::{Digest, Reference, Repository};
 use crate::registry::{self, Client, ConnectOptions};
+use crate::report::SkipReason;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -50,6 +51,15 @@ pub struct Row {
     pub media_type: String,
 }
 
+/// `--meta FILE --metajsonname KEY [--artifact NAME]`: which record to compare.
+#[derive(Debug, Clone)]
+pub struct MetaQuery {
+    pub path: Utf8PathBuf,
+    pub key: String,
+    /// When given, a meta.json without `images.<artifact>` expects no record (skipped).
+    pub artifact: Option<String>,
+}
+
 /// How a meta.json record compares with the inspected reference.
 #[derive(Debug, Clone, Serialize)]
 pub struct MetaCheck {
@@ -57,14 +67,18 @@ pub struct MetaCheck {
     pub key: String,
     pub record_digest: Option<Digest>,
     pub manifest_list_digest: Option<Digest>,
+    /// True when the record matches, or when no record is expected (`skipped`).
     pub matches: bool,
+    /// Set when the arch has no such artifact, so a push skips it and records nothing.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub skipped: Option<SkipReason>,
     pub detail: String,
 }
 
 pub async fn inspect(
     reference: &Reference,
     connect: &ConnectOptions,
-    meta: Option<(Utf8PathBuf, String)>,
+    meta: Option<MetaQuery>,
 ) -> Result<Inspection, Error> {
     let repo = reference.repository();
     let client = Client::connect(repo, connect).await?;
@@ -110,11 +124,12 @@ pub async fn inspect(
         }
     };
     let meta = match meta {
-        Some((path, key)) => {
+        Some(query) => {
+            let path = query.path.clone();
             let loaded = tokio::task::spawn_blocking(move || Meta::load(path))
                 .await
                 .map_err(|e| Error::NotFound(format!("reading meta.json: {e}")))??;
-            Some(check_meta(&loaded, &key, repo, &fetched.digest, &entries))
+            Some(check_meta(&loaded, &query, repo, &fetched.digest, &entries))
         }
         None => None,
     };
@@ -132,24 +147,39 @@ pub async fn inspect(
 /// digest is) and its arch digest is one the index lists.
 fn check_meta(
     meta: &Meta,
-    key: &str,
+    query: &MetaQuery,
     repo: &Repository,
     digest: &Digest,
     rows: &[Row],
 ) -> MetaCheck {
+    let key = query.key.as_str();
+    let verdict = |matches: bool, skipped: Option<SkipReason>, detail: String| MetaCheck {
+        path: meta.path.clone(),
+        key: key.to_owned(),
+        record_digest: None,
+        manifest_list_digest: None,
+        matches,
+        skipped,
+        detail,
+    };
+    // The rule a push follows: an arch without the artifact is skipped, and records nothing.
+    if let Some(artifact) = &query.artifact {
+        match meta.artifact(artifact) {
+            Ok(Some(_)) => {}
+            Ok(None) => {
+                return verdict(
+                    true,
+                    Some(SkipReason::NoArtifact),
+                    format!("no images.{artifact}, so a push skips this arch and records nothing"),
+                );
+            }
+            Err(e) => return verdict(false, None, e.to_string()),
+        }
+    }
     // Where a push reads it from: meta.json, or meta.<KEY>.json under delayed merge.
     let existing = match meta.existing_record(key) {
         Ok(existing) => existing,
-        Err(e) => {
-            return MetaCheck {
-                path: meta.path.clone(),
-                key: key.to_owned(),
-                record_digest: None,
-                manifest_list_digest: None,
-                matches: false,
-                detail: e.to_string(),
-            };
-        }
+        Err(e) => return verdict(false, None, e.to_string()),
     };
     let record = existing
         .as_ref()
@@ -174,12 +204,9 @@ fn check_meta(
         (Some(_), _) => (true, "the record matches".to_owned()),
     };
     MetaCheck {
-        path: meta.path.clone(),
-        key: key.to_owned(),
         record_digest,
         manifest_list_digest,
-        matches,
-        detail,
+        ..verdict(matches, None, detail)
     }
 }
 
@@ -209,10 +236,10 @@ impl Inspection {
             );
         }
         if let Some(m) = &self.meta {
-            let verdict = if m.matches {
-                "matches"
-            } else {
-                "DOES NOT MATCH"
+            let verdict = match (m.skipped, m.matches) {
+                (Some(reason), _) => format!("skipped: {}", reason.as_str()),
+                (None, true) => "matches".to_owned(),
+                (None, false) => "DOES NOT MATCH".to_owned(),
             };
             let _ = writeln!(out, "\n{} ({}): {verdict}: {}", m.path, m.key, m.detail);
         }

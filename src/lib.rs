@@ -81,7 +81,14 @@ pub async fn run(command: cli::Command) -> Result<Output, Error> {
             Ok(Output::Status { report, check })
         }
         cli::Command::Inspect(args) => {
-            let meta = args.meta.zip(args.metajsonname);
+            let meta = args
+                .meta
+                .zip(args.metajsonname)
+                .map(|(path, key)| inspect::MetaQuery {
+                    path,
+                    key,
+                    artifact: args.artifact,
+                });
             let connect = args.connect.options();
             Ok(Output::Inspection(
                 inspect::inspect(&args.reference, &connect, meta).await?,

@@ -1,12 +1,10 @@
 use std::io::{IsTerminal as _, Write};
 use std::process::ExitCode;
 
-use clap::Parser;
 use reprise::Output;
-use reprise::cli::Cli;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = reprise::cli::parse();
     init_logging(cli.verbose, cli.quiet);
     let (json, quiet) = (cli.json(), cli.quiet);
     reprise::progress::set_enabled(!quiet);

@@ -13,7 +13,7 @@ use crate::plan::{self, DesiredArch, Outcome, Policy};
 use crate::platform::Arch;
 use crate::reference::{Repository, Tag};
 use crate::registry::{self, Client, ConnectOptions};
-use crate::report::Report;
+use crate::report::{Report, SkipReason, Skipped};
 use crate::source::ImageSource;
 
 #[derive(Debug, Clone)]
@@ -75,6 +75,20 @@ pub enum Error {
     Lock(#[from] crate::runlock::Error),
     #[error("{0}")]
     Input(String),
+    /// An arch asked for by name (`--arch`, a stage's `arches`) lacks the artifact.
+    #[error("{path}: no artifact \"images.{artifact}\" for {arch}, which was asked for by name")]
+    NoArtifact {
+        path: Utf8PathBuf,
+        artifact: String,
+        arch: Arch,
+    },
+    /// No arch of the build has the artifact, so there is nothing to publish.
+    #[error("build {build} has no artifact \"images.{artifact}\" for any of its arches ({arches})")]
+    NoArtifactAnywhere {
+        build: String,
+        artifact: String,
+        arches: String,
+    },
     #[error("{what}: {source}; {hint}")]
     Convert {
         what: String,
@@ -94,13 +108,19 @@ pub struct Prepared {
     pub req: PushRequest,
     pub desired: plan::Desired,
     pub images: Vec<ArchImage>,
+    /// Arches of the build left out (an artifact some arches do not have).
+    pub skipped: Vec<Skipped>,
     pub client: Client,
     pub plan: Result<plan::Plan, plan::Refusal>,
 }
 
 /// Reads the inputs, observes the tags and plans. Sends no write request.
 pub async fn prepare(req: &PushRequest) -> Result<Prepared, Error> {
-    let (desired, images) = match &req.inputs {
+    let Loaded {
+        desired,
+        images,
+        skipped,
+    } = match &req.inputs {
         Inputs::Build(build) => {
             let (req, build) = (req.clone(), build.clone());
             tokio::task::spawn_blocking(move || load_build(&req, &build))
@@ -123,6 +143,7 @@ pub async fn prepare(req: &PushRequest) -> Result<Prepared, Error> {
         req: req.clone(),
         desired,
         images,
+        skipped,
         client,
         plan,
     })
@@ -163,10 +184,11 @@ impl Prepared {
 
     /// The report of the plan alone: what a run would do (or why it refuses).
     pub fn planned(&self) -> Report {
-        match &self.plan {
+        let report = match &self.plan {
             Ok(plan) => Report::new(&self.req, &self.desired, plan, Outcome::Planned, None),
             Err(refusal) => Report::refused(&self.req, &self.desired, refusal.clone()),
-        }
+        };
+        report.with_skipped(&self.skipped)
     }
 
     /// Applies the plan: uploads, pushes, verifies, records. A refusal changes nothing.
@@ -174,7 +196,10 @@ impl Prepared {
         let req = &self.req;
         let plan = match &self.plan {
             Ok(p) => p,
-            Err(refusal) => return Ok(Report::refused(req, &self.desired, refusal.clone())),
+            Err(refusal) => {
+                return Ok(Report::refused(req, &self.desired, refusal.clone())
+                    .with_skipped(&self.skipped));
+            }
         };
         let outcome = plan.outcome();
         let (metajsonname, lock_timeout) = match &req.inputs {
@@ -196,7 +221,7 @@ impl Prepared {
         if let Some(path) = &req.write_digest_to_file {
             write_digest_file(path, plan.index.digest.as_str())?;
         }
-        Ok(Report::new(req, &self.desired, plan, outcome, Some(stats)))
+        Ok(Report::new(req, &self.desired, plan, outcome, Some(stats)).with_skipped(&self.skipped))
     }
 }
 
@@ -204,7 +229,7 @@ pub async fn push(req: &PushRequest) -> Result<Report, Error> {
     // Held until the report is made; a dry run changes nothing and needs no turn, and
     // images named directly belong to no build.
     let _lock = match &req.inputs {
-        Inputs::Build(b) if !req.dry_run => Some(lock_build(req, &b.build).await?),
+        Inputs::Build(b) if !req.dry_run => Some(lock_build(req, b).await?),
         _ => None,
     };
     let prepared = prepare(req).await?;
@@ -214,15 +239,20 @@ pub async fn push(req: &PushRequest) -> Result<Report, Error> {
     prepared.apply().await
 }
 
-/// Takes the build's run lock (see [`crate::runlock`]), waiting for it if asked to.
-pub async fn lock_build(req: &PushRequest, build: &str) -> Result<crate::runlock::RunLock, Error> {
+/// Takes the run lock of the build's record key (see [`crate::runlock`]), waiting for it if
+/// asked to: pushes of other keys of the same build may run at the same time.
+pub async fn lock_build(
+    req: &PushRequest,
+    inputs: &BuildInputs,
+) -> Result<crate::runlock::RunLock, Error> {
     let workdir = req.workdir.clone();
-    let build = build.to_owned();
+    let (build, key) = (inputs.build.clone(), inputs.metajsonname.clone());
     let wait = req.wait_lock;
     tokio::task::spawn_blocking(move || {
         let dir = BuildsDir::load(&workdir)?;
         let build_dir = dir.build_dir(dir.find(&build)?);
-        Ok(crate::runlock::acquire(&build_dir, wait)?)
+        let scope = crate::runlock::Scope::Key(&key);
+        Ok(crate::runlock::acquire(&build_dir, scope, wait)?)
     })
     .await
     .map_err(|e| Error::Input(e.to_string()))?
@@ -261,15 +291,25 @@ fn publishable(
     })
 }
 
+/// The inputs of a push, read: what to publish, the images, and the arches left out.
+struct Loaded {
+    desired: plan::Desired,
+    images: Vec<ArchImage>,
+    skipped: Vec<Skipped>,
+}
+
 /// Reads builds.json, each selected arch's meta.json and the headers and JSON documents of
 /// its archive. Never reads a layer.
-fn load_build(
-    req: &PushRequest,
-    inputs: &BuildInputs,
-) -> Result<(plan::Desired, Vec<ArchImage>), Error> {
+///
+/// As coreos-assembler does: without `--arch`, an arch whose meta.json has no
+/// `images.<artifact>` is skipped (and reported), so an artifact built for some arches only
+/// publishes those; an arch named with `--arch` must have it. A build where no arch has it is
+/// an error, since there is nothing to publish.
+fn load_build(req: &PushRequest, inputs: &BuildInputs) -> Result<Loaded, Error> {
     let dir = BuildsDir::load(&req.workdir)?;
     let build = dir.find(&inputs.build)?;
-    let arches = if inputs.arches.is_empty() {
+    let by_name = !inputs.arches.is_empty();
+    let arches = if !by_name {
         build.arches.clone()
     } else {
         for a in &inputs.arches {
@@ -285,10 +325,25 @@ fn load_build(
     };
     let mut desired_arches = Vec::new();
     let mut images = Vec::new();
+    let mut skipped = Vec::new();
     for arch in arches {
         let meta_path = dir.arch_dir(build, &arch).join("meta.json");
         let meta = Meta::load(meta_path.clone())?;
-        let artifact = meta.artifact(&inputs.artifact)?;
+        let Some(artifact) = meta.artifact(&inputs.artifact)? else {
+            if by_name {
+                return Err(Error::NoArtifact {
+                    path: meta_path,
+                    artifact: inputs.artifact.clone(),
+                    arch,
+                });
+            }
+            tracing::info!(%arch, artifact = %inputs.artifact, "skipped: no artifact");
+            skipped.push(Skipped {
+                arch,
+                reason: SkipReason::NoArtifact,
+            });
+            continue;
+        };
         let probe = builds::Record {
             image: req.repo.clone(),
             digest: crate::reference::Digest::of(b""),
@@ -336,8 +391,15 @@ fn load_build(
             meta_path: Some(meta_path),
         });
     }
-    Ok((
-        plan::Desired {
+    if desired_arches.is_empty() {
+        return Err(Error::NoArtifactAnywhere {
+            build: build.id.clone(),
+            artifact: inputs.artifact.clone(),
+            arches: crate::platform::join(&build.arches),
+        });
+    }
+    Ok(Loaded {
+        desired: plan::Desired {
             repo: req.repo.clone(),
             tags: req.tags.clone(),
             arches: desired_arches,
@@ -345,15 +407,13 @@ fn load_build(
             records: true,
         },
         images,
-    ))
+        skipped,
+    })
 }
 
 /// Reads each `--image` source: a local archive or layout (headers and JSON documents only),
 /// or a registry image (manifest and config). The arch comes from the image's platform.
-async fn load_images(
-    req: &PushRequest,
-    sources: &[ImageSource],
-) -> Result<(plan::Desired, Vec<ArchImage>), Error> {
+async fn load_images(req: &PushRequest, sources: &[ImageSource]) -> Result<Loaded, Error> {
     let mut desired_arches: Vec<DesiredArch> = Vec::new();
     let mut images: Vec<ArchImage> = Vec::new();
     for source in sources {
@@ -416,8 +476,8 @@ async fn load_images(
             meta_path: None,
         });
     }
-    Ok((
-        plan::Desired {
+    Ok(Loaded {
+        desired: plan::Desired {
             repo: req.repo.clone(),
             tags: req.tags.clone(),
             arches: desired_arches,
@@ -425,5 +485,6 @@ async fn load_images(
             records: false,
         },
         images,
-    ))
+        skipped: Vec::new(),
+    })
 }

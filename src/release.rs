@@ -31,6 +31,7 @@ use crate::platform::Arch;
 use crate::push::{self, BuildInputs, Inputs, PushRequest};
 use crate::reference::{Digest, Repository, Tag};
 use crate::registry::{self, Client, ConnectOptions};
+use crate::report::Skipped;
 
 pub use config::{BuildVars, ConfigError, Kind, Stage, StageKind};
 pub use report::{FromReport, Report, StageOutcome, StageReport, Summary, TagReport};
@@ -125,6 +126,8 @@ struct TagsWork {
     images: Vec<ArchImage>,
     /// For `copy-tag`: the source tag and what it holds.
     source: Option<(Tag, Digest)>,
+    /// For `arch-tags`: the build's arches left out (no artifact), whose tags are not written.
+    skipped: Vec<Skipped>,
 }
 
 struct Planned {
@@ -183,9 +186,11 @@ pub async fn run(req: &RunRequest) -> Result<Report, Error> {
         None
     } else {
         let dir = req.workdir.join("builds").join(&build.buildid);
-        let locked = tokio::task::spawn_blocking(move || crate::runlock::acquire(&dir, false))
-            .await
-            .map_err(|e| Error::Task(e.to_string()))?;
+        let locked = tokio::task::spawn_blocking(move || {
+            crate::runlock::acquire(&dir, crate::runlock::Scope::Build, false)
+        })
+        .await
+        .map_err(|e| Error::Task(e.to_string()))?;
         Some(locked?)
     };
     let stages = config::expand(&config, &build)?;
@@ -397,7 +402,9 @@ async fn plan_stage(
         StageKind::ArchTags { tags, .. } => {
             let prepared = push::prepare(&push_request(req, build_id, stage)).await?;
             let mut steps = Vec::new();
-            for (arch, tag) in tags {
+            // An arch without the artifact has no image for its tags, as in a push.
+            let skipped_arch = |a: &Arch| prepared.skipped.iter().any(|s| &s.arch == a);
+            for (arch, tag) in tags.iter().filter(|(a, _)| !skipped_arch(a)) {
                 let img = prepared
                     .images
                     .iter()
@@ -423,6 +430,7 @@ async fn plan_stage(
                 steps,
                 images: prepared.images,
                 source: None,
+                skipped: prepared.skipped,
             }))
         }
         StageKind::CopyTag { from, to } => {
@@ -448,6 +456,7 @@ async fn plan_stage(
                 steps,
                 images: vec![],
                 source: Some((from.clone(), want)),
+                skipped: vec![],
             }))
         }
     };
@@ -475,13 +484,10 @@ async fn apply_stage(
         Work::Tags(t) => {
             let copy_of = t.source.as_ref().map(|(_, digest)| digest);
             let stats = write_tags(req, stage, &t.client, &t.steps, &t.images, copy_of).await?;
-            Ok(StageReport::from_tags(
-                stage,
-                &t.steps,
-                t.source.as_ref(),
-                Some(stats),
-                vec![],
-            ))
+            Ok(
+                StageReport::from_tags(stage, &t.steps, t.source.as_ref(), Some(stats), vec![])
+                    .with_skipped(&t.skipped),
+            )
         }
     }
 }
@@ -563,7 +569,8 @@ fn planned_report(stage: &Stage, planned: &Planned) -> StageReport {
             t.source.as_ref(),
             None,
             planned.after.clone(),
-        ),
+        )
+        .with_skipped(&t.skipped),
     }
 }
 

@@ -27,8 +27,34 @@ pub struct Report {
     pub carried: Vec<RemoteEntry>,
     pub dropped: Vec<RemoteEntry>,
     pub duplicates: Vec<Duplicate>,
+    /// Arches of the build this run leaves out, and why.
+    pub skipped: Vec<Skipped>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub refusal: Option<RefusalReport>,
+}
+
+/// An arch of the build that a run leaves out. The missing-arch policy then treats it like an
+/// arch the build does not have.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Skipped {
+    pub arch: Arch,
+    pub reason: SkipReason,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SkipReason {
+    /// Its meta.json has no `images.<artifact>`: an artifact built for some arches only
+    /// (`kubevirt`), skipped as coreos-assembler skips it when no `--arch` is given.
+    NoArtifact,
+}
+
+impl SkipReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SkipReason::NoArtifact => "no artifact",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -168,6 +194,7 @@ impl Report {
                     platform: platform.clone(),
                 })
                 .collect(),
+            skipped: vec![],
             refusal: None,
         }
     }
@@ -199,11 +226,18 @@ impl Report {
             carried: vec![],
             dropped: vec![],
             duplicates: vec![],
+            skipped: vec![],
             refusal: Some(RefusalReport {
                 message: refusal.to_string(),
                 missing,
             }),
         }
+    }
+
+    /// The same report, listing `skipped` as the arches the run left out.
+    pub fn with_skipped(mut self, skipped: &[Skipped]) -> Report {
+        self.skipped = skipped.to_vec();
+        self
     }
 
     /// Whether applying the plan would change anything: a tag to push or a record to write.
@@ -224,6 +258,7 @@ impl Report {
         };
         if let Some(refusal) = &self.refusal {
             let _ = writeln!(out, "reprise: {}", refusal.message);
+            self.skipped_lines(&mut out);
             return out;
         }
         let verb = match self.outcome {
@@ -275,6 +310,7 @@ impl Report {
                 a.digest,
             );
         }
+        self.skipped_lines(&mut out);
         for c in &self.carried {
             let _ = writeln!(out, "  carried {} from the remote index", describe(c));
         }
@@ -300,6 +336,19 @@ impl Report {
             );
         }
         out
+    }
+}
+
+impl Report {
+    fn skipped_lines(&self, out: &mut String) {
+        for s in &self.skipped {
+            let _ = writeln!(
+                out,
+                "  {:<8} skipped: {}",
+                s.arch.as_str(),
+                s.reason.as_str()
+            );
+        }
     }
 }
 

@@ -374,6 +374,9 @@ fn a_second_repository_is_recorded_in_additional_images_once() {
     let run = env.push_to(&mirror, &["stable"], &[]).ok();
     assert_eq!(run.outcome(), "pushed");
     for w in &env.written {
+        support::cosa::assert_readable(
+            &serde_json::from_slice(&std::fs::read(&w.meta).unwrap()).unwrap(),
+        );
         let rec = env.record(w);
         assert_eq!(rec["image"], env.repo());
         let extra = rec["additional-images"].as_array().unwrap();

@@ -161,13 +161,19 @@ fn unknown_build_id() {
     fails_cleanly(&env, &["--build", "39.20250101.0.0"], &["39.20250101.0.0"]);
 }
 
+/// Without --arch such an arch is skipped (tests/pipelines.rs); named with --arch, it is an
+/// error, as in cosa.
 #[test]
-fn missing_artifact_key() {
+fn missing_artifact_key_for_an_arch_named_with_arch() {
     let env = Env::new();
     edit_json(&env.meta_path(ARCH), |m| {
         m["images"].as_object_mut().unwrap().remove("ostree");
     });
-    fails_cleanly(&env, &[], &["aarch64/meta.json", "ostree"]);
+    fails_cleanly(
+        &env,
+        &["--arch", "x86_64", "--arch", ARCH],
+        &["aarch64/meta.json", "images.ostree", "asked for by name"],
+    );
 }
 
 #[test]

@@ -177,6 +177,9 @@ fn lock_leftovers(env: &Env) -> Vec<String> {
 
 fn assert_recorded(env: &Env) {
     for w in &env.written {
+        support::cosa::assert_readable(
+            &serde_json::from_slice(&std::fs::read(&w.meta).unwrap()).unwrap(),
+        );
         let rec = env.record(w);
         assert_eq!(rec["digest"], w.manifest_digest.as_str(), "{}", w.arch);
         assert_eq!(rec["image"], env.repo().as_str());
@@ -337,6 +340,7 @@ fn with_delayed_merge_the_record_goes_to_meta_key_json_and_counts_as_done() {
         .map(|w| read_map(&w.meta.with_file_name(format!("meta.{KEY}.json"))))
         .collect();
     for (w, json) in env.written.iter().zip(&delayed) {
+        support::cosa::assert_readable(&Value::Object(json.clone()));
         assert_eq!(json[KEY]["digest"], w.manifest_digest.as_str());
         assert_eq!(
             json["buildid"],

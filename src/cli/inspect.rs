@@ -20,6 +20,12 @@ pub struct InspectArgs {
     #[arg(long, value_name = "KEY")]
     pub metajsonname: Option<String>,
 
+    /// With --meta: the artifact the record is for (e.g. ostree). A meta.json without
+    /// images.<ARTIFACT> (an artifact built for some arches only) expects no record, so it is
+    /// reported as skipped rather than as a mismatch, as a push skips that arch.
+    #[arg(long, value_name = "ARTIFACT", requires = "meta")]
+    pub artifact: Option<String>,
+
     #[command(flatten)]
     pub connect: ConnectArgs,
 

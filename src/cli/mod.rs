@@ -1,10 +1,19 @@
 //! Command-line definitions (clap) and their conversion into requests: the top level and the
 //! flags shared by every command that talks to a registry here, one file per command below.
 //! Nothing here does any work; flags mirror `cosa push-container-manifest` where they overlap.
+//!
+//! `push-container-manifest` reads its command line the way cosa's argparse does (unique
+//! prefixes of long options, see [`cosa`]; a single-valued option given twice takes the last
+//! value), so the pipelines' command lines work unchanged. reprise's own commands (`status`,
+//! `run`, `inspect`) are strict: full option names, each single-valued option at most once,
+//! so a typo or a clash is an error rather than a guess.
 
+pub mod cosa;
 mod inspect;
 mod push;
 mod run;
+#[cfg(test)]
+mod tests;
 
 pub use inspect::InspectArgs;
 pub use push::{PlanArgs, PushArgs, StatusArgs};
@@ -12,8 +21,10 @@ pub use run::RunArgs;
 
 use std::time::Duration;
 
+use std::ffi::OsString;
+
 use camino::Utf8PathBuf;
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory as _, Parser, Subcommand};
 
 use crate::registry::ConnectOptions;
 
@@ -41,6 +52,24 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// Parses the process's command line; on a usage error, prints it and exits 2.
+pub fn parse() -> Cli {
+    try_parse_from(std::env::args_os()).unwrap_or_else(|e| e.exit())
+}
+
+/// Parses `args` (the program name first), reading `push-container-manifest`'s long options
+/// as cosa's argparse does.
+pub fn try_parse_from<I, T>(args: I) -> Result<Cli, clap::Error>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString>,
+{
+    let mut root = Cli::command();
+    root.build();
+    let args = cosa::expand(args.into_iter().map(Into::into).collect(), &root)?;
+    Cli::try_parse_from(args)
+}
+
 impl Cli {
     /// Whether the command prints machine-readable output on stdout.
     pub fn json(&self) -> bool {
@@ -58,17 +87,35 @@ impl Cli {
 pub enum Command {
     /// Push a build's per-arch images as one multi-arch index to tags, and record it in each
     /// arch's meta.json (a drop-in for `cosa push-container-manifest`).
-    #[command(after_help = "\
+    #[command(
+        args_override_self = true,
+        after_help = "\
 Examples:
   reprise push-container-manifest --repo quay.io/fedora/fedora-coreos \\
       --tag stable --tag 40 --artifact ostree --metajsonname base-oscontainer
+  reprise push-container-manifest --auth=auth.json --repo=quay.io/fedora/fedora-coreos \\
+      --tag=stable --artifact=ostree --metajsonname=base-oscontainer --build=latest \\
+      --arch=x86_64 --arch=aarch64
   reprise push-container-manifest --repo 127.0.0.1:5000/fcos --tag stable \\
       --artifact ostree --metajsonname base-oscontainer --build latest --dry-run --json
   reprise push-container-manifest --repo quay.io/example/tools --tag latest --v2s2 \\
       --image docker://quay.io/example/tools:x86_64-6864566 \\
-      --image oci-archive:tools-aarch64.ociarchive
+      --image docker://quay.io/example/tools:aarch64-6864566
+  reprise push-container-manifest --repo quay.io/example/fedora-coreos --tag stable \\
+      --image oci-archive://builds/40.20261101.3.0/x86_64/fcos.x86_64.ociarchive \\
+      --image oci-archive://builds/40.20261101.3.0/aarch64/fcos.aarch64.ociarchive
 
-Exit status: 0 converged, 1 error, 2 usage, 3 refused by --missing-arch.")]
+Without --arch, an arch whose meta.json has no images.<ARTIFACT> (an artifact built for
+some arches only) is skipped and reported, as coreos-assembler does; --missing-arch then
+treats it like an arch the build does not have. An arch named with --arch must have it.
+
+As with coreos-assembler, a long option may be shortened to any unique prefix (--auth for
+--authfile, --meta for --metajsonname, --write-digest for --write-digest-to-file). A prefix
+unique among cosa's own options always means cosa's option; an ambiguous one is an error
+naming the candidates. A single-valued option given twice takes the last value.
+
+Exit status: 0 converged, 1 error, 2 usage, 3 refused by --missing-arch."
+    )]
     PushContainerManifest(PushArgs),
 
     /// Run a whole release from one config: plan every stage, then apply them in order,
@@ -77,6 +124,9 @@ Exit status: 0 converged, 1 error, 2 usage, 3 refused by --missing-arch.")]
 Examples:
   reprise run --config release.toml --dry-run
   reprise run --config release.toml --build 40.20261101.3.0 --json
+
+Options are spelled in full and each single-valued option is given at most once; only
+push-container-manifest also reads coreos-assembler's shortened spellings.
 
 Exit status: 0 converged, 1 error (a stage failed), 2 usage, 3 a stage was refused by \
 its missing-arch policy.")]
@@ -91,6 +141,9 @@ Examples:
   reprise status --check --repo quay.io/fedora/fedora-coreos --tag stable \\
       --artifact ostree --metajsonname base-oscontainer || echo drift
 
+Options are spelled in full and each single-valued option is given at most once; only
+push-container-manifest also reads coreos-assembler's shortened spellings.
+
 Exit status: 0 nothing pending (or pending without --check), 1 error, 2 usage,
 3 the push would be refused by --missing-arch, 4 --check found work pending.")]
     Status(StatusArgs),
@@ -102,8 +155,11 @@ Examples:
   reprise inspect quay.io/fedora/fedora-coreos:stable --json \\
       --meta builds/latest/x86_64/meta.json --metajsonname base-oscontainer
 
-Exit status: 0 shown (and, with --meta, the record matches), 1 error, 2 usage,
-4 --meta given and its record does not match.")]
+Options are spelled in full and each single-valued option is given at most once; only
+push-container-manifest also reads coreos-assembler's shortened spellings.
+
+Exit status: 0 shown (and, with --meta, the record matches, or --artifact says none is
+expected), 1 error, 2 usage, 4 --meta given and its record does not match.")]
     Inspect(InspectArgs),
 
     /// Print a shell completion script to stdout.

@@ -11,7 +11,7 @@ use crate::apply::Stats;
 use crate::plan::TagAction;
 use crate::platform::Arch;
 use crate::reference::{Digest, Repository, Tag};
-use crate::report::{Report as PushReport, Uploaded};
+use crate::report::{Report as PushReport, Skipped, Uploaded};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
@@ -54,6 +54,9 @@ pub struct StageReport {
     pub tags: Vec<TagReport>,
     pub uploaded: Uploaded,
     pub skipped_blobs: u64,
+    /// Arches of the build the stage leaves out (container-manifest and arch-tags: an
+    /// artifact some arches do not have).
+    pub skipped: Vec<Skipped>,
     /// copy-tag: the tag copied and the digest it held.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub from: Option<FromReport>,
@@ -93,6 +96,7 @@ impl StageReport {
             tags: vec![],
             uploaded: Uploaded::default(),
             skipped_blobs: 0,
+            skipped: vec![],
             from: None,
             push: None,
             error: None,
@@ -128,9 +132,16 @@ impl StageReport {
                 .collect(),
             uploaded: push.uploaded.clone(),
             skipped_blobs: push.skipped_blobs,
+            skipped: push.skipped.clone(),
             push: Some(push),
             ..StageReport::empty(stage, StageOutcome::Noop)
         }
+    }
+
+    /// The same report, listing `skipped` as the arches the stage left out.
+    pub(super) fn with_skipped(mut self, skipped: &[Skipped]) -> StageReport {
+        self.skipped = skipped.to_vec();
+        self
     }
 
     /// An arch-tags or copy-tag stage: planned (`stats` none) or applied.
@@ -259,6 +270,14 @@ impl Report {
                     short(&t.before),
                     short(&t.after),
                     t.reason
+                );
+            }
+            for skip in &s.skipped {
+                let _ = writeln!(
+                    out,
+                    "      {:<8} skipped: {}",
+                    skip.arch.as_str(),
+                    skip.reason.as_str()
                 );
             }
             if s.outcome == StageOutcome::Pushed && s.kind == Kind::ArchTags {

@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use super::fixtures::{self, BuildSpec, WrittenArch};
 use super::proxy::Proxy;
-use super::registry::Registry;
+use super::registry::{Options, Registry};
 
 pub const KEY: &str = "base-oscontainer";
 
@@ -27,7 +27,12 @@ impl Env {
     }
 
     pub fn with_builds(builds: &[BuildSpec]) -> Env {
-        let registry = Registry::start();
+        Env::with_registry(&Options::default(), builds)
+    }
+
+    /// As [`Env::with_builds`], with a registry set up as `options` says (e.g. htpasswd).
+    pub fn with_registry(options: &Options, builds: &[BuildSpec]) -> Env {
+        let registry = Registry::start_with(options);
         let proxy = Proxy::start(registry.addr());
         let work = tempfile::tempdir().expect("tempdir");
         let written = fixtures::write_tree(work.path(), builds).expect("fixture tree");

@@ -2,6 +2,7 @@
 //! front of it, and the deterministic fixture generator.
 #![allow(dead_code)]
 
+pub mod cosa;
 pub mod env;
 pub mod fixtures;
 pub mod proxy;
