@@ -28,6 +28,10 @@ use crate::archive::{self, BlobMismatch, BlobRef, VerifyingReader};
 use crate::index::MAX_REMOTE_MANIFEST;
 use crate::reference::{Digest, Reference, Repository};
 
+mod transient;
+
+pub use transient::TransportKind;
+
 const USER_AGENT: &str = concat!("reprise/", env!("CARGO_PKG_VERSION"));
 
 /// Every manifest type reprise reads; sent as Accept so the registry never converts.
@@ -69,7 +73,21 @@ pub enum Error {
         retry_after: Option<Duration>,
     },
     #[error("{target}: {message}")]
-    Transport { target: String, message: String },
+    Transport {
+        target: String,
+        message: String,
+        kind: TransportKind,
+    },
+    /// The TLS handshake failed; `detail` says why and what to do.
+    #[error("{target}: {detail}")]
+    Tls { target: String, detail: String },
+    /// Plain HTTP reached a server that speaks only HTTPS.
+    #[error("{target}: {registry} speaks HTTPS; {advice}")]
+    SpeaksHttps {
+        target: String,
+        registry: String,
+        advice: String,
+    },
     #[error("{target}: {message}")]
     Protocol { target: String, message: String },
     #[error("{target} still resolves to {observed} after {waited:?}; expected {expected}")]
@@ -98,13 +116,13 @@ pub enum Error {
 }
 
 impl Error {
-    /// Whether trying again may help: the network, a timeout, or a status registries use for
-    /// "busy" or "down for a moment". Never a 4xx other than 408 and 429.
+    /// Whether trying again may help: a passing network failure, a timeout, or a status
+    /// registries use for "busy" or "down for a moment" (see [`transient`]).
     pub fn is_transient(&self) -> bool {
         match self {
             Error::Token { .. } | Error::Reauthenticate { .. } => true,
-            Error::Status { status, .. } => matches!(status, 408 | 429 | 500 | 502 | 503 | 504),
-            Error::Transport { .. } => true,
+            Error::Status { status, .. } => transient::status_is_transient(*status),
+            Error::Transport { kind, .. } => kind.is_transient(),
             _ => false,
         }
     }
@@ -208,6 +226,8 @@ pub struct Client {
     auth: RegistryAuth,
     /// Where `auth` came from, for access-denied messages.
     auth_source: String,
+    /// `--tls-verify`: when false, plain HTTP was asked for.
+    tls_verify: bool,
     tokens: Arc<tokio::sync::Mutex<TokenCache>>,
     verify_timeout: Duration,
     retry_times: u32,
@@ -230,6 +250,7 @@ impl Client {
             .map_err(|e| Error::Transport {
                 target: "setting up the registry client".to_owned(),
                 message: e.to_string(),
+                kind: TransportKind::Request,
             })?
     }
 
@@ -244,6 +265,7 @@ impl Client {
         let setup = |e: &dyn std::fmt::Display| Error::Transport {
             target: registry.registry().to_owned(),
             message: format!("cannot set up the HTTP client: {e}"),
+            kind: TransportKind::Request,
         };
         let mut http = reqwest::Client::builder()
             .user_agent(USER_AGENT)
@@ -288,6 +310,7 @@ impl Client {
             base: format!("{scheme}://{}", api_host(registry)),
             auth: found.auth,
             auth_source: found.source,
+            tls_verify: opts.tls_verify,
             tokens: Arc::default(),
             verify_timeout: opts.verify_timeout,
             retry_times: opts.retry_times,
@@ -438,8 +461,44 @@ impl Client {
                 refresh = true;
                 continue;
             }
+            if response.status() == StatusCode::BAD_REQUEST && self.speaks_https().await {
+                return Err(Error::SpeaksHttps {
+                    target: target.to_owned(),
+                    registry: repo.registry().to_owned(),
+                    advice: if self.tls_verify {
+                        "pass --tls-verify=true, or --cert-dir DIR for a private CA".to_owned()
+                    } else {
+                        "reprise speaks HTTPS only with certificates verified: leave out \
+                         --tls-verify=false (and pass --cert-dir DIR for a private CA)"
+                            .to_owned()
+                    },
+                });
+            }
             return Ok(response);
         }
+    }
+
+    /// Whether a registry spoken to in plain HTTP answered a 400 because it speaks only
+    /// HTTPS. A HEAD's 400 has no body, so the server's own words are read from a GET of
+    /// `/v2/`: Go's HTTP server says "Client sent an HTTP request to an HTTPS server.",
+    /// nginx "The plain HTTP request was sent to HTTPS port".
+    async fn speaks_https(&self) -> bool {
+        if !self.base.starts_with("http://") {
+            return false;
+        }
+        let Ok(mut response) = self.http.get(format!("{}/v2/", self.base)).send().await else {
+            return false;
+        };
+        let mut body = Vec::new();
+        while body.len() < 4096 {
+            match response.chunk().await {
+                Ok(Some(chunk)) => body.extend_from_slice(&chunk),
+                _ => break,
+            }
+        }
+        let text = String::from_utf8_lossy(&body);
+        text.contains("HTTP request to an HTTPS server")
+            || text.contains("plain HTTP request was sent to HTTPS port")
     }
 
     /// The digest a tag or digest reference resolves to, or `None` if the registry says 404.
@@ -1013,6 +1072,14 @@ fn api_host(repo: &Repository) -> &str {
 /// presigned storage URL whose query string grants access, and `target` already names what
 /// failed.
 fn transport(target: &str, e: &reqwest::Error) -> Error {
+    if let Some(tls) = transient::tls_cause(e) {
+        let host = e.url().map(url_host).unwrap_or_default();
+        return Error::Tls {
+            target: target.to_owned(),
+            detail: transient::explain_tls(tls, &host),
+        };
+    }
+    let kind = transient::classify(e);
     let mut message = describe_request_error(e);
     if let Some(url) = e.url() {
         message = message
@@ -1023,6 +1090,16 @@ fn transport(target: &str, e: &reqwest::Error) -> Error {
     Error::Transport {
         target: target.to_owned(),
         message,
+        kind,
+    }
+}
+
+/// `host[:port]` of a URL, as users name registries.
+fn url_host(url: &reqwest::Url) -> String {
+    match (url.host_str(), url.port()) {
+        (Some(host), Some(port)) => format!("{host}:{port}"),
+        (Some(host), None) => host.to_owned(),
+        (None, _) => String::new(),
     }
 }
 
@@ -1282,6 +1359,7 @@ mod tests {
         let transport = Error::Transport {
             target: "t".into(),
             message: "connection reset".into(),
+            kind: TransportKind::Connection,
         };
         assert!(transport.is_transient());
         let invalid = r#"{"errors":[{"code":"MANIFEST_INVALID","message":"bad"}]}"#;
