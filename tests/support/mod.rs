@@ -1,8 +1,10 @@
 //! Test support shared by the integration tests: a real registry, a fault-injecting proxy in
-//! front of it, and the deterministic fixture generator.
+//! front of it, a bearer-token issuer for the registry's token mode, and the deterministic
+//! fixture generator.
 #![allow(dead_code)]
 
 pub mod env;
 pub mod fixtures;
 pub mod proxy;
 pub mod registry;
+pub mod token;
