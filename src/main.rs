@@ -79,7 +79,7 @@ fn init_logging(verbose: u8, quiet: bool) {
         _ => "trace",
     };
     let default = format!(
-        "reprise={level},oci_client=warn,reqwest=warn,hyper=warn,\
+        "reprise={level},reqwest=warn,hyper=warn,\
          rustls=off,rustls_platform_verifier=off,warn"
     );
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()

@@ -162,12 +162,17 @@ pub(super) async fn fetch(
             realm: host,
         });
     }
-    let mut query: Vec<(&str, String)> = Vec::new();
-    if let Some(service) = &realm.service {
-        query.push(("service", service.clone()));
+    let mut url = url;
+    {
+        let mut query = url.query_pairs_mut();
+        if let Some(service) = &realm.service {
+            query.append_pair("service", service);
+        }
+        for scope in scopes.params() {
+            query.append_pair("scope", &scope);
+        }
     }
-    query.extend(scopes.params().into_iter().map(|s| ("scope", s)));
-    let mut request = http.get(url).query(&query);
+    let mut request = http.get(url);
     if let Credentials::Basic { user, password } = credentials {
         request = request.basic_auth(user, Some(password));
     }
