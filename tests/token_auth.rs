@@ -250,3 +250,31 @@ fn credentials_the_token_service_refuses_fail_with_one_line() {
     assert!(w.issuer.issued().iter().all(|i| i.refused));
     assert_eq!(w.env.proxy.writes(), vec![]);
 }
+
+#[test]
+fn an_anonymous_push_to_a_token_registry_is_refused_in_one_line() {
+    let w = TokenWorld::new(policy().grant(REPO, &["pull", "push"]));
+    let run = w.env.push_to(&w.env.repo_named(REPO), &["stable"], &[]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    let lines = error_lines(&run);
+    assert_eq!(lines.len(), 1, "{}", run.stderr);
+    assert!(
+        lines[0].contains("access denied") && lines[0].contains("anonymous"),
+        "{}",
+        lines[0]
+    );
+    // It did ask, anonymously, and was granted nothing.
+    let issued = w.issuer.issued();
+    assert!(!issued.is_empty());
+    assert!(
+        issued
+            .iter()
+            .all(|i| i.user.is_none() && i.granted.is_empty()),
+        "{issued:?}"
+    );
+    assert!(
+        w.env.proxy.writes().iter().all(|r| r.status == 401),
+        "{:?}",
+        w.env.proxy.writes()
+    );
+}

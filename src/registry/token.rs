@@ -305,6 +305,29 @@ mod tests {
         );
     }
 
+    #[tokio::test]
+    async fn credentials_are_not_sent_to_a_token_service_over_plain_http_off_loopback() {
+        let realm = Realm {
+            url: "http://auth.example/token".into(),
+            service: None,
+        };
+        let target = repo("quay.io/org/target");
+        let scopes = Scopes::new(&target, Access::Push);
+        // Refused before anything is sent: auth.example is never asked.
+        let e = fetch(
+            &reqwest::Client::new(),
+            &realm,
+            &scopes,
+            &Credentials::basic("u", "secret"),
+            "t",
+            &target,
+        )
+        .await
+        .unwrap_err();
+        assert!(matches!(e, Error::PlainHttpRealm { .. }), "{e:?}");
+        assert!(!e.to_string().contains("secret"), "{e}");
+    }
+
     #[test]
     fn only_loopback_realms_may_take_credentials_over_plain_http() {
         let host = |u: &str| is_loopback_host(&reqwest::Url::parse(u).unwrap());

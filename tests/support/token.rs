@@ -68,7 +68,7 @@ impl Policy {
             user: user.to_owned(),
             password: password.to_owned(),
             grants: Vec::new(),
-            lifetime: Duration::from_secs(300),
+            lifetime: Duration::from_secs(60),
             uses: None,
         }
     }
