@@ -318,13 +318,10 @@ impl Apply<'_> {
             return Ok(Moved::Mounted);
         }
         for from in self.mount_from.iter().filter(|r| same_registry(r)) {
-            // Asked only where the blob is known to be, so a declined mount never leaves an
-            // upload session behind.
-            if self.client.blob_exists(from, &blob.digest).await?
-                && self
-                    .client
-                    .mount_blob(self.repo, from, &blob.digest)
-                    .await?
+            if self
+                .client
+                .mount_if_present(self.repo, from, &blob.digest)
+                .await?
             {
                 tracing::info!(arch = %img.arch, digest = %blob.digest, from = %from, "mounted blob");
                 return Ok(Moved::Mounted);

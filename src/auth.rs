@@ -19,7 +19,6 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use camino::{Utf8Path, Utf8PathBuf};
-use oci_client::secrets::RegistryAuth;
 use serde_json::Value;
 
 use crate::reference::Repository;
@@ -92,9 +91,42 @@ impl Places {
     }
 }
 
+/// What reprise authenticates with. `Debug` never shows the password.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Credentials {
+    Anonymous,
+    Basic { user: String, password: String },
+}
+
+impl Credentials {
+    pub fn basic(user: &str, password: &str) -> Credentials {
+        Credentials::Basic {
+            user: user.to_owned(),
+            password: password.to_owned(),
+        }
+    }
+
+    pub fn is_anonymous(&self) -> bool {
+        matches!(self, Credentials::Anonymous)
+    }
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Credentials::Anonymous => f.write_str("Anonymous"),
+            Credentials::Basic { user, .. } => f
+                .debug_struct("Basic")
+                .field("user", user)
+                .field("password", &"<redacted>")
+                .finish(),
+        }
+    }
+}
+
 /// Credentials for one registry and where they came from.
 pub struct Found {
-    pub auth: RegistryAuth,
+    pub auth: Credentials,
     /// For messages: "credentials from FILE", "docker-credential-NAME (via FILE)", or where
     /// nothing was found. Never a secret.
     pub source: String,
@@ -135,7 +167,7 @@ pub fn find(places: &Places, repo: &Repository) -> Result<Found, Error> {
         )
     };
     Ok(Found {
-        auth: RegistryAuth::Anonymous,
+        auth: Credentials::Anonymous,
         source: format!("anonymous: {looked}"),
     })
 }
@@ -178,7 +210,7 @@ fn from_file(path: &Utf8Path, json: &Value, repo: &Repository) -> Result<Option<
     }
     if let Some(store) = json.get("credsStore").and_then(Value::as_str) {
         let auth = run_helper(store, repo)?;
-        if !matches!(auth, RegistryAuth::Anonymous) {
+        if !matches!(auth, Credentials::Anonymous) {
             return Ok(Some(Found {
                 auth,
                 source: format!(
@@ -211,7 +243,7 @@ fn auths_entry<'a>(json: &'a Value, repo: &Repository) -> Option<(String, &'a Va
 
 /// `Some` credentials from an auths entry, `None` for an empty placeholder (Docker writes
 /// `{}` when a credential store holds the secret).
-fn decode_entry(entry: &Value, key: &str) -> Result<Option<RegistryAuth>, String> {
+fn decode_entry(entry: &Value, key: &str) -> Result<Option<Credentials>, String> {
     if entry
         .get("identitytoken")
         .and_then(Value::as_str)
@@ -234,7 +266,7 @@ fn decode_entry(entry: &Value, key: &str) -> Result<Option<RegistryAuth>, String
         let (user, pass) = text
             .split_once(':')
             .ok_or_else(|| format!("the auth entry for {key:?} is not user:password"))?;
-        return Ok(Some(RegistryAuth::Basic(user.to_owned(), pass.to_owned())));
+        return Ok(Some(Credentials::basic(user, pass)));
     }
     let field = |k: &str| {
         entry
@@ -243,7 +275,7 @@ fn decode_entry(entry: &Value, key: &str) -> Result<Option<RegistryAuth>, String
             .filter(|s| !s.is_empty())
     };
     match (field("username"), field("password")) {
-        (Some(u), Some(p)) => Ok(Some(RegistryAuth::Basic(u.to_owned(), p.to_owned()))),
+        (Some(u), Some(p)) => Ok(Some(Credentials::basic(u, p))),
         _ => Ok(None),
     }
 }
@@ -283,7 +315,7 @@ fn helper_server(repo: &Repository) -> String {
 
 /// Runs `docker-credential-<helper> get` with the server on stdin. "Not found" from the
 /// helper means anonymous; a missing helper or any other failure is an error.
-fn run_helper(helper: &str, repo: &Repository) -> Result<RegistryAuth, Error> {
+fn run_helper(helper: &str, repo: &Repository) -> Result<Credentials, Error> {
     let fail = |detail: String| Error::Helper {
         helper: helper.to_owned(),
         registry: repo.registry().to_owned(),
@@ -346,7 +378,7 @@ fn run_helper(helper: &str, repo: &Repository) -> Result<RegistryAuth, Error> {
         // server; their output is about the lookup, never the secret.
         let text = String::from_utf8_lossy(if out.is_empty() { &err } else { &out });
         if text.to_ascii_lowercase().contains("credentials not found") {
-            return Ok(RegistryAuth::Anonymous);
+            return Ok(Credentials::Anonymous);
         }
         return Err(fail(format!("exited with {status}")));
     }
@@ -358,7 +390,7 @@ fn run_helper(helper: &str, repo: &Repository) -> Result<RegistryAuth, Error> {
             "returned an identity token, which reprise cannot use".into(),
         )),
         (_, "") => Err(fail("returned no Secret".into())),
-        (user, secret) => Ok(RegistryAuth::Basic(user.to_owned(), secret.to_owned())),
+        (user, secret) => Ok(Credentials::basic(user, secret)),
     }
 }
 
@@ -372,7 +404,7 @@ mod tests {
 
     fn basic(found: &Found) -> (String, String) {
         match &found.auth {
-            RegistryAuth::Basic(u, p) => (u.clone(), p.clone()),
+            Credentials::Basic { user, password } => (user.clone(), password.clone()),
             _ => panic!("not basic: {}", found.source),
         }
     }
@@ -428,7 +460,7 @@ mod tests {
         );
         // A registry nobody has an entry for is anonymous, and says where it looked.
         let none = find(&places, &repo("ghcr.io/a/b")).unwrap();
-        assert!(matches!(none.auth, RegistryAuth::Anonymous));
+        assert!(matches!(none.auth, Credentials::Anonymous));
         assert!(
             none.source.contains(".docker/config.json"),
             "{}",
@@ -453,7 +485,7 @@ mod tests {
         };
         assert!(matches!(
             find(&places, &repo("quay.io/a/b")).unwrap().auth,
-            RegistryAuth::Anonymous
+            Credentials::Anonymous
         ));
         std::fs::remove_file(&named).unwrap();
         let err = find(&places, &repo("quay.io/a/b"))

@@ -65,8 +65,9 @@ fn json_out(
 }
 
 /// Logs go to stderr; stdout is for data. The HTTP libraries stay at warn at every -v level,
-/// so their request dumps reach a log only when RUST_LOG asks for them by name. Colour only
-/// on a terminal, never with NO_COLOR set.
+/// so their request dumps reach a log only when RUST_LOG asks for them by name. The TLS
+/// libraries are silent: a failed handshake is reported by reprise itself, once, with what to
+/// do about it. Colour only on a terminal, never with NO_COLOR set.
 fn init_logging(verbose: u8, quiet: bool) {
     let level = match (quiet, verbose) {
         (true, _) => "error",
@@ -75,7 +76,10 @@ fn init_logging(verbose: u8, quiet: bool) {
         (false, 2) => "debug",
         _ => "trace",
     };
-    let default = format!("reprise={level},oci_client=warn,reqwest=warn,hyper=warn,warn");
+    let default = format!(
+        "reprise={level},reqwest=warn,hyper=warn,\
+         rustls=off,rustls_platform_verifier=off,warn"
+    );
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let colour = std::io::stderr().is_terminal()

@@ -7,26 +7,29 @@
 //! [`Error`], never "absent".
 //!
 //! Requests are sent with `reqwest` directly, because a retry policy needs each response's
-//! status and headers (`Retry-After`, `Content-Length`, `Docker-Content-Digest`), which
-//! `oci-client`'s errors drop. `oci-client` still runs the token dance (`/v2/` challenge,
-//! bearer token from the realm); the resulting header is cached per repository and operation,
-//! marked sensitive, and never logged.
+//! status and headers (`Retry-After`, `Content-Length`, `Docker-Content-Digest`). The token
+//! exchange is in [`token`]; the resulting header is cached per set of scopes, marked
+//! sensitive, and never logged. Which failures are retried is decided in [`transient`].
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use camino::{Utf8Path, Utf8PathBuf};
-use oci_client::Client as OciClient;
-use oci_client::client::{ClientConfig, ClientProtocol};
-use oci_client::secrets::RegistryAuth;
 use reqwest::header::{self, HeaderMap, HeaderValue};
 use reqwest::{Method, StatusCode};
 
 use crate::archive::{self, BlobMismatch, BlobRef, VerifyingReader};
+use crate::auth::Credentials;
 use crate::index::MAX_REMOTE_MANIFEST;
 use crate::reference::{Digest, Reference, Repository};
+
+mod token;
+mod transient;
+
+use token::{Access, Challenge, Scopes};
+pub use transient::TransportKind;
 
 const USER_AGENT: &str = concat!("reprise/", env!("CARGO_PKG_VERSION"));
 
@@ -69,7 +72,21 @@ pub enum Error {
         retry_after: Option<Duration>,
     },
     #[error("{target}: {message}")]
-    Transport { target: String, message: String },
+    Transport {
+        target: String,
+        message: String,
+        kind: TransportKind,
+    },
+    /// The TLS handshake failed; `detail` says why and what to do.
+    #[error("{target}: {detail}")]
+    Tls { target: String, detail: String },
+    /// Plain HTTP reached a server that speaks only HTTPS.
+    #[error("{target}: {registry} speaks HTTPS; {advice}")]
+    SpeaksHttps {
+        target: String,
+        registry: String,
+        advice: String,
+    },
     #[error("{target}: {message}")]
     Protocol { target: String, message: String },
     #[error("{target} still resolves to {observed} after {waited:?}; expected {expected}")]
@@ -79,9 +96,7 @@ pub enum Error {
         observed: String,
         waited: Duration,
     },
-    #[error(
-        "{target}: the token service of {registry} issued no token (down, throttling, or refusing the credentials)"
-    )]
+    #[error("{target}: the token service of {registry} issued no token (down or throttling)")]
     Token { target: String, registry: String },
     #[error("{target}: the registry asked for credentials again during the upload")]
     Reauthenticate { target: String },
@@ -89,6 +104,10 @@ pub enum Error {
         "{target}: refusing to send credentials for {registry} over plain HTTP; reach it over HTTPS (leave out --tls-verify=false; --cert-dir trusts a private CA)"
     )]
     PlainHttpCredentials { target: String, registry: String },
+    #[error(
+        "{target}: the registry sends credentials to a token service over plain HTTP ({realm}); refusing"
+    )]
+    PlainHttpRealm { target: String, realm: String },
     #[error(transparent)]
     Auth(#[from] crate::auth::Error),
     #[error("{path}: {detail}")]
@@ -98,13 +117,13 @@ pub enum Error {
 }
 
 impl Error {
-    /// Whether trying again may help: the network, a timeout, or a status registries use for
-    /// "busy" or "down for a moment". Never a 4xx other than 408 and 429.
+    /// Whether trying again may help: a passing network failure, a timeout, or a status
+    /// registries use for "busy" or "down for a moment" (see [`transient`]).
     pub fn is_transient(&self) -> bool {
         match self {
             Error::Token { .. } | Error::Reauthenticate { .. } => true,
-            Error::Status { status, .. } => matches!(status, 408 | 429 | 500 | 502 | 503 | 504),
-            Error::Transport { .. } => true,
+            Error::Status { status, .. } => transient::status_is_transient(*status),
+            Error::Transport { kind, .. } => kind.is_transient(),
             _ => false,
         }
     }
@@ -187,28 +206,29 @@ pub struct Fetched {
     pub digest: Digest,
 }
 
-/// Pull or push: registries scope tokens by it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-enum Access {
-    Pull,
-    Push,
-}
-
-/// `Authorization` values per repository path and access; `None` means send none.
-type TokenCache = HashMap<(String, Access), Option<HeaderValue>>;
+/// `Authorization` values per set of scopes; `None` means send none.
+type TokenCache = HashMap<Scopes, Option<HeaderValue>>;
 
 /// A client for one registry.
 #[derive(Clone)]
 pub struct Client {
-    /// Only for the token dance.
-    auth_client: OciClient,
     http: reqwest::Client,
     /// `http://host[:port]` or `https://host[:port]`.
     base: String,
-    auth: RegistryAuth,
-    /// Where `auth` came from, for access-denied messages.
+    credentials: Credentials,
+    /// Where `credentials` came from, for access-denied messages.
     auth_source: String,
+    /// `--tls-verify`: when false, plain HTTP was asked for.
+    tls_verify: bool,
+    /// How the registry asks to be authenticated, once known; held while `/v2/` is asked,
+    /// so parallel requests ask once.
+    challenge: Arc<tokio::sync::Mutex<Challenge>>,
     tokens: Arc<tokio::sync::Mutex<TokenCache>>,
+    /// Held while a token is fetched, so parallel requests needing it fetch it once.
+    fetching: Arc<tokio::sync::Mutex<()>>,
+    /// (target, source) repository paths the registry would not mount between: their blobs
+    /// are copied instead, without asking again.
+    refused_mounts: Arc<Mutex<HashSet<(String, String)>>>,
     verify_timeout: Duration,
     retry_times: u32,
     retry_delay: Duration,
@@ -230,6 +250,7 @@ impl Client {
             .map_err(|e| Error::Transport {
                 target: "setting up the registry client".to_owned(),
                 message: e.to_string(),
+                kind: TransportKind::Request,
             })?
     }
 
@@ -244,34 +265,21 @@ impl Client {
         let setup = |e: &dyn std::fmt::Display| Error::Transport {
             target: registry.registry().to_owned(),
             message: format!("cannot set up the HTTP client: {e}"),
+            kind: TransportKind::Request,
         };
         let mut http = reqwest::Client::builder()
             .user_agent(USER_AGENT)
             .danger_accept_invalid_certs(!opts.tls_verify)
             .connect_timeout(Duration::from_secs(30))
             .read_timeout(Duration::from_secs(300));
-        for cert in &extra_root_certificates {
-            let cert = reqwest::Certificate::from_pem(&cert.data).map_err(|e| Error::CertDir {
+        for pem in &extra_root_certificates {
+            let cert = reqwest::Certificate::from_pem(pem).map_err(|e| Error::CertDir {
                 path: cert_dir.clone().unwrap_or_default(),
                 detail: format!("not a usable PEM certificate: {e}"),
             })?;
             http = http.add_root_certificate(cert);
         }
         let http = http.build().map_err(|e| setup(&e))?;
-        let config = ClientConfig {
-            protocol: if plain_http {
-                ClientProtocol::HttpsExcept(vec![registry.registry().to_owned()])
-            } else {
-                ClientProtocol::Https
-            },
-            accept_invalid_certificates: !opts.tls_verify,
-            extra_root_certificates,
-            connect_timeout: Some(Duration::from_secs(30)),
-            read_timeout: Some(Duration::from_secs(300)),
-            user_agent: USER_AGENT,
-            ..Default::default()
-        };
-        let auth_client = OciClient::try_from(config).map_err(|e| setup(&e))?;
         let found = crate::auth::find(
             &crate::auth::Places::from_env(opts.authfile.as_deref()),
             registry,
@@ -283,12 +291,15 @@ impl Client {
         );
         let scheme = if plain_http { "http" } else { "https" };
         Ok(Client {
-            auth_client,
             http,
             base: format!("{scheme}://{}", api_host(registry)),
-            auth: found.auth,
+            credentials: found.auth,
             auth_source: found.source,
+            tls_verify: opts.tls_verify,
+            challenge: Arc::new(tokio::sync::Mutex::new(Challenge::Unknown)),
             tokens: Arc::default(),
+            fetching: Arc::default(),
+            refused_mounts: Arc::default(),
             verify_timeout: opts.verify_timeout,
             retry_times: opts.retry_times,
             retry_delay: opts.retry_delay,
@@ -309,6 +320,11 @@ impl Client {
         let mut attempt = 0;
         loop {
             match op().await {
+                // A token ran out and a fresh one is in hand: no reason to wait.
+                Err(e @ Error::Reauthenticate { .. }) if attempt < self.retry_times => {
+                    attempt += 1;
+                    tracing::info!("{what}: {e}; trying again with a fresh token");
+                }
                 Err(e) if attempt < self.retry_times && e.is_transient() => {
                     attempt += 1;
                     let pause = pause_before_retry(jitter(delay), e.retry_after());
@@ -349,97 +365,163 @@ impl Client {
         self.url(r.repository(), &format!("manifests/{}", r.target()))
     }
 
-    /// The `Authorization` header for `repo` and `access`, from the cache unless `refresh`.
-    /// Anonymous clients start with none and only ask for a token once a registry says 401.
+    /// The `Authorization` header for a request needing `scopes` on `repo`'s registry: the
+    /// cached one, or a fresh one when the registry refused `refused` (what was last sent).
+    /// Nothing is sent until the registry has said how it wants to be authenticated.
     async fn authorization(
         &self,
         repo: &Repository,
-        access: Access,
-        refresh: bool,
+        scopes: &Scopes,
+        refused: Option<Option<&HeaderValue>>,
+        target: &str,
     ) -> Result<Option<HeaderValue>, Error> {
-        let key = (repo.path().to_owned(), access);
-        if !refresh && let Some(value) = self.tokens.lock().await.get(&key) {
-            return Ok(value.clone());
+        let usable = |cached: Option<&Option<HeaderValue>>| match (cached, refused) {
+            (Some(value), None) => Some(value.clone()),
+            // Someone else already replaced the refused one.
+            (Some(value), Some(refused)) if value.as_ref() != refused => Some(value.clone()),
+            _ => None,
+        };
+        if let Some(value) = usable(self.tokens.lock().await.get(scopes)) {
+            return Ok(value);
         }
-        // Not held while a token is fetched: other repositories' requests go on meanwhile.
-        // Two requests may fetch the same token at once; the second insert wins, harmlessly.
-        let value = if !refresh && matches!(self.auth, RegistryAuth::Anonymous) {
-            None
-        } else if self.base.starts_with("http://")
-            && !repo.is_loopback()
-            && !matches!(self.auth, RegistryAuth::Anonymous)
-        {
+        // Parallel requests that need the same token wait for one fetch; the cache itself
+        // stays free for requests that have theirs.
+        let _one_fetch = self.fetching.lock().await;
+        if let Some(value) = usable(self.tokens.lock().await.get(scopes)) {
+            return Ok(value);
+        }
+        let challenge = self.challenge(repo, target).await?;
+        let value = match &challenge {
+            // Not cached: the first 401 says what to send, for every scope.
+            Challenge::Unknown => return Ok(None),
+            Challenge::Open => None,
+            Challenge::Basic => match &self.credentials {
+                Credentials::Anonymous => None,
+                Credentials::Basic { user, password } => {
+                    self.refuse_plain_http(repo)?;
+                    Some(basic_authorization(user, password, target, repo)?)
+                }
+            },
+            Challenge::Bearer(realm) => {
+                if !self.credentials.is_anonymous() {
+                    self.refuse_plain_http(repo)?;
+                }
+                let token =
+                    token::fetch(&self.http, realm, scopes, &self.credentials, target, repo)
+                        .await?;
+                Some(token)
+            }
+        };
+        self.tokens
+            .lock()
+            .await
+            .insert(scopes.clone(), value.clone());
+        Ok(value)
+    }
+
+    /// How the registry asks to be authenticated. A client with credentials asks `/v2/`
+    /// once, so they are used from the first request on; an anonymous one learns it from
+    /// its first 401 instead. Credentials for a registry beyond this machine reached over
+    /// plain HTTP stop the run before anything is sent.
+    async fn challenge(&self, repo: &Repository, target: &str) -> Result<Challenge, Error> {
+        let mut known = self.challenge.lock().await;
+        if *known != Challenge::Unknown || self.credentials.is_anonymous() {
+            return Ok(known.clone());
+        }
+        self.refuse_plain_http(repo)?;
+        let response = self
+            .http
+            .get(format!("{}/v2/", self.base))
+            .send()
+            .await
+            .map_err(|e| transport(target, &e))?;
+        // Anything but a challenge: send nothing until a request's own 401 says what to send
+        // (and leave any other failure for the request itself to run into and report).
+        *known = match response.status() {
+            StatusCode::UNAUTHORIZED => {
+                token::challenge(response.headers()).unwrap_or(Challenge::Open)
+            }
+            _ => Challenge::Open,
+        };
+        Ok(known.clone())
+    }
+
+    /// Credentials, or tokens got with them, never go over plain HTTP beyond this machine.
+    fn refuse_plain_http(&self, repo: &Repository) -> Result<(), Error> {
+        if self.base.starts_with("http://") && !repo.is_loopback() {
             return Err(Error::PlainHttpCredentials {
                 target: repo.to_string(),
                 registry: repo.registry().to_owned(),
             });
-        } else {
-            let oci_ref = oci_client::Reference::with_tag(
-                repo.registry().to_owned(),
-                repo.path().to_owned(),
-                "latest".to_owned(),
-            );
-            let op = match access {
-                Access::Pull => oci_client::RegistryOperation::Pull,
-                Access::Push => oci_client::RegistryOperation::Push,
-            };
-            let target = repo.to_string();
-            let token = self
-                .auth_client
-                .auth(&oci_ref, &self.auth, op)
-                .await
-                .map_err(|e| auth_error(&target, repo, e))?;
-            let raw = match (token, &self.auth) {
-                (Some(token), _) => Some(format!("Bearer {token}")),
-                (None, RegistryAuth::Basic(user, pass)) => {
-                    use base64::Engine as _;
-                    let pair =
-                        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"));
-                    Some(format!("Basic {pair}"))
-                }
-                (None, _) => None,
-            };
-            match raw {
-                Some(raw) => {
-                    let mut value = HeaderValue::from_str(&raw).map_err(|_| Error::Denied {
-                        target: target.clone(),
-                        registry: repo.registry().to_owned(),
-                        detail: "the credentials do not fit in an HTTP header".to_owned(),
-                        auth: check_credentials(repo),
-                    })?;
-                    value.set_sensitive(true);
-                    Some(value)
-                }
-                None => None,
-            }
-        };
-        self.tokens.lock().await.insert(key, value.clone());
-        Ok(value)
+        }
+        Ok(())
     }
 
-    /// Sends one request built by `build`; on a 401 fetches a fresh token and sends it once
-    /// more. Returns whatever the registry answered, success or not; only the network failing
-    /// is an error here.
+    /// Sends one request built by `build`; on a 401 learns the registry's challenge, gets a
+    /// fresh token and sends it once more. Returns whatever the registry answered, success or
+    /// not; only the network failing, or a registry that speaks only HTTPS, is an error here.
     async fn send(
         &self,
         repo: &Repository,
-        access: Access,
+        scopes: &Scopes,
         target: &str,
         build: impl Fn(&reqwest::Client) -> reqwest::RequestBuilder,
     ) -> Result<reqwest::Response, Error> {
-        let mut refresh = false;
+        let mut refused: Option<Option<HeaderValue>> = None;
         loop {
             let mut request = build(&self.http);
-            if let Some(value) = self.authorization(repo, access, refresh).await? {
-                request = request.header(header::AUTHORIZATION, value);
+            let sent = self
+                .authorization(repo, scopes, refused.as_ref().map(Option::as_ref), target)
+                .await?;
+            if let Some(value) = &sent {
+                request = request.header(header::AUTHORIZATION, value.clone());
             }
             let response = request.send().await.map_err(|e| transport(target, &e))?;
-            if response.status() == StatusCode::UNAUTHORIZED && !refresh {
-                refresh = true;
+            if response.status() == StatusCode::UNAUTHORIZED && refused.is_none() {
+                if let Some(learned) = token::challenge(response.headers()) {
+                    *self.challenge.lock().await = learned;
+                }
+                refused = Some(sent);
                 continue;
+            }
+            if response.status() == StatusCode::BAD_REQUEST && self.speaks_https().await {
+                return Err(Error::SpeaksHttps {
+                    target: target.to_owned(),
+                    registry: repo.registry().to_owned(),
+                    advice: if self.tls_verify {
+                        "pass --tls-verify=true, or --cert-dir DIR for a private CA".to_owned()
+                    } else {
+                        "reprise speaks HTTPS only with certificates verified: leave out \
+                         --tls-verify=false (and pass --cert-dir DIR for a private CA)"
+                            .to_owned()
+                    },
+                });
             }
             return Ok(response);
         }
+    }
+
+    /// Whether a registry spoken to in plain HTTP answered a 400 because it speaks only
+    /// HTTPS. A HEAD's 400 has no body, so the server's own words are read from a GET of
+    /// `/v2/`: Go's HTTP server says "Client sent an HTTP request to an HTTPS server.",
+    /// nginx "The plain HTTP request was sent to HTTPS port".
+    async fn speaks_https(&self) -> bool {
+        if !self.base.starts_with("http://") {
+            return false;
+        }
+        let Ok(mut response) = self.http.get(format!("{}/v2/", self.base)).send().await else {
+            return false;
+        };
+        let mut body = Vec::new();
+        while body.len() < 4096 {
+            match response.chunk().await {
+                Ok(Some(chunk)) => body.extend_from_slice(&chunk),
+                _ => break,
+            }
+        }
+        let text = String::from_utf8_lossy(&body);
+        text.contains("HTTP request to an HTTPS server")
+            || text.contains("plain HTTP request was sent to HTTPS port")
     }
 
     /// The digest a tag or digest reference resolves to, or `None` if the registry says 404.
@@ -516,10 +598,15 @@ impl Client {
     ) -> Result<Option<reqwest::Response>, Error> {
         let url = self.manifest_url(r);
         let response = self
-            .send(r.repository(), Access::Pull, target, |http| {
-                http.request(method.clone(), &url)
-                    .header(header::ACCEPT, MANIFEST_TYPES.join(", "))
-            })
+            .send(
+                r.repository(),
+                &Scopes::new(r.repository(), Access::Pull),
+                target,
+                |http| {
+                    http.request(method.clone(), &url)
+                        .header(header::ACCEPT, MANIFEST_TYPES.join(", "))
+                },
+            )
             .await?;
         match response.status() {
             StatusCode::NOT_FOUND => Ok(None),
@@ -573,7 +660,9 @@ impl Client {
         let target = repo.digested(config).to_string();
         let url = self.url(repo, &format!("blobs/{config}"));
         let response = self
-            .send(repo, Access::Pull, &target, |http| http.get(&url))
+            .send(repo, &Scopes::new(repo, Access::Pull), &target, |http| {
+                http.get(&url)
+            })
             .await?;
         if response.status() != StatusCode::OK {
             return Err(status_error(&target, repo, response).await);
@@ -605,7 +694,9 @@ impl Client {
         let target = repo.digested(digest).to_string();
         let url = self.url(repo, &format!("blobs/{digest}"));
         let response = self
-            .send(repo, Access::Pull, &target, |http| http.head(&url))
+            .send(repo, &Scopes::new(repo, Access::Pull), &target, |http| {
+                http.head(&url)
+            })
             .await?;
         match response.status() {
             StatusCode::OK => Ok(true),
@@ -657,8 +748,9 @@ impl Client {
         body: reqwest::Body,
     ) -> Result<(), Error> {
         let start_url = self.url(repo, "blobs/uploads/");
+        let push = Scopes::new(repo, Access::Push);
         let started = self
-            .send(repo, Access::Push, target, |http| {
+            .send(repo, &push, target, |http| {
                 http.post(&start_url).header(header::CONTENT_LENGTH, 0)
             })
             .await?;
@@ -677,14 +769,16 @@ impl Client {
             .header(header::CONTENT_TYPE, "application/octet-stream")
             .header(header::CONTENT_LENGTH, blob.size)
             .body(body);
-        if let Some(value) = self.authorization(repo, Access::Push, false).await? {
-            request = request.header(header::AUTHORIZATION, value);
+        let sent = self.authorization(repo, &push, None, target).await?;
+        if let Some(value) = &sent {
+            request = request.header(header::AUTHORIZATION, value.clone());
         }
         let response = request.send().await.map_err(|e| transport(target, &e))?;
         if response.status() == StatusCode::UNAUTHORIZED {
             // The token ran out while the blob was on its way (registries issue them for
             // minutes). Fetch a new one now; the retry starts the upload over with it.
-            self.authorization(repo, Access::Push, true).await?;
+            self.authorization(repo, &push, Some(sent.as_ref()), target)
+                .await?;
             return Err(Error::Reauthenticate {
                 target: target.to_owned(),
             });
@@ -709,11 +803,16 @@ impl Client {
         let url = self.manifest_url(r);
         let body = Bytes::copy_from_slice(bytes);
         let response = self
-            .send(r.repository(), Access::Push, &target, |http| {
-                http.put(&url)
-                    .header(header::CONTENT_TYPE, content_type.clone())
-                    .body(body.clone())
-            })
+            .send(
+                r.repository(),
+                &Scopes::new(r.repository(), Access::Push),
+                &target,
+                |http| {
+                    http.put(&url)
+                        .header(header::CONTENT_TYPE, content_type.clone())
+                        .body(body.clone())
+                },
+            )
             .await?;
         if response.status() != StatusCode::CREATED {
             return Err(status_error(&target, r.repository(), response).await);
@@ -809,18 +908,65 @@ impl Client {
     }
 
     /// Asks the registry to link `digest` from `from` into `repo` without moving its bytes
-    /// (`POST …/blobs/uploads/?mount=&from=`). `false` when the registry declines (it may
-    /// not have the blob there, or not allow mounts); the caller then copies the blob.
+    /// (`POST …/blobs/uploads/?mount=&from=`), with a token for push on `repo` and pull on
+    /// `from`. `false` when the registry declines (it may not have the blob there, not allow
+    /// mounts, or not let these credentials read `from`); the caller then copies the blob.
     pub async fn mount_blob(
         &self,
         repo: &Repository,
         from: &Repository,
         digest: &Digest,
     ) -> Result<bool, Error> {
+        if self.mount_refused(repo, from) {
+            return Ok(false);
+        }
         self.retry(&format!("mounting blob {digest} from {from}"), || {
             self.mount_blob_once(repo, from, digest)
         })
         .await
+    }
+
+    /// [`Client::mount_blob`], asked only when `from` holds the blob, so a declined mount
+    /// leaves no upload session behind. Credentials that may not read `from` mean copying.
+    pub async fn mount_if_present(
+        &self,
+        repo: &Repository,
+        from: &Repository,
+        digest: &Digest,
+    ) -> Result<bool, Error> {
+        if self.mount_refused(repo, from) {
+            return Ok(false);
+        }
+        match self.blob_exists(from, digest).await {
+            Ok(true) => self.mount_blob(repo, from, digest).await,
+            Ok(false) => Ok(false),
+            Err(Error::Denied { detail, .. }) => {
+                self.refuse_mounts(repo, from, &detail);
+                Ok(false)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    fn mount_refused(&self, repo: &Repository, from: &Repository) -> bool {
+        let key = (repo.path().to_owned(), from.path().to_owned());
+        self.refused_mounts
+            .lock()
+            .is_ok_and(|refused| refused.contains(&key))
+    }
+
+    /// Remembers that blobs of `from` cannot be mounted into `repo`, saying so once.
+    fn refuse_mounts(&self, repo: &Repository, from: &Repository, why: &str) {
+        let key = (repo.path().to_owned(), from.path().to_owned());
+        let first = self
+            .refused_mounts
+            .lock()
+            .is_ok_and(|mut refused| refused.insert(key));
+        if first {
+            tracing::info!(
+                "mounting blobs from {from} into {repo} was refused ({why}); copying them instead"
+            );
+        }
     }
 
     async fn mount_blob_once(
@@ -840,7 +986,7 @@ impl Client {
             .append_pair("mount", digest.as_str())
             .append_pair("from", from.path());
         let response = self
-            .send(repo, Access::Push, &target, |http| {
+            .send(repo, &Scopes::mount(repo, from), &target, |http| {
                 http.post(url.clone()).header(header::CONTENT_LENGTH, 0)
             })
             .await?;
@@ -848,14 +994,20 @@ impl Client {
             StatusCode::CREATED => Ok(true),
             // The registry opened an ordinary upload session instead; it expires unused.
             StatusCode::ACCEPTED => Ok(false),
-            _ => {
-                let e = status_error(&target, repo, response).await;
-                if matches!(e, Error::Denied { .. }) || e.is_transient() {
-                    return Err(e);
+            _ => match status_error(&target, repo, response).await {
+                // Even with pull on `from` asked for, the registry refuses: these credentials
+                // may not read it, or the registry does not mount across repositories. If
+                // they may not push here either, the copy says so.
+                Error::Denied { detail, .. } => {
+                    self.refuse_mounts(repo, from, &detail);
+                    Ok(false)
                 }
-                tracing::debug!("mounting {digest} from {from} declined: {e}");
-                Ok(false)
-            }
+                e if e.is_transient() => Err(e),
+                e => {
+                    tracing::debug!("mounting {digest} from {from} declined: {e}");
+                    Ok(false)
+                }
+            },
         }
     }
 
@@ -888,7 +1040,9 @@ impl Client {
         let src = from.digested(&blob.digest).to_string();
         let url = source.url(from, &format!("blobs/{}", blob.digest));
         let response = source
-            .send(from, Access::Pull, &src, |http| http.get(&url))
+            .send(from, &Scopes::new(from, Access::Pull), &src, |http| {
+                http.get(&url)
+            })
             .await?;
         if response.status() != StatusCode::OK {
             return Err(status_error(&src, from, response).await);
@@ -1013,6 +1167,14 @@ fn api_host(repo: &Repository) -> &str {
 /// presigned storage URL whose query string grants access, and `target` already names what
 /// failed.
 fn transport(target: &str, e: &reqwest::Error) -> Error {
+    if let Some(tls) = transient::tls_cause(e) {
+        let host = e.url().map(url_host).unwrap_or_default();
+        return Error::Tls {
+            target: target.to_owned(),
+            detail: transient::explain_tls(tls, &host),
+        };
+    }
+    let kind = transient::classify(e);
     let mut message = describe_request_error(e);
     if let Some(url) = e.url() {
         message = message
@@ -1023,6 +1185,16 @@ fn transport(target: &str, e: &reqwest::Error) -> Error {
     Error::Transport {
         target: target.to_owned(),
         message,
+        kind,
+    }
+}
+
+/// `host[:port]` of a URL, as users name registries.
+fn url_host(url: &reqwest::Url) -> String {
+    match (url.host_str(), url.port()) {
+        (Some(host), Some(port)) => format!("{host}:{port}"),
+        (Some(host), None) => host.to_owned(),
+        (None, _) => String::new(),
     }
 }
 
@@ -1085,6 +1257,9 @@ async fn read_capped(
 async fn status_error(target: &str, repo: &Repository, mut response: reqwest::Response) -> Error {
     let status = response.status().as_u16();
     let retry_after = parse_retry_after(response.headers());
+    let short_scope = token::bearer(response.headers())
+        .filter(|b| b.error.as_deref() == Some("insufficient_scope"))
+        .and_then(|b| b.scope);
     let mut body = Vec::new();
     while body.len() < MAX_ERROR_BODY {
         match response.chunk().await {
@@ -1092,7 +1267,21 @@ async fn status_error(target: &str, repo: &Repository, mut response: reqwest::Re
             _ => break,
         }
     }
-    classify_status(target, repo, status, retry_after, &body)
+    match classify_status(target, repo, status, retry_after, &body) {
+        // The registry's challenge names what the token lacked: say that, not just "401".
+        Error::Denied {
+            target,
+            registry,
+            auth,
+            ..
+        } if let Some(scope) = short_scope => Error::Denied {
+            target,
+            registry,
+            detail: format!("HTTP {status}: the token does not grant {scope}"),
+            auth,
+        },
+        other => other,
+    }
 }
 
 /// OCI error codes that mean "who you are is not allowed", whatever the status says.
@@ -1146,33 +1335,23 @@ fn classify_status(
     }
 }
 
-fn auth_error(
+/// `Basic` credentials for a registry that asks for them, marked sensitive.
+fn basic_authorization(
+    user: &str,
+    password: &str,
     target: &str,
     repo: &Repository,
-    e: oci_client::errors::OciDistributionError,
-) -> Error {
-    use oci_client::errors::OciDistributionError as E;
-    match e {
-        E::UnauthorizedError { .. } => Error::Denied {
-            target: target.to_owned(),
-            registry: repo.registry().to_owned(),
-            detail: "the token service refused the credentials".to_owned(),
-            auth: check_credentials(repo),
-        },
-        // oci-client reports every non-200 from the token service this way, 5xx and 429
-        // included, without the status: retried like any outage, never read as a verdict on
-        // the credentials until the retries are spent.
-        E::AuthenticationFailure(_) => Error::Token {
-            target: target.to_owned(),
-            registry: repo.registry().to_owned(),
-        },
-        E::RequestError(e) => transport(target, &e),
-        // Other failures may quote what was sent; say only what kind of failure it was.
-        _ => Error::Protocol {
-            target: target.to_owned(),
-            message: "could not get a token from the registry's token service".to_owned(),
-        },
-    }
+) -> Result<HeaderValue, Error> {
+    use base64::Engine as _;
+    let pair = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+    let mut value = HeaderValue::from_str(&format!("Basic {pair}")).map_err(|_| Error::Denied {
+        target: target.to_owned(),
+        registry: repo.registry().to_owned(),
+        detail: "the credentials do not fit in an HTTP header".to_owned(),
+        auth: check_credentials(repo),
+    })?;
+    value.set_sensitive(true);
+    Ok(value)
 }
 
 /// Where the registry wants the blob: its `Location`, relative or absolute.
@@ -1228,7 +1407,7 @@ fn default_cert_dir(registry: &Repository) -> Option<Utf8PathBuf> {
 }
 
 /// Every `*.crt` in `dir` (PEM CA certificates), as the container tools read a cert dir.
-fn load_cert_dir(dir: &Utf8Path) -> Result<Vec<oci_client::client::Certificate>, Error> {
+fn load_cert_dir(dir: &Utf8Path) -> Result<Vec<Vec<u8>>, Error> {
     let fail = |path: &Utf8Path, detail: String| Error::CertDir {
         path: path.to_owned(),
         detail,
@@ -1248,10 +1427,7 @@ fn load_cert_dir(dir: &Utf8Path) -> Result<Vec<oci_client::client::Certificate>,
         if !data.starts_with(b"-----BEGIN") {
             return Err(fail(&path, "not a PEM certificate".into()));
         }
-        certs.push(oci_client::client::Certificate {
-            encoding: oci_client::client::CertificateEncoding::Pem,
-            data,
-        });
+        certs.push(data);
     }
     if certs.is_empty() {
         return Err(fail(dir, "holds no *.crt certificate".into()));
@@ -1282,6 +1458,7 @@ mod tests {
         let transport = Error::Transport {
             target: "t".into(),
             message: "connection reset".into(),
+            kind: TransportKind::Connection,
         };
         assert!(transport.is_transient());
         let invalid = r#"{"errors":[{"code":"MANIFEST_INVALID","message":"bad"}]}"#;

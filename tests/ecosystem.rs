@@ -6,6 +6,7 @@ mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::Duration;
 
 use base64::Engine as _;
 use support::env::{Env, KEY, Run, expected_platforms, platforms_of};
@@ -385,6 +386,82 @@ fn tls_registry_is_trusted_with_cert_dir_and_refused_without() {
     );
     let index: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(platforms_of(&index), expected_platforms(&written));
+}
+
+/// A registry that speaks only HTTPS, with a CA reprise was not told about: both ways of
+/// getting it wrong fail at once, in one line that says what to do, and nothing is recorded.
+#[test]
+fn an_https_registry_reached_wrongly_fails_at_once_in_one_line_naming_the_fix() {
+    let certs = tempfile::tempdir().unwrap();
+    let (_ca, cert, key) = make_certs(certs.path());
+    let registry = Registry::start_with(&Options {
+        tls: Some((cert, key)),
+        ..Options::default()
+    });
+    let work = tempfile::tempdir().unwrap();
+    let written = fixtures::write_tree(work.path(), &[BuildSpec::demo()]).unwrap();
+    let metas = || -> Vec<Vec<u8>> {
+        written
+            .iter()
+            .map(|w| std::fs::read(&w.meta).unwrap())
+            .collect()
+    };
+    let before = metas();
+    let repo = format!("{}/fedora/fedora-coreos", registry.host());
+    let push = |extra: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_reprise"))
+            .args([
+                "push-container-manifest",
+                "--repo",
+                &repo,
+                "--tag",
+                "stable",
+            ])
+            .args(["--artifact", "ostree", "--metajsonname", KEY])
+            .args(extra)
+            .current_dir(work.path())
+            .env_remove("REGISTRY_AUTH_FILE")
+            .env_remove("RUST_LOG")
+            .output()
+            .unwrap();
+        Run::from(out)
+    };
+    let one_line = |run: &Run| -> String {
+        assert_eq!(run.code, 1, "{}", run.stderr);
+        let lines: Vec<&str> = run.stderr.lines().collect();
+        assert_eq!(
+            lines.len(),
+            1,
+            "one line, no retries, no library log:\n{}",
+            run.stderr
+        );
+        lines[0].to_owned()
+    };
+
+    // Loopback means plain HTTP unless asked otherwise; the server's 400 is recognised.
+    let line = one_line(&push(&[]));
+    assert!(
+        line.contains(&format!("{} speaks HTTPS", registry.host()))
+            && line.contains("--tls-verify=true")
+            && line.contains("--cert-dir"),
+        "{line}"
+    );
+
+    // Asked for TLS, but the CA is unknown: a certificate error is not worth a retry.
+    let run = push(&["--tls-verify=true"]);
+    let line = one_line(&run);
+    assert!(
+        line.contains("not signed by a CA reprise trusts")
+            && line.contains(&registry.host())
+            && line.contains("--cert-dir"),
+        "{line}"
+    );
+    assert!(!run.stderr.contains("retrying"), "{}", run.stderr);
+    // The registry saw one handshake, refused by reprise, and no second one.
+    let handshakes = registry.wait_for_log("TLS handshake error", 1, Duration::from_secs(10));
+    assert_eq!(handshakes.len(), 1, "{handshakes:?}");
+
+    assert_eq!(metas(), before, "nothing recorded");
 }
 
 #[test]

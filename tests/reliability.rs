@@ -400,11 +400,12 @@ fn a_401_on_a_blob_put_mid_upload_starts_the_upload_over_with_a_fresh_token() {
     env.proxy
         .inject(Fault::status("PUT", "/blobs/uploads/", 401).times(1));
     let run = env
-        .push(&["stable"], &["--retry-delay", "0.01", "--jobs", "1"])
+        .push(&["stable"], &["--retry-delay", "0.01", "--jobs", "1", "-v"])
         .ok();
     assert_eq!(run.outcome(), "pushed");
     let requests = env.proxy.requests();
     assert_eq!(served(&requests, "PUT", "/blobs/uploads/", 401), 1);
+    // A token running out is routine: said at -v, and the upload restarts at once.
     assert!(
         run.stderr.contains("asked for credentials again"),
         "{}",

@@ -1,5 +1,6 @@
 //! Test support shared by the integration tests: a real registry, a fault-injecting proxy in
-//! front of it, and the deterministic fixture generator.
+//! front of it, a bearer-token issuer for the registry's token mode, and the deterministic
+//! fixture generator.
 #![allow(dead_code)]
 
 pub mod cosa;
@@ -7,3 +8,4 @@ pub mod env;
 pub mod fixtures;
 pub mod proxy;
 pub mod registry;
+pub mod token;

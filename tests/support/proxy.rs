@@ -24,6 +24,9 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::runtime::Runtime;
 
 type Body = BoxBody<Bytes, hyper::Error>;
+
+/// Given a forwarded request's `Authorization`, the value to send upstream instead, if any.
+pub type AuthorizationRewrite = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
 type Upstream = Client<HttpConnector, Body>;
 
 /// Asked for when snapshotting a manifest, so the registry returns whatever kind is stored
@@ -313,6 +316,12 @@ impl Proxy {
         self.lock().faults.push(fault);
     }
 
+    /// Passes every forwarded request's `Authorization` through `rewrite` (the token issuer
+    /// uses it to make a token run out after some uses).
+    pub fn rewrite_authorization(&self, rewrite: AuthorizationRewrite) {
+        self.lock().rewrite = Some(rewrite);
+    }
+
     /// Also forgets stale-read snapshots, so reads see the registry's real state again.
     pub fn clear_faults(&self) {
         let mut state = self.lock();
@@ -337,6 +346,7 @@ impl Drop for Proxy {
 struct State {
     faults: Vec<Fault>,
     recorded: Vec<Recorded>,
+    rewrite: Option<AuthorizationRewrite>,
     /// Keyed by manifest path (no query).
     snapshots: HashMap<String, Snapshot>,
 }
@@ -545,6 +555,7 @@ impl Ctx {
             .parse()
             .expect("upstream URI");
         strip_hop_by_hop(&mut parts.headers);
+        self.rewrite_authorization(&mut parts.headers);
         let response = match self
             .client
             .request(Request::from_parts(parts, body.boxed()))
@@ -571,6 +582,18 @@ impl Ctx {
         let (mut parts, body) = response.into_parts();
         strip_hop_by_hop(&mut parts.headers);
         Response::from_parts(parts, body.boxed())
+    }
+
+    fn rewrite_authorization(&self, headers: &mut HeaderMap) {
+        let rewrite = self.state.lock().expect("proxy state lock").rewrite.clone();
+        let replacement = rewrite.and_then(|rewrite| {
+            let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+            rewrite(value)
+        });
+        if let Some(value) = replacement {
+            let value = HeaderValue::from_str(&value).expect("rewritten Authorization");
+            headers.insert(header::AUTHORIZATION, value);
+        }
     }
 
     /// The manifest as upstream serves it right now, buffered (manifests are small).

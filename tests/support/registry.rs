@@ -47,6 +47,18 @@ pub struct Options {
     pub htpasswd: Option<(String, String)>,
     /// Serve TLS with this certificate and key (PEM files).
     pub tls: Option<(PathBuf, PathBuf)>,
+    /// Require bearer tokens from this token service (`auth: token`).
+    pub token: Option<TokenAuth>,
+}
+
+/// The registry's `auth: token` settings: where clients get tokens, and whose signature it
+/// trusts (`rootcertbundle`, PEM certificates).
+#[derive(Debug, Clone)]
+pub struct TokenAuth {
+    pub realm: String,
+    pub service: String,
+    pub issuer: String,
+    pub rootcertbundle: PathBuf,
 }
 
 impl Registry {
@@ -94,6 +106,15 @@ impl Registry {
             yaml.push_str(&format!(
                 "auth:\n  htpasswd:\n    realm: reprise-test\n    path: {:?}\n",
                 file.display().to_string()
+            ));
+        }
+        if let Some(token) = &options.token {
+            yaml.push_str(&format!(
+                "auth:\n  token:\n    realm: {:?}\n    service: {:?}\n    issuer: {:?}\n    rootcertbundle: {:?}\n",
+                token.realm,
+                token.service,
+                token.issuer,
+                token.rootcertbundle.display().to_string()
             ));
         }
         std::fs::write(&config, yaml).expect("write registry config");
