@@ -1,17 +1,22 @@
 //! A test world for running the reprise binary: a real registry, the recording proxy in front
-//! of it, and a working directory holding cosa build trees, plus the independent client
-//! (skopeo) to read back what reprise wrote.
+//! of it, and a working directory holding cosa build trees. Reading back what reprise wrote is
+//! `skopeo`'s; starting the binary is `run`'s.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
+use reprise_fixtures::{self as fixtures, BuildSpec, WrittenArch};
 use serde_json::Value;
 
-use super::fixtures::{self, BuildSpec, WrittenArch};
+use super::check::{platforms_of, read_json};
 use super::proxy::Proxy;
 use super::registry::{Options, Registry};
+use super::run::{self, Run};
+use super::skopeo;
 
 pub const KEY: &str = "base-oscontainer";
+/// The demo repository's path in every test registry.
+pub const DEMO_REPO: &str = "fedora/fedora-coreos";
 
 pub struct Env {
     pub registry: Registry,
@@ -53,11 +58,23 @@ impl Env {
 
     /// The demo repository, through the proxy.
     pub fn repo(&self) -> String {
-        self.repo_named("fedora/fedora-coreos")
+        self.repo_named(DEMO_REPO)
     }
 
+    /// `path` of the registry, through the proxy: as reprise addresses it.
     pub fn repo_named(&self, path: &str) -> String {
         format!("{}/{path}", self.proxy.host())
+    }
+
+    /// The demo repository straight at the registry, bypassing the proxy: for setting a tag
+    /// up and reading what is really stored, without injected faults or recorded requests.
+    pub fn direct_repo(&self) -> String {
+        self.direct_named(DEMO_REPO)
+    }
+
+    /// `path` of the registry, straight at it (see [`Env::direct_repo`]).
+    pub fn direct_named(&self, path: &str) -> String {
+        format!("{}/{path}", self.registry.host())
     }
 
     pub fn dir(&self) -> &Path {
@@ -79,6 +96,15 @@ impl Env {
             .collect()
     }
 
+    /// The meta.json of `arch` in the first build written.
+    pub fn meta_path(&self, arch: &str) -> PathBuf {
+        self.written
+            .iter()
+            .find(|w| w.arch == arch)
+            .map(|w| w.meta.clone())
+            .expect("arch in the build")
+    }
+
     /// Every meta.json of every build, in order, as bytes.
     pub fn metas(&self) -> Vec<Vec<u8>> {
         self.written
@@ -87,20 +113,22 @@ impl Env {
             .collect()
     }
 
+    /// The record under [`KEY`] in `w`'s meta.json.
     pub fn record(&self, w: &WrittenArch) -> Value {
-        let meta: Value = serde_json::from_slice(&std::fs::read(&w.meta).unwrap()).unwrap();
-        meta[KEY].clone()
+        read_json(&w.meta)[KEY].clone()
     }
 
-    /// Runs reprise with `args` in the working directory, with no ambient credentials.
+    /// reprise with `args` in the working directory, not yet started, with no ambient
+    /// credentials, log filter or crash point ([`run::reprise`]).
+    pub fn command(&self, args: &[String]) -> Command {
+        let mut cmd = run::reprise(self.dir());
+        cmd.args(args);
+        cmd
+    }
+
+    /// Runs reprise with `args` in the working directory, as [`Env::command`] sets it up.
     pub fn reprise(&self, args: &[String]) -> Run {
-        let out = Command::new(env!("CARGO_BIN_EXE_reprise"))
-            .args(args)
-            .current_dir(self.dir())
-            .env_remove("REGISTRY_AUTH_FILE")
-            .output()
-            .expect("run reprise");
-        Run::from(out)
+        Run::of(&mut self.command(args))
     }
 
     /// `COMMAND --repo REPO --artifact ostree --metajsonname KEY --json --tag T...` plus
@@ -133,188 +161,82 @@ impl Env {
         args
     }
 
+    /// The usual `push-container-manifest` arguments for `tags`, plus `extra`.
+    pub fn push_args(&self, tags: &[&str], extra: &[&str]) -> Vec<String> {
+        self.command_args("push-container-manifest", &self.repo(), tags, extra)
+    }
+
     /// `push-container-manifest --json` of the latest build's ostree artifact to `repo`.
     pub fn push_to(&self, repo: &str, tags: &[&str], extra: &[&str]) -> Run {
         self.reprise(&self.command_args("push-container-manifest", repo, tags, extra))
     }
 
     pub fn push(&self, tags: &[&str], extra: &[&str]) -> Run {
-        self.push_to(&self.repo(), tags, extra)
+        self.reprise(&self.push_args(tags, extra))
     }
 
-    /// `skopeo inspect --raw` of a reference, parsed.
-    pub fn skopeo_raw(&self, reference: &str) -> Value {
-        let out = skopeo(&[
-            "inspect",
-            "--raw",
-            "--tls-verify=false",
-            &format!("docker://{reference}"),
-        ]);
-        serde_json::from_slice(&out.stdout).expect("skopeo printed JSON")
-    }
-}
-
-/// Copies everything `reference` (a tag's index) names with `skopeo copy --all` into a
-/// fresh `TRANSPORT:` destination (`oci` or `dir`): an independent client proving every
-/// blob and manifest is there.
-pub fn copy_all_with_skopeo(reference: &str, transport: &str) {
-    let dest = tempfile::tempdir().expect("tempdir");
-    skopeo(&[
-        "copy",
-        "--all",
-        "--src-tls-verify=false",
-        &format!("docker://{reference}"),
-        &format!("{transport}:{}", dest.path().join("copy").display()),
-    ]);
-}
-
-/// Runs skopeo and insists it succeeds.
-pub fn skopeo(args: &[&str]) -> Output {
-    let out = Command::new("skopeo")
-        .args(args)
-        .output()
-        .expect("run skopeo");
-    assert!(
-        out.status.success(),
-        "skopeo {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
-pub struct Run {
-    pub code: i32,
-    pub report: Value,
-    pub stderr: String,
-}
-
-impl From<Output> for Run {
-    fn from(out: Output) -> Run {
-        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-        let report = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
-        Run {
-            code: out.status.code().unwrap_or(-1),
-            report,
-            stderr,
-        }
-    }
-}
-
-impl Run {
-    pub fn ok(self) -> Run {
-        assert_eq!(self.code, 0, "reprise failed:\n{}", self.stderr);
-        self
+    /// `push-container-manifest --repo REPO --tag stable --json` plus `images` (`--image`
+    /// arguments): a push of images named on the command line rather than from a build.
+    pub fn push_images(&self, images: &[String]) -> Run {
+        let mut args: Vec<String> = vec![
+            "push-container-manifest".into(),
+            "--repo".into(),
+            self.repo(),
+            "--tag".into(),
+            "stable".into(),
+            "--json".into(),
+        ];
+        args.extend(images.iter().cloned());
+        self.reprise(&args)
     }
 
-    pub fn outcome(&self) -> &str {
-        self.report["outcome"].as_str().unwrap_or("<none>")
+    /// `fixtures/demo/release.toml`, pointed at this test's proxy and written into the working
+    /// directory.
+    pub fn demo_release_config(&self) -> PathBuf {
+        let demo = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/demo/release.toml");
+        let text = std::fs::read_to_string(demo).expect("fixtures/demo/release.toml");
+        let text = text.replace(
+            "registry = \"localhost:5000\"",
+            &format!("registry = {:?}", self.proxy.host()),
+        );
+        assert!(
+            text.contains(&self.proxy.host()),
+            "the demo config has a registry var"
+        );
+        self.release_config(&text)
     }
 
-    pub fn index_digest(&self) -> String {
-        self.report["index_digest"]
-            .as_str()
-            .expect("index_digest")
-            .to_owned()
-    }
-}
-
-/// An index's entries as sorted (architecture, digest) pairs.
-pub fn platforms_of(index: &Value) -> Vec<(String, String)> {
-    let mut v: Vec<(String, String)> = index["manifests"]
-        .as_array()
-        .expect("manifests")
-        .iter()
-        .map(|m| {
-            (
-                m["platform"]["architecture"].as_str().unwrap().to_owned(),
-                m["digest"].as_str().unwrap().to_owned(),
-            )
-        })
-        .collect();
-    v.sort();
-    v
-}
-
-pub fn oci_arch(arch: &str) -> &str {
-    match arch {
-        "x86_64" => "amd64",
-        "aarch64" => "arm64",
-        other => other,
-    }
-}
-
-/// The (architecture, manifest digest) pairs an index of `written` should list.
-pub fn expected_platforms(written: &[WrittenArch]) -> Vec<(String, String)> {
-    let mut v: Vec<(String, String)> = written
-        .iter()
-        .map(|w| (oci_arch(&w.arch).to_owned(), w.manifest_digest.clone()))
-        .collect();
-    v.sort();
-    v
-}
-
-/// Asserts `instance` validates against `schemas/<schema_file>`.
-pub fn validate(schema_file: &str, instance: &Value) {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("schemas")
-        .join(schema_file);
-    let schema: Value = serde_json::from_slice(&std::fs::read(&path).expect("schema")).unwrap();
-    let validator = jsonschema::validator_for(&schema).expect("valid schema");
-    let errors: Vec<String> = validator
-        .iter_errors(instance)
-        .map(|e| format!("{} at {}", e, e.instance_path()))
-        .collect();
-    assert!(errors.is_empty(), "{schema_file}: {errors:?}\n{instance:#}");
-}
-
-/// Helpers for the reliability, crash, bad-input and security tests.
-impl Env {
-    /// The meta.json of `arch` in the first build written.
-    pub fn meta_path(&self, arch: &str) -> PathBuf {
-        self.written
-            .iter()
-            .find(|w| w.arch == arch)
-            .map(|w| w.meta.clone())
-            .expect("arch in the build")
+    /// Writes `text` as the working directory's `release.toml`.
+    pub fn release_config(&self, text: &str) -> PathBuf {
+        let path = self.dir().join("release.toml");
+        std::fs::write(&path, text).expect("write release.toml");
+        path
     }
 
-    /// The usual `push-container-manifest` arguments for `tags`, plus `extra`.
-    pub fn push_args(&self, tags: &[&str], extra: &[&str]) -> Vec<String> {
-        self.command_args("push-container-manifest", &self.repo(), tags, extra)
-    }
-
-    /// reprise in the working directory, not yet started, with no ambient credentials,
-    /// log filter or crash point.
-    pub fn command(&self, args: &[String]) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_reprise"));
-        cmd.args(args)
-            .current_dir(self.dir())
-            .env_remove("REGISTRY_AUTH_FILE")
-            .env_remove("RUST_LOG")
-            .env_remove("REPRISE_FAIL_AT")
-            .env_remove("REPRISE_FAIL_LOG");
-        cmd
+    /// Puts `bytes` at `tag` of the demo repository straight at the registry, as another
+    /// tool would: with curl, not reprise's own client.
+    pub fn put_manifest(&self, tag: &str, bytes: &[u8], media_type: &str) {
+        let body = tempfile::NamedTempFile::new().expect("temp file");
+        std::fs::write(body.path(), bytes).expect("write the manifest");
+        let url = format!(
+            "http://{}/v2/{DEMO_REPO}/manifests/{tag}",
+            self.registry.host()
+        );
+        run::output_ok(
+            Command::new("curl")
+                .args(["-fsS", "-X", "PUT", "-H"])
+                .arg(format!("Content-Type: {media_type}"))
+                .arg("--data-binary")
+                .arg(format!("@{}", body.path().display()))
+                .arg(url),
+        );
     }
 
     /// The manifest bytes `suffix` (":tag" or "@sha256:…") names in the demo repository,
     /// read straight from the registry (not through the proxy, so injected faults and stale
     /// reads do not blur what is really stored), or `None` if the registry does not have it.
     pub fn stored(&self, suffix: &str) -> Option<Vec<u8>> {
-        let direct = format!("{}/fedora/fedora-coreos{suffix}", self.registry.host());
-        let out = Command::new("skopeo")
-            .args(["inspect", "--raw", "--tls-verify=false"])
-            .arg(format!("docker://{direct}"))
-            .output()
-            .expect("run skopeo");
-        if out.status.success() {
-            return Some(out.stdout);
-        }
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert!(
-            err.contains("manifest unknown") || err.contains("not found"),
-            "skopeo inspect {direct}: {err}"
-        );
-        None
+        skopeo::inspect_raw(&format!("{}{suffix}", self.direct_repo()))
     }
 
     /// "sha256:…" of what `tag` holds in the registry, or `None`.

@@ -1,9 +1,12 @@
-//! Test support shared by the integration tests: a real registry, a fault-injecting proxy in
-//! front of it, and the deterministic fixture generator.
-#![allow(dead_code)]
+//! Test support shared by every integration test: a real registry (`registry`), a
+//! fault-injecting proxy in front of it (`proxy`), a test world that runs the reprise binary
+//! (`env`, `run`), the independent client that reads back what it wrote (`skopeo`), and what
+//! its output is held to (`check`, `cosa`). Build trees come from the `reprise-fixtures` crate.
 
+pub mod check;
 pub mod cosa;
 pub mod env;
-pub mod fixtures;
 pub mod proxy;
 pub mod registry;
+pub mod run;
+pub mod skopeo;
