@@ -11,7 +11,6 @@ use std::time::Duration;
 use crate::support::check::read_json;
 use crate::support::env::{Env, KEY};
 use crate::support::proxy::{Fault, Gate};
-use crate::support::run::output_ok;
 use serde_json::Value;
 
 const TAGS: [&str; 2] = ["stable", "40"];
@@ -74,6 +73,8 @@ fn rerun_converges(env: &Env, expected: &Converged, context: &str) {
 #[cfg(feature = "fail-points")]
 #[test]
 fn a_crash_at_every_fail_point_then_a_rerun_converges() {
+    use crate::support::run::output_ok;
+
     // A run that never crashes, logging every fail point it passes.
     let reference = Env::new();
     let log = reference.dir().join("fail-points.log");
