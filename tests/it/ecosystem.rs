@@ -237,6 +237,17 @@ fn make_certs(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
     let run = |args: &[&str]| {
         output_ok(Command::new("openssl").args(args).current_dir(dir));
     };
+    let new_key = |out: &str| {
+        run(&[
+            "ecparam",
+            "-name",
+            "prime256v1",
+            "-genkey",
+            "-noout",
+            "-out",
+            out,
+        ])
+    };
     std::fs::write(
         dir.join("ca.ext"),
         "basicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign\n",
@@ -248,15 +259,7 @@ fn make_certs(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
          keyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n",
     )
     .unwrap();
-    run(&[
-        "ecparam",
-        "-name",
-        "prime256v1",
-        "-genkey",
-        "-noout",
-        "-out",
-        "ca.key",
-    ]);
+    new_key("ca.key");
     run(&[
         "req",
         "-new",
@@ -271,15 +274,7 @@ fn make_certs(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
         "x509", "-req", "-in", "ca.csr", "-signkey", "ca.key", "-days", "2", "-extfile", "ca.ext",
         "-out", "ca.crt",
     ]);
-    run(&[
-        "ecparam",
-        "-name",
-        "prime256v1",
-        "-genkey",
-        "-noout",
-        "-out",
-        "server.key",
-    ]);
+    new_key("server.key");
     run(&[
         "req",
         "-new",
