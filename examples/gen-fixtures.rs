@@ -1,5 +1,5 @@
 //! Writes a deterministic coreos-assembler build tree with tiny OCI archives, using the same
-//! generator as the tests (`tests/support/fixtures.rs`).
+//! generator as the tests (the `reprise-fixtures` crate, `crates/fixtures`).
 //!
 //! With only `--out` it writes the demo tree checked in as `fixtures/demo`:
 //!
@@ -9,15 +9,12 @@
 //! cargo run --example gen-fixtures -- --out /tmp/cosa --encapsulated   # 64 layers, ostree labels
 //! ```
 
-#[path = "../tests/support/fixtures.rs"]
-mod fixtures;
-
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::Parser;
 
-use fixtures::{ArchSpec, BuildSpec, TarOrder};
+use reprise_fixtures::{self as fixtures, ArchSpec, BuildSpec, TarOrder};
 
 #[derive(Parser)]
 #[command(about = "Write a deterministic cosa build tree with tiny OCI archives")]

@@ -5,14 +5,13 @@
 //! The named crash points need the `fail-points` feature (scripts/test.sh enables it); the
 //! `kill -9` test needs nothing but the proxy.
 
-mod support;
-
 use std::os::unix::process::ExitStatusExt;
 use std::time::Duration;
 
+use crate::support::check::read_json;
+use crate::support::env::{Env, KEY};
+use crate::support::proxy::{Fault, Gate};
 use serde_json::Value;
-use support::env::{Env, KEY};
-use support::proxy::{Fault, Gate};
 
 const TAGS: [&str; 2] = ["stable", "40"];
 
@@ -42,7 +41,7 @@ fn converged(env: &Env) -> Converged {
         .written
         .iter()
         .map(|w| {
-            let mut meta = valid_json(&w.meta);
+            let mut meta = read_json(&w.meta);
             let obj = meta.as_object_mut().expect("meta.json is an object");
             // The stamp is the clock; everything else must match byte for byte in meaning.
             obj.remove("coreos-assembler.meta-stamp");
@@ -60,12 +59,6 @@ fn converged(env: &Env) -> Converged {
     }
 }
 
-fn valid_json(path: &std::path::Path) -> Value {
-    let bytes = std::fs::read(path).expect("meta.json exists");
-    serde_json::from_slice(&bytes)
-        .unwrap_or_else(|e| panic!("{} is not valid JSON: {e}", path.display()))
-}
-
 fn rerun_converges(env: &Env, expected: &Converged, context: &str) {
     let rerun = env.push(&TAGS, &[]);
     assert_eq!(rerun.code, 0, "{context}: rerun failed:\n{}", rerun.stderr);
@@ -80,18 +73,15 @@ fn rerun_converges(env: &Env, expected: &Converged, context: &str) {
 #[cfg(feature = "fail-points")]
 #[test]
 fn a_crash_at_every_fail_point_then_a_rerun_converges() {
+    use crate::support::run::output_ok;
+
     // A run that never crashes, logging every fail point it passes.
     let reference = Env::new();
     let log = reference.dir().join("fail-points.log");
-    let out = reference
-        .command(&reference.push_args(&TAGS, &[]))
-        .env("REPRISE_FAIL_LOG", &log)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    output_ok(
+        reference
+            .command(&reference.push_args(&TAGS, &[]))
+            .env("REPRISE_FAIL_LOG", &log),
     );
     let expected = converged(&reference);
     let points: Vec<String> = std::fs::read_to_string(&log)
@@ -133,7 +123,7 @@ fn a_crash_at_every_fail_point_then_a_rerun_converges() {
             String::from_utf8_lossy(&out.stderr)
         );
         for w in &env.written {
-            valid_json(&w.meta);
+            read_json(&w.meta);
         }
         rerun_converges(&env, &expected, point);
     }
@@ -166,7 +156,7 @@ fn a_kill_9_during_a_blob_upload_then_a_rerun_converges() {
     let status = child.wait().unwrap();
     assert_eq!(status.signal(), Some(9));
     for w in &env.written {
-        valid_json(&w.meta);
+        read_json(&w.meta);
     }
     assert_eq!(
         env.tag_digest("stable"),

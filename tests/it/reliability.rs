@@ -1,13 +1,13 @@
 //! The fault matrix: registry faults injected by the proxy in front of a real registry, and
 //! what reprise must do about each (ride it out, or fail loudly having recorded nothing).
 
-mod support;
-
 use std::time::Duration;
 
-use support::env::{Env, expected_platforms, platforms_of};
-use support::fixtures::{self, BuildSpec};
-use support::proxy::{Fault, Recorded};
+use crate::support::check::{expected_platforms, platforms_of};
+use crate::support::env::Env;
+use crate::support::proxy::{Fault, Recorded};
+use crate::support::skopeo::inspect_json;
+use reprise_fixtures::{self as fixtures, BuildSpec};
 
 fn served(requests: &[Recorded], method: &str, path_part: &str, status: u16) -> usize {
     requests
@@ -229,7 +229,7 @@ fn a_404_on_a_tag_means_absent_but_a_403_fails_without_retry_or_write() {
 
 /// "stable" holds the demo build's index; a newer build makes reprise fetch it by digest,
 /// and the proxy serves `body` for that fetch.
-fn fetch_of_stable_served_as(content_type: &str, body: Vec<u8>) -> (Env, support::env::Run) {
+fn fetch_of_stable_served_as(content_type: &str, body: Vec<u8>) -> (Env, crate::support::run::Run) {
     let env = Env::new();
     let first = env.push(&["stable"], &[]).ok();
     let newer = BuildSpec::demo_with_id("40.20261102.3.0");
@@ -366,25 +366,16 @@ fn with_wait_lock_a_second_runner_waits_its_turn() {
 #[test]
 fn a_release_run_on_a_build_another_run_holds_fails_at_once() {
     let env = Env::new();
-    let demo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/demo/release.toml");
-    let text = std::fs::read_to_string(demo).unwrap().replace(
-        "registry = \"localhost:5000\"",
-        &format!("registry = {:?}", env.proxy.host()),
-    );
-    let config = env.dir().join("release.toml");
-    std::fs::write(&config, text).unwrap();
+    let config = env.demo_release_config();
     let metas = env.metas();
     let _held = hold_build_lock(&env);
-    let out = env
-        .command(&[
-            "run".into(),
-            "--config".into(),
-            config.display().to_string(),
-        ])
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let run = env.reprise(&[
+        "run".into(),
+        "--config".into(),
+        config.display().to_string(),
+    ]);
+    let stderr = &run.stderr;
+    assert_eq!(run.code, 1, "{stderr}");
     assert!(
         stderr.contains(".reprise.lock") && stderr.contains("another reprise run"),
         "{stderr}"
@@ -411,6 +402,6 @@ fn a_401_on_a_blob_put_mid_upload_starts_the_upload_over_with_a_fresh_token() {
         "{}",
         run.stderr
     );
-    let index = env.skopeo_raw(&format!("{}:stable", env.repo()));
+    let index = inspect_json(&format!("{}:stable", env.repo()));
     assert_eq!(platforms_of(&index), expected_platforms(&env.written));
 }

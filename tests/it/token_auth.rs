@@ -2,12 +2,11 @@
 //! `auth: token` mode, the test token issuer it trusts, and reprise finding its way through
 //! challenges, scopes, tokens that run out, and mounts across repositories.
 
-mod support;
-
 use std::process::Command;
 
-use support::env::{Run, expected_platforms, platforms_of};
-use support::token::{Policy, TokenWorld};
+use crate::support::check::{expected_platforms, platforms_of};
+use crate::support::run::Run;
+use crate::support::token::{Policy, TokenWorld};
 
 const USER: &str = "releng";
 const PASSWORD: &str = "t0ken-Pa55word-for-tests";

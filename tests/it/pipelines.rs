@@ -14,19 +14,19 @@
 //!
 //! Every record written is checked against coreos-assembler's rules (`support::cosa`).
 
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
 
+use crate::support::check::{expected_platforms, oci_arch, platforms_of, read_json, validate};
+use crate::support::cosa;
+use crate::support::env::Env;
+use crate::support::proxy::{Fault, Gate, Recorded};
+use crate::support::registry::Options;
+use crate::support::run::{Run, output_ok};
 use base64::Engine as _;
+use reprise_fixtures::{self as fixtures, BuildSpec, WrittenArch};
 use serde_json::Value;
-use support::cosa;
-use support::env::{Env, Run, expected_platforms, oci_arch, platforms_of, validate};
-use support::fixtures::{self, BuildSpec, WrittenArch};
-use support::proxy::{Fault, Gate, Recorded};
-use support::registry::Options;
 
 const USER: &str = "releng";
 const PASSWORD: &str = "pipeline-Pa55word-for-tests";
@@ -74,7 +74,7 @@ impl World {
 
     /// `path` of the registry, addressed directly (setup and independent reads).
     fn direct(&self, path: &str) -> String {
-        format!("{}/{path}", self.env.registry.host())
+        self.env.direct_named(path)
     }
 
     /// Adds `artifact` to the demo build for `arches`: an archive of its own in each arch
@@ -112,24 +112,13 @@ impl World {
         read_json(&self.env.arch(VERSION, arch).meta)
     }
 
-    /// reprise in the working directory, credentials only from what `args` say.
-    fn reprise(&self, args: &[String]) -> Run {
-        Run::from(self.env.command(args).output().expect("run reprise"))
-    }
-
     /// skopeo, authenticated with the world's auth file; insists it succeeds.
     fn skopeo(&self, args: &[&str]) -> Output {
-        let out = Command::new("skopeo")
-            .args(args)
-            .env("REGISTRY_AUTH_FILE", &self.authfile)
-            .output()
-            .expect("run skopeo");
-        assert!(
-            out.status.success(),
-            "skopeo {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        out
+        output_ok(
+            Command::new("skopeo")
+                .args(args)
+                .env("REGISTRY_AUTH_FILE", &self.authfile),
+        )
     }
 
     /// What `reference` (path:tag or path@digest) holds, read directly: (digest, JSON).
@@ -175,10 +164,6 @@ impl World {
     }
 }
 
-fn read_json(path: &Path) -> Value {
-    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
-}
-
 /// As cosa writes meta.json: 4-space indentation, no trailing newline.
 fn write_cosa_json(path: &Path, value: &Value) {
     let mut out = Vec::new();
@@ -190,15 +175,6 @@ fn write_cosa_json(path: &Path, value: &Value) {
 
 fn args(words: &[&str]) -> Vec<String> {
     words.iter().map(|s| (*s).to_owned()).collect()
-}
-
-fn assert_ok(out: &Output, what: &str) {
-    assert!(
-        out.status.success(),
-        "{what}: exit {:?}\n{}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 /// Requests that moved blob bytes (upload sessions' PATCH, and PUTs that end an upload).
@@ -318,7 +294,7 @@ fn release_push_args(world: &World, pc: &PushContainer, repo: &RepoConfig) -> Ve
 /// then, for each in parallel, pushes to each repository in turn, copying the secret to
 /// `tmp/push-secret-<metajsonname>` for the push and removing it after. Returns each push's
 /// (config name, repository path, output), in config order.
-fn run_push_containers(world: &World) -> Vec<(&'static str, &'static str, Output)> {
+fn run_push_containers(world: &World) -> Vec<(&'static str, &'static str, Run)> {
     let x86_64 = world.meta("x86_64");
     let artifacts = x86_64["images"].as_object().unwrap();
     let todo: Vec<PushContainer> = push_containers()
@@ -356,7 +332,7 @@ fn run_push_containers(world: &World) -> Vec<(&'static str, &'static str, Output
                         .into_iter()
                         .map(|(path, mut cmd)| {
                             std::fs::copy(&secret, &copy).unwrap();
-                            let out = cmd.output().expect("run reprise");
+                            let out = Run::of(&mut cmd);
                             std::fs::remove_file(&copy).unwrap();
                             (name, path, out)
                         })
@@ -381,10 +357,10 @@ fn the_release_jobs_push_containers_loop_publishes_every_artifact_and_reruns_wit
     let first = run_push_containers(&world);
     assert_eq!(first.len(), 6, "three artifacts, two repositories each");
     for (key, path, out) in &first {
-        assert_ok(out, &format!("{key} to {path}"));
+        assert_eq!(out.code, 0, "{key} to {path}:\n{}", out.stderr);
     }
     for (key, _, out) in &first {
-        let stderr = String::from_utf8_lossy(&out.stderr);
+        let stderr = &out.stderr;
         for arch in ["aarch64", "ppc64le", "s390x"] {
             let line = format!("{arch:<8} skipped: no artifact");
             assert_eq!(
@@ -462,8 +438,8 @@ fn the_release_jobs_push_containers_loop_publishes_every_artifact_and_reruns_wit
     let metas = world.env.metas();
     world.env.proxy.clear();
     for (key, path, out) in run_push_containers(&world) {
-        assert_ok(&out, &format!("rerun of {key} to {path}"));
-        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.code, 0, "rerun of {key} to {path}:\n{}", out.stderr);
+        let stderr = &out.stderr;
         assert!(stderr.contains("nothing to do"), "{key} {path}:\n{stderr}");
     }
     assert_eq!(world.env.proxy.writes(), vec![], "the rerun sends no write");
@@ -506,10 +482,14 @@ fn pushes_of_different_artifacts_of_one_build_run_at_the_same_time() {
     );
 
     // Meanwhile the kubevirt push runs to the end, as the job's parallel branch does.
-    let kubevirt = world.reprise(&release_push_args(&world, kv, &kv.repos[0]));
+    let kubevirt = world
+        .env
+        .reprise(&release_push_args(&world, kv, &kv.repos[0]));
     assert_eq!(kubevirt.code, 0, "{}", kubevirt.stderr);
     // A second push of the same artifact of the build still waits its turn.
-    let same = world.reprise(&release_push_args(&world, os, &os.repos[1]));
+    let same = world
+        .env
+        .reprise(&release_push_args(&world, os, &os.repos[1]));
     assert_eq!(same.code, 1, "{}", same.stderr);
     assert!(
         same.stderr.contains("base-oscontainer of this build"),
@@ -518,12 +498,7 @@ fn pushes_of_different_artifacts_of_one_build_run_at_the_same_time() {
     );
 
     gate.open();
-    let out = ostree.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    Run::from(ostree.wait_with_output().unwrap()).ok();
     let x86_64 = world.meta("x86_64");
     cosa::assert_readable(&x86_64);
     assert_eq!(x86_64["kubevirt"]["image"], world.repo(kv.repos[0].path));
@@ -562,7 +537,7 @@ fn build_cosa_pushes_a_v2s2_list_of_staged_images_by_mount_and_reruns_with_no_wr
     line.extend(args(&["--repo", &repo]));
     line.extend(images.iter().cloned());
 
-    world.reprise(&line).ok();
+    world.env.reprise(&line).ok();
     let (_, list) = world.stored("coreos-assembler/coreos-assembler:main");
     assert_eq!(list["mediaType"], DOCKER_LIST);
     let entries = list["manifests"].as_array().unwrap();
@@ -585,7 +560,7 @@ fn build_cosa_pushes_a_v2s2_list_of_staged_images_by_mount_and_reruns_with_no_wr
     world.copy_all_out("coreos-assembler/coreos-assembler:main");
 
     world.env.proxy.clear();
-    let again = world.reprise(&line).ok();
+    let again = world.env.reprise(&line).ok();
     assert!(again.stderr.contains("nothing to do"), "{}", again.stderr);
     assert_eq!(world.env.proxy.writes(), vec![]);
 }
@@ -608,7 +583,7 @@ fn build_fcos_buildroot_pushes_an_oci_index_of_the_staged_manifests_as_they_are(
         &repo,
     ]);
     line.extend(images);
-    world.reprise(&line).ok();
+    world.env.reprise(&line).ok();
     let (_, index) = world.stored("coreos/fcos-buildroot:main");
     assert_eq!(index["mediaType"], OCI_INDEX);
     assert_eq!(
@@ -617,7 +592,7 @@ fn build_fcos_buildroot_pushes_an_oci_index_of_the_staged_manifests_as_they_are(
         "the staged manifests, byte for byte"
     );
     world.env.proxy.clear();
-    world.reprise(&line).ok();
+    world.env.reprise(&line).ok();
     assert_eq!(world.env.proxy.writes(), vec![]);
 }
 
@@ -656,13 +631,12 @@ fn push_manifest_by_digest_writes_the_digest_file_on_every_run() {
             line.push("--v2s2".to_owned());
         }
         let run = |world: &World| {
-            let out = world
-                .env
-                .command(&line)
-                .env("REGISTRY_AUTH_FILE", &world.authfile)
-                .output()
-                .unwrap();
-            assert_ok(&out, &tag);
+            output_ok(
+                world
+                    .env
+                    .command(&line)
+                    .env("REGISTRY_AUTH_FILE", &world.authfile),
+            );
             let file = world.env.dir().join(&digest_file);
             let written = std::fs::read_to_string(&file).expect("the digest file");
             // The job reads it, then removes it: `rm ${digest_file}`.
@@ -703,7 +677,7 @@ fn kubevirt_push(world: &World, repo: &str, extra: &[&str]) -> Run {
         "--json",
     ]);
     line.extend(args(extra));
-    world.reprise(&line)
+    world.env.reprise(&line)
 }
 
 fn skipped_of(report: &Value) -> Vec<(String, String)> {
@@ -733,7 +707,7 @@ fn an_artifact_built_for_x86_64_only_is_published_for_x86_64_and_says_what_it_sk
     let kubevirt = world.add_artifact("kubevirt", &["x86_64"]);
     let repo = world.repo("fedora/fedora-coreos-kubevirt");
 
-    let status = world.reprise(&args(&[
+    let status = world.env.reprise(&args(&[
         "status",
         "--authfile",
         &world.authfile.display().to_string(),
@@ -786,7 +760,7 @@ fn an_artifact_built_for_x86_64_only_is_published_for_x86_64_and_says_what_it_sk
             "--json",
         ]);
         line.extend(args(artifact));
-        world.reprise(&line)
+        world.env.reprise(&line)
     };
     let skipped = inspect("aarch64", &["--artifact", "kubevirt"]);
     assert_eq!(skipped.code, 0, "{}", skipped.stderr);
@@ -813,7 +787,7 @@ fn an_artifact_built_for_x86_64_only_is_published_for_x86_64_and_says_what_it_sk
         "{line}"
     );
     // And no arch with it at all: nothing to publish.
-    let none = world.reprise(&args(&[
+    let none = world.env.reprise(&args(&[
         "push-container-manifest",
         &format!("--auth={}", world.authfile.display()),
         &format!("--repo={repo}"),
@@ -839,6 +813,7 @@ fn a_skipped_arch_that_a_tag_holds_is_refused_or_kept_like_a_missing_one() {
     let repo = world.repo("fedora/fedora-coreos-kubevirt");
     // The tag already holds four arches (say, from a build that had kubevirt everywhere).
     world
+        .env
         .reprise(&args(&[
             "push-container-manifest",
             &format!("--auth={}", world.authfile.display()),
@@ -928,7 +903,7 @@ tags = ["stable"]
         &world.authfile.display().to_string(),
         "--json",
     ]);
-    let run = world.reprise(&run_args).ok();
+    let run = world.env.reprise(&run_args).ok();
     validate("report.schema.json", &run.report);
     let stages = run.report["stages"].as_array().unwrap();
     for stage in stages {
@@ -956,7 +931,7 @@ tags = ["stable"]
         "tags = [\"{version}\"]\narches = [\"x86_64\", \"s390x\"]",
     );
     std::fs::write(&config, text).unwrap();
-    let named = world.reprise(&run_args);
+    let named = world.env.reprise(&run_args);
     assert_eq!(named.code, 1, "{}", named.stderr);
     assert!(
         named.stderr.contains("s390x/meta.json") && named.stderr.contains("images.kubevirt"),

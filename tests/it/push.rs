@@ -1,14 +1,12 @@
 //! `reprise push-container-manifest` against a real registry, through the recording proxy,
 //! checked with an independent client (skopeo) where it matters.
 
-mod support;
-
-use std::process::Command;
-
+use crate::support::check::{expected_platforms, platforms_of, validate};
+use crate::support::env::{Env, KEY};
+use crate::support::proxy::{Action, Fault, Match};
+use crate::support::skopeo::{copy_all, inspect_json, skopeo};
+use reprise_fixtures::{BuildSpec, DEMO_ID, sha256_digest};
 use serde_json::Value;
-use support::env::{Env, KEY, copy_all_with_skopeo, expected_platforms, platforms_of, validate};
-use support::fixtures::{BuildSpec, DEMO_ID};
-use support::proxy::{Action, Fault, Match};
 
 /// An arch's record in the demo build's meta.json.
 fn record(env: &Env, arch: &str) -> Value {
@@ -24,7 +22,7 @@ fn first_push_publishes_every_arch_and_records_it() {
     let digest = run.index_digest();
 
     for tag in ["stable", "40"] {
-        let index = env.skopeo_raw(&format!("{}:{tag}", env.repo()));
+        let index = inspect_json(&format!("{}:{tag}", env.repo()));
         assert_eq!(
             index["mediaType"],
             "application/vnd.oci.image.index.v1+json"
@@ -40,7 +38,7 @@ fn first_push_publishes_every_arch_and_records_it() {
         assert_eq!(rec["tags"], serde_json::json!(["stable", "40"]));
     }
     // An independent client can copy everything the index names.
-    copy_all_with_skopeo(&format!("{}:stable", env.repo()), "oci");
+    copy_all(&format!("{}:stable", env.repo()), "oci");
 }
 
 #[test]
@@ -90,17 +88,13 @@ fn only_the_drifted_tag_is_rewritten() {
     let first = env.push(&["stable", "40"], &[]).ok();
     // Point "40" at the x86_64 image alone, as if someone copied over it.
     let x86 = env.written.iter().find(|w| w.arch == "x86_64").unwrap();
-    let out = Command::new("skopeo")
-        .args(["copy", "--src-tls-verify=false", "--dest-tls-verify=false"])
-        .arg(format!("docker://{}@{}", env.repo(), x86.manifest_digest))
-        .arg(format!("docker://{}:40", env.repo()))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    skopeo(&[
+        "copy",
+        "--src-tls-verify=false",
+        "--dest-tls-verify=false",
+        &format!("docker://{}@{}", env.repo(), x86.manifest_digest),
+        &format!("docker://{}:40", env.repo()),
+    ]);
     env.proxy.clear();
 
     let run = env.push(&["stable", "40"], &[]).ok();
@@ -118,7 +112,7 @@ fn only_the_drifted_tag_is_rewritten() {
     assert_eq!(tag_writes.len(), 1, "{tag_writes:?}");
     assert!(tag_writes[0].path.ends_with("/manifests/40"));
     assert_eq!(run.report["uploaded"]["blobs"], 0, "every blob was there");
-    let index = env.skopeo_raw(&format!("{}:40", env.repo()));
+    let index = inspect_json(&format!("{}:40", env.repo()));
     assert_eq!(platforms_of(&index), expected_platforms(&env.written));
     assert_eq!(run.index_digest(), first.index_digest());
 }
@@ -146,7 +140,7 @@ fn an_index_made_by_another_tool_with_the_same_mapping_is_left_alone() {
     env.push(&["stable"], &[]).ok();
     // Rewrite "stable" as a Docker manifest list with the entries in another order: same
     // platform → digest map, different bytes.
-    let index = env.skopeo_raw(&format!("{}:stable", env.repo()));
+    let index = inspect_json(&format!("{}:stable", env.repo()));
     let mut manifests = index["manifests"].as_array().unwrap().clone();
     manifests.reverse();
     let foreign = serde_json::json!({
@@ -155,13 +149,12 @@ fn an_index_made_by_another_tool_with_the_same_mapping_is_left_alone() {
         "manifests": manifests,
     });
     let bytes = serde_json::to_vec_pretty(&foreign).unwrap();
-    put_manifest(
-        &env,
+    env.put_manifest(
         "stable",
         &bytes,
         "application/vnd.docker.distribution.manifest.list.v2+json",
     );
-    let foreign_digest = format!("sha256:{}", sha256_hex(&bytes));
+    let foreign_digest = sha256_digest(&bytes);
     env.proxy.clear();
 
     let run = env.push(&["stable", "40"], &[]).ok();
@@ -300,7 +293,7 @@ fn transient_503s_on_reading_a_tag_are_ridden_out() {
         .count();
     assert_eq!(served_503, 2, "every injected fault was hit");
     assert!(run.stderr.contains("retrying"), "{}", run.stderr);
-    let index = env.skopeo_raw(&format!("{}:stable", env.repo()));
+    let index = inspect_json(&format!("{}:stable", env.repo()));
     assert_eq!(platforms_of(&index), expected_platforms(&env.written));
 }
 
@@ -326,20 +319,4 @@ fn persistent_500_on_reading_a_tag_fails_without_any_write() {
     assert!(run.stderr.contains("HTTP 500"), "{}", run.stderr);
     assert_eq!(env.proxy.writes(), vec![], "a 500 is never read as absent");
     assert_eq!(env.metas(), metas);
-}
-
-fn put_manifest(env: &Env, tag: &str, bytes: &[u8], media_type: &str) {
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let repo = reprise::reference::Repository::parse(&env.repo()).unwrap();
-    let client =
-        reprise::registry::Client::new(&repo, &reprise::registry::ConnectOptions::default())
-            .unwrap();
-    let tag = reprise::reference::Tag::parse(tag).unwrap();
-    rt.block_on(client.put_manifest(&repo.tagged(&tag), bytes, media_type))
-        .expect("put manifest");
-}
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    use sha2::Digest as _;
-    hex::encode(sha2::Sha256::digest(bytes))
 }

@@ -1,24 +1,21 @@
 //! `reprise run` against a real registry, through the recording proxy: a whole release from
 //! the demo config, its reruns, and each stage kind's own promises.
 
-mod support;
-
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
+use crate::support::check::validate;
+use crate::support::env::Env;
+use crate::support::proxy::{Fault, Recorded};
+use crate::support::run::Run;
+use crate::support::skopeo::inspect_raw;
+use reprise_fixtures::{self as fixtures, BuildSpec};
 use serde_json::Value;
-use support::env::{Env, Run, validate};
-use support::fixtures::{self, BuildSpec};
-use support::proxy::{Fault, Recorded};
 
 const DEMO_VERSION: &str = fixtures::DEMO_ID;
 
 /// `reprise run` on top of the shared test world.
 trait ReleaseEnv {
-    /// The shipped demo config, pointed at this test's registry.
-    fn demo_config(&self) -> PathBuf;
-    fn config(&self, text: &str) -> PathBuf;
     fn run(&self, config: &Path, extra: &[&str]) -> Run;
     /// What a tag holds, read by an independent client: (digest of the raw bytes, JSON).
     fn tag_state(&self, tag: &str) -> Option<(String, Value)>;
@@ -26,26 +23,6 @@ trait ReleaseEnv {
 }
 
 impl ReleaseEnv for Env {
-    fn demo_config(&self) -> PathBuf {
-        let demo = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/demo/release.toml");
-        let text = std::fs::read_to_string(demo).expect("fixtures/demo/release.toml");
-        let text = text.replace(
-            "registry = \"localhost:5000\"",
-            &format!("registry = {:?}", self.proxy.host()),
-        );
-        assert!(
-            text.contains(&self.proxy.host()),
-            "the demo config has a registry var"
-        );
-        self.config(&text)
-    }
-
-    fn config(&self, text: &str) -> PathBuf {
-        let path = self.dir().join("release.toml");
-        std::fs::write(&path, text).expect("write release.toml");
-        path
-    }
-
     fn run(&self, config: &Path, extra: &[&str]) -> Run {
         let mut args = vec![
             "run".to_owned(),
@@ -58,21 +35,9 @@ impl ReleaseEnv for Env {
     }
 
     fn tag_state(&self, tag: &str) -> Option<(String, Value)> {
-        let out = Command::new("skopeo")
-            .args(["inspect", "--raw", "--tls-verify=false"])
-            .arg(format!("docker://{}:{tag}", self.repo()))
-            .output()
-            .expect("run skopeo");
-        if !out.status.success() {
-            let err = String::from_utf8_lossy(&out.stderr);
-            assert!(
-                err.contains("manifest unknown") || err.contains("not found"),
-                "skopeo inspect {tag}: {err}"
-            );
-            return None;
-        }
-        let digest = fixtures::sha256_digest(&out.stdout);
-        Some((digest, serde_json::from_slice(&out.stdout).expect("JSON")))
+        let bytes = inspect_raw(&format!("{}:{tag}", self.repo()))?;
+        let digest = fixtures::sha256_digest(&bytes);
+        Some((digest, serde_json::from_slice(&bytes).expect("JSON")))
     }
 
     fn digest_at(&self, tag: &str) -> Option<String> {
@@ -127,7 +92,7 @@ fn writes_to(writes: &[Recorded], tag: &str) -> usize {
 #[test]
 fn first_run_does_every_stage_and_a_rerun_writes_nothing() {
     let env = Env::new();
-    let config = env.demo_config();
+    let config = env.demo_release_config();
     let run = env.run(&config, &[]).ok();
     validate("report.schema.json", &run.report);
     assert_eq!(run.release_outcome(), "pushed");
@@ -175,7 +140,7 @@ fn first_run_does_every_stage_and_a_rerun_writes_nothing() {
 #[test]
 fn a_release_that_failed_in_its_second_stage_resumes_there() {
     let env = Env::new();
-    let config = env.demo_config();
+    let config = env.demo_release_config();
     env.proxy
         .inject(Fault::status("PUT", "/manifests/stable", 500));
     let metas = env.metas();
@@ -219,7 +184,7 @@ fn a_release_that_failed_in_its_second_stage_resumes_there() {
 #[test]
 fn arch_tags_publish_the_arches_that_built_while_the_index_stage_refuses() {
     let env = Env::new();
-    let config = env.demo_config();
+    let config = env.demo_release_config();
     env.run(&config, &[]).ok();
     let stable_before = env.digest_at("stable").expect("stable");
 
@@ -257,7 +222,7 @@ fn arch_tags_publish_the_arches_that_built_while_the_index_stage_refuses() {
 }
 
 fn copy_config(env: &Env, from: &str) -> PathBuf {
-    env.config(&format!(
+    env.release_config(&format!(
         r#"
 [[stage]]
 name = "promote"
@@ -341,8 +306,8 @@ fn copy_tag_fails_when_the_copy_never_reads_back() {
 #[test]
 fn copy_tag_from_an_absent_tag_fails_before_anything_is_written() {
     let env = Env::new();
-    let text = std::fs::read_to_string(env.demo_config()).unwrap();
-    let config = env.config(&text.replace("from = \"{stream}\"", "from = \"nightly\""));
+    let text = std::fs::read_to_string(env.demo_release_config()).unwrap();
+    let config = env.release_config(&text.replace("from = \"{stream}\"", "from = \"nightly\""));
     let metas = env.metas();
     let run = env.run(&config, &[]);
     assert_eq!(run.code, 1, "{}", run.stderr);
@@ -363,7 +328,7 @@ fn copy_tag_from_an_absent_tag_fails_before_anything_is_written() {
 #[test]
 fn dry_run_plans_every_stage_as_the_earlier_ones_leave_the_registry() {
     let env = Env::new();
-    let config = env.demo_config();
+    let config = env.demo_release_config();
     let metas = env.metas();
     let run = env.run(&config, &["--dry-run"]).ok();
     validate("report.schema.json", &run.report);
@@ -382,8 +347,8 @@ fn dry_run_plans_every_stage_as_the_earlier_ones_leave_the_registry() {
 #[test]
 fn an_unknown_variable_fails_before_any_request() {
     let env = Env::new();
-    let text = std::fs::read_to_string(env.demo_config()).unwrap();
-    let config = env.config(&text.replace("from = \"{stream}\"", "from = \"{strem}\""));
+    let text = std::fs::read_to_string(env.demo_release_config()).unwrap();
+    let config = env.release_config(&text.replace("from = \"{stream}\"", "from = \"{strem}\""));
     let run = env.run(&config, &[]);
     assert_eq!(run.code, 1, "{}", run.stderr);
     assert!(
@@ -409,7 +374,7 @@ fn the_demo_config_follows_its_schema() {
 #[test]
 fn a_container_manifest_stage_with_v2s2_publishes_a_docker_manifest_list() {
     let env = Env::new();
-    let config = env.config(&format!(
+    let config = env.release_config(&format!(
         r#"
 [[stage]]
 name = "base"

@@ -4,13 +4,12 @@
 //! Each case starts from a good generated build tree and breaks one thing in it, so the
 //! fixture is visible right in the test.
 
-mod support;
-
 use std::io::Read;
 use std::path::Path;
 
+use crate::support::env::Env;
+use crate::support::run::Run;
 use serde_json::Value;
-use support::env::{Env, Run};
 
 const ARCH: &str = "aarch64";
 
@@ -54,7 +53,7 @@ fn archive_of(env: &Env) -> std::path::PathBuf {
 /// so only the archive's content is wrong.
 fn replace_archive(env: &Env, bytes: &[u8]) {
     std::fs::write(archive_of(env), bytes).unwrap();
-    let sha = support::fixtures::sha256_digest(bytes);
+    let sha = reprise_fixtures::sha256_digest(bytes);
     edit_json(&env.meta_path(ARCH), |m| {
         let img = &mut m["images"]["ostree"];
         img["sha256"] = Value::from(sha.trim_start_matches("sha256:"));

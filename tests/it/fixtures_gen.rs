@@ -3,22 +3,18 @@
 //! skopeo accepts. The other integration tests trust these fixtures, so they are checked here
 //! independently of the reprise library.
 
-// Included by path rather than through `mod support;` so that this test does not compile (and
-// depend on) the registry and proxy helpers.
-#[path = "support/fixtures.rs"]
-mod fixtures;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use flate2::read::GzDecoder;
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 
-use fixtures::{BuildSpec, TarOrder, WrittenArch, sha256_digest};
+use crate::support::skopeo::skopeo;
+use reprise_fixtures::{
+    self as fixtures, BuildSpec, TarOrder, WrittenArch, sha256_digest, sha256_hex,
+};
 
 fn demo_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/demo")
@@ -43,10 +39,6 @@ fn files_under(root: &Path) -> BTreeSet<PathBuf> {
 
 fn read_json(bytes: &[u8], what: &str) -> Value {
     serde_json::from_slice(bytes).unwrap_or_else(|e| panic!("{what}: {e}"))
-}
-
-fn hex_of(data: &[u8]) -> String {
-    hex::encode(Sha256::digest(data))
 }
 
 /// One archive's entries, with the header fields the generator promises to pin.
@@ -138,10 +130,10 @@ fn check_arch(build: &BuildSpec, w: &WrittenArch) -> BTreeMap<String, Vec<u8>> {
         format!("{}-{}-ostree.{}.ociarchive", build.name, build.id, w.arch)
     );
     assert_eq!(image["path"], file_name);
-    assert_eq!(image["sha256"], hex_of(&archive_bytes).as_str());
+    assert_eq!(image["sha256"], sha256_hex(&archive_bytes).as_str());
     assert_eq!(image["size"], archive_bytes.len() as u64);
     assert_eq!(image["skip-compression"], true);
-    assert_eq!(w.archive_sha256, hex_of(&archive_bytes));
+    assert_eq!(w.archive_sha256, sha256_hex(&archive_bytes));
     assert_eq!(w.archive_size, archive_bytes.len() as u64);
     assert!(
         !meta_bytes.ends_with(b"\n"),
@@ -180,7 +172,7 @@ fn check_arch(build: &BuildSpec, w: &WrittenArch) -> BTreeMap<String, Vec<u8>> {
             .unwrap_or_else(|| panic!("{what}: unexpected entry {name}"));
         assert_eq!(
             hex,
-            hex_of(&entry.data),
+            sha256_hex(&entry.data),
             "{what}: {name} is not named by its digest"
         );
         blobs.insert(format!("sha256:{hex}"), entry.data.clone());
@@ -540,29 +532,21 @@ fn bad_specs_are_refused() {
 
 #[test]
 fn skopeo_reads_the_archive() {
-    let skopeo = Path::new("/usr/bin/skopeo");
+    let installed = Path::new("/usr/bin/skopeo");
     // scripts/install-deps.sh installs skopeo; a missing one is a broken setup, not a skip.
     assert!(
-        skopeo.exists(),
+        installed.exists(),
         "{} is missing: run scripts/install-deps.sh",
-        skopeo.display()
+        installed.display()
     );
     let tmp = tempfile::tempdir().expect("tempdir");
     let written = fixtures::write_tree(tmp.path(), &[BuildSpec::demo()]).unwrap();
     let w = written.iter().find(|w| w.arch == "aarch64").unwrap();
     let target = format!("oci-archive:{}", w.archive.display());
     let run = |args: &[&str]| -> Vec<u8> {
-        let out = Command::new(skopeo)
-            .args(args)
-            .arg(&target)
-            .output()
-            .expect("run skopeo");
-        assert!(
-            out.status.success(),
-            "skopeo {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        out.stdout
+        let mut args = args.to_vec();
+        args.push(&target);
+        skopeo(&args).stdout
     };
 
     assert_eq!(
@@ -608,15 +592,7 @@ fn encapsulated_build_is_shaped_like_rpm_ostree_output() {
     }
     // skopeo reads it as the 64-layer image it is.
     let w = &written[0];
-    let out = Command::new("skopeo")
-        .args(["inspect", &format!("oci-archive:{}", w.archive.display())])
-        .output()
-        .expect("run skopeo");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = skopeo(&["inspect", &format!("oci-archive:{}", w.archive.display())]);
     let info = read_json(&out.stdout, "skopeo inspect");
     assert_eq!(info["Digest"], w.manifest_digest.as_str());
     assert_eq!(info["Layers"], serde_json::json!(w.layer_digests));
@@ -645,4 +621,12 @@ fn fewer_than_two_layers_is_refused() {
     let err = fixtures::write_tree(tmp.path(), &[build]).unwrap_err();
     assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput);
     assert!(err.to_string().contains("1 layers"), "{err}");
+}
+
+#[test]
+fn digests_are_sha256_in_lowercase_hex() {
+    // The sha256 of "abc" from FIPS 180-2, appendix B.1.
+    let abc = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
+    assert_eq!(sha256_hex(b"abc"), abc);
+    assert_eq!(sha256_digest(b"abc"), format!("sha256:{abc}"));
 }

@@ -1,13 +1,11 @@
 //! Never drop an arch by accident: the missing-arch policy, remote index shapes, `--v2s2`,
 //! `--image` sources and a second repository, against a real registry.
 
-mod support;
-
-use support::env::{
-    Env, copy_all_with_skopeo, expected_platforms, oci_arch, platforms_of, skopeo, validate,
-};
-use support::fixtures::{BuildSpec, DEMO_ID};
-use support::registry::Registry;
+use crate::support::check::{expected_platforms, oci_arch, platforms_of, validate};
+use crate::support::env::Env;
+use crate::support::registry::Registry;
+use crate::support::skopeo::{copy_all, inspect_json, skopeo};
+use reprise_fixtures::{BuildSpec, DEMO_ID};
 
 const NEXT_ID: &str = "40.20261102.1.0";
 const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
@@ -22,32 +20,6 @@ fn four_published_then_a_build_without_aarch64() -> (Env, String) {
     env.add_build(&next);
     env.proxy.clear();
     (env, first)
-}
-
-fn tag_digest(env: &Env, tag: &str) -> String {
-    let out = skopeo(&[
-        "inspect",
-        "--raw",
-        "--tls-verify=false",
-        &format!("docker://{}:{tag}", env.registry_repo()),
-    ]);
-    format!("sha256:{}", sha256_hex(&out.stdout))
-}
-
-trait RegistryRepo {
-    /// The demo repository straight at the registry, bypassing the proxy's records.
-    fn registry_repo(&self) -> String;
-}
-
-impl RegistryRepo for Env {
-    fn registry_repo(&self) -> String {
-        format!("{}/fedora/fedora-coreos", self.registry.host())
-    }
-}
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    use sha2::Digest as _;
-    hex::encode(sha2::Sha256::digest(bytes))
 }
 
 #[test]
@@ -65,7 +37,7 @@ fn missing_arch_is_refused_by_default_and_nothing_is_written() {
     );
     assert_eq!(env.proxy.writes(), vec![]);
     assert_eq!(env.metas(), metas);
-    assert_eq!(tag_digest(&env, "stable"), first);
+    assert_eq!(env.tag_digest("stable"), Some(first));
 }
 
 #[test]
@@ -81,7 +53,7 @@ fn keep_carries_the_old_aarch64_into_a_hybrid_index() {
     assert_eq!(carried[0]["digest"], old_aarch64.manifest_digest.as_str());
     assert_eq!(carried[0]["platform"], "linux/arm64");
 
-    let index = env.skopeo_raw(&format!("{}:stable", env.repo()));
+    let index = inspect_json(&format!("{}:stable", env.repo()));
     let mut want = expected_platforms(&env.of_build(NEXT_ID));
     want.push(("arm64".into(), old_aarch64.manifest_digest.clone()));
     want.sort();
@@ -105,7 +77,7 @@ fn drop_publishes_exactly_this_builds_arches() {
     let dropped = run.report["dropped"].as_array().unwrap();
     assert_eq!(dropped.len(), 1, "{dropped:?}");
     assert_eq!(dropped[0]["platform"], "linux/arm64");
-    let index = env.skopeo_raw(&format!("{}:stable", env.repo()));
+    let index = inspect_json(&format!("{}:stable", env.repo()));
     assert_eq!(
         platforms_of(&index),
         expected_platforms(&env.of_build(NEXT_ID))
@@ -120,7 +92,7 @@ fn a_tag_holding_one_image_weighs_its_platform_and_is_replaced_by_the_index() {
         "copy",
         "--dest-tls-verify=false",
         &format!("oci-archive:{}", s390x.archive.display()),
-        &format!("docker://{}:stable", env.registry_repo()),
+        &format!("docker://{}:stable", env.direct_repo()),
     ]);
     let run = env.push(
         &["stable"],
@@ -140,7 +112,7 @@ fn a_tag_holding_one_image_weighs_its_platform_and_is_replaced_by_the_index() {
         "linux/s390x"
     );
     validate("report.schema.json", &run.report);
-    let index = env.skopeo_raw(&format!("{}:stable", env.repo()));
+    let index = inspect_json(&format!("{}:stable", env.repo()));
     assert_eq!(platforms_of(&index), expected_platforms(&env.written));
 }
 
@@ -150,7 +122,7 @@ fn v2s2_publishes_a_docker_manifest_list_and_reruns_as_a_noop() {
     let run = env.push(&["stable"], &["--v2s2"]).ok();
     assert_eq!(run.outcome(), "pushed");
     validate("report.schema.json", &run.report);
-    let index = env.skopeo_raw(&format!("{}:stable", env.repo()));
+    let index = inspect_json(&format!("{}:stable", env.repo()));
     assert_eq!(index["mediaType"], DOCKER_LIST);
     for entry in index["manifests"].as_array().unwrap() {
         assert_eq!(entry["mediaType"], DOCKER_MANIFEST);
@@ -165,7 +137,7 @@ fn v2s2_publishes_a_docker_manifest_list_and_reruns_as_a_noop() {
             rec["digest"].as_str().unwrap().to_owned(),
         );
         assert!(listed.contains(&pair), "{pair:?} not in {listed:?}");
-        let manifest = env.skopeo_raw(&format!("{}@{}", env.repo(), pair.1));
+        let manifest = inspect_json(&format!("{}@{}", env.repo(), pair.1));
         assert_eq!(manifest["mediaType"], DOCKER_MANIFEST);
         assert_eq!(
             manifest["config"]["mediaType"],
@@ -181,7 +153,7 @@ fn v2s2_publishes_a_docker_manifest_list_and_reruns_as_a_noop() {
     assert_eq!(env.push(&["stable"], &["--v2s2"]).ok().outcome(), "noop");
     assert_eq!(env.proxy.writes(), vec![]);
 
-    copy_all_with_skopeo(&format!("{}:stable", env.repo()), "dir");
+    copy_all(&format!("{}:stable", env.repo()), "dir");
 }
 
 #[test]
@@ -189,41 +161,17 @@ fn the_same_mapping_as_a_docker_list_is_up_to_date_without_v2s2() {
     let env = Env::new();
     env.push(&["stable"], &[]).ok();
     // Another tool's Docker list naming the same OCI manifests.
-    let index = env.skopeo_raw(&format!("{}:stable", env.repo()));
+    let index = inspect_json(&format!("{}:stable", env.repo()));
     let docker = serde_json::json!({
         "schemaVersion": 2,
         "mediaType": DOCKER_LIST,
         "manifests": index["manifests"],
     });
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("list.json");
-    std::fs::write(&file, serde_json::to_vec(&docker).unwrap()).unwrap();
-    put_raw(&env, "stable", &file, DOCKER_LIST);
+    env.put_manifest("stable", &serde_json::to_vec(&docker).unwrap(), DOCKER_LIST);
     env.proxy.clear();
     let run = env.push(&["stable"], &[]).ok();
     assert_eq!(run.report["tags"][0]["action"], "unchanged");
     assert_eq!(env.proxy.writes(), vec![]);
-}
-
-/// PUTs a manifest file at a tag with curl, straight at the registry.
-fn put_raw(env: &Env, tag: &str, file: &std::path::Path, media_type: &str) {
-    let url = format!(
-        "http://{}/v2/fedora/fedora-coreos/manifests/{tag}",
-        env.registry.host()
-    );
-    let out = std::process::Command::new("curl")
-        .args(["-fsS", "-X", "PUT", "-H"])
-        .arg(format!("Content-Type: {media_type}"))
-        .arg("--data-binary")
-        .arg(format!("@{}", file.display()))
-        .arg(url)
-        .output()
-        .expect("run curl");
-    assert!(
-        out.status.success(),
-        "curl: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 /// `--image` args for the demo build: x86_64 and aarch64 from `src_repo` in a registry (put
@@ -262,30 +210,17 @@ fn image_args(env: &Env, src_host_repo: &str, proxied_src: &str) -> Vec<String> 
     ]
 }
 
-fn push_images(env: &Env, images: &[String]) -> support::env::Run {
-    let mut args: Vec<String> = vec![
-        "push-container-manifest".into(),
-        "--repo".into(),
-        env.repo(),
-        "--tag".into(),
-        "stable".into(),
-        "--json".into(),
-    ];
-    args.extend(images.iter().cloned());
-    env.reprise(&args)
-}
-
 #[test]
 fn images_from_archives_layouts_and_the_same_registry_are_published_and_mounted() {
     let env = Env::new();
     let metas = env.metas();
     let images = image_args(
         &env,
-        &format!("{}/staging/fcos", env.registry.host()),
+        &env.direct_named("staging/fcos"),
         &env.repo_named("staging/fcos"),
     );
     env.proxy.clear();
-    let run = push_images(&env, &images).ok();
+    let run = env.push_images(&images).ok();
     assert_eq!(run.outcome(), "pushed");
     validate("report.schema.json", &run.report);
     // x86_64's and aarch64's configs and own layers, and the base layer all arches share
@@ -303,12 +238,12 @@ fn images_from_archives_layouts_and_the_same_registry_are_published_and_mounted(
     );
     let arches = run.report["arches"].as_array().unwrap();
     assert!(arches.iter().all(|a| a["record"] == "none"));
-    let index = env.skopeo_raw(&format!("{}:stable", env.repo()));
+    let index = inspect_json(&format!("{}:stable", env.repo()));
     assert_eq!(platforms_of(&index), expected_platforms(&env.written));
     assert_eq!(env.metas(), metas, "--image never touches meta.json");
 
     env.proxy.clear();
-    assert_eq!(push_images(&env, &images).ok().outcome(), "noop");
+    assert_eq!(env.push_images(&images).ok().outcome(), "noop");
     assert_eq!(env.proxy.writes(), vec![]);
 }
 
@@ -318,15 +253,15 @@ fn images_from_another_registry_are_copied_and_verified() {
     let other = Registry::start();
     let src = format!("{}/elsewhere/fcos", other.host());
     let images = image_args(&env, &src, &src);
-    let run = push_images(&env, &images).ok();
+    let run = env.push_images(&images).ok();
     // Nothing to mount from across registries: every blob is streamed, the shared base
     // layer once (3 for x86_64, then 2 each for the other arches).
     assert_eq!(run.report["uploaded"]["mounted"], 0);
     assert_eq!(run.report["uploaded"]["blobs"], 9, "{:#}", run.report);
-    let index = env.skopeo_raw(&format!("{}:stable", env.repo()));
+    let index = inspect_json(&format!("{}:stable", env.repo()));
     assert_eq!(platforms_of(&index), expected_platforms(&env.written));
     // The copied images are complete: an independent client can pull every blob.
-    copy_all_with_skopeo(&format!("{}:stable", env.repo()), "oci");
+    copy_all(&format!("{}:stable", env.repo()), "oci");
 }
 
 #[test]
@@ -352,15 +287,12 @@ fn image_and_artifact_are_exclusive_and_a_bad_source_is_a_usage_error() {
 fn two_images_of_one_arch_are_refused_before_any_request() {
     let env = Env::new();
     let archive = env.arch(DEMO_ID, "x86_64").archive.display().to_string();
-    let run = push_images(
-        &env,
-        &[
-            "--image".into(),
-            format!("oci-archive:{archive}"),
-            "--image".into(),
-            format!("oci-archive:{archive}"),
-        ],
-    );
+    let run = env.push_images(&[
+        "--image".into(),
+        format!("oci-archive:{archive}"),
+        "--image".into(),
+        format!("oci-archive:{archive}"),
+    ]);
     assert_eq!(run.code, 1, "{}", run.stderr);
     assert!(run.stderr.contains("both x86_64"), "{}", run.stderr);
     assert_eq!(env.proxy.requests(), vec![]);
@@ -374,7 +306,7 @@ fn a_second_repository_is_recorded_in_additional_images_once() {
     let run = env.push_to(&mirror, &["stable"], &[]).ok();
     assert_eq!(run.outcome(), "pushed");
     for w in &env.written {
-        support::cosa::assert_readable(
+        crate::support::cosa::assert_readable(
             &serde_json::from_slice(&std::fs::read(&w.meta).unwrap()).unwrap(),
         );
         let rec = env.record(w);

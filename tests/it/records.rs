@@ -3,16 +3,15 @@
 //! flufl.lock holder, breaks only a dead one, gives up past its bound; and it honours
 //! `coreos-assembler.delayed-meta-merge`. Against a real registry, through the proxy.
 
-mod support;
-
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdout, Command, Stdio};
+use std::process::{Child, ChildStdout, Command, Output, Stdio};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use crate::support::env::{Env, KEY};
+use crate::support::proxy::{Fault, Gate};
+use crate::support::run::Run;
 use serde_json::{Map, Value};
-use support::env::{Env, KEY, Run};
-use support::proxy::{Fault, Gate};
 
 const STAMP: &str = "coreos-assembler.meta-stamp";
 
@@ -101,12 +100,8 @@ struct Background {
 
 impl Background {
     fn push(env: &Env, tags: &[&str], extra: &[&str]) -> Background {
-        let args = env.push_args(tags, extra);
-        let mut child = Command::new(env!("CARGO_BIN_EXE_reprise"))
-            .args(&args)
-            .current_dir(env.dir())
-            .env_remove("REGISTRY_AUTH_FILE")
-            .env_remove("RUST_LOG")
+        let mut child = env
+            .command(&env.push_args(tags, extra))
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -140,11 +135,11 @@ impl Background {
         let mut stdout = Vec::new();
         self.stdout.read_to_end(&mut stdout).unwrap();
         let status = self.child.wait().unwrap();
-        Run {
-            code: status.code().unwrap_or(-1),
-            report: serde_json::from_slice(&stdout).unwrap_or(Value::Null),
-            stderr: self.seen + &rest,
-        }
+        Run::from(Output {
+            status,
+            stdout,
+            stderr: (self.seen + &rest).into_bytes(),
+        })
     }
 }
 
@@ -177,7 +172,7 @@ fn lock_leftovers(env: &Env) -> Vec<String> {
 
 fn assert_recorded(env: &Env) {
     for w in &env.written {
-        support::cosa::assert_readable(
+        crate::support::cosa::assert_readable(
             &serde_json::from_slice(&std::fs::read(&w.meta).unwrap()).unwrap(),
         );
         let rec = env.record(w);
@@ -340,7 +335,7 @@ fn with_delayed_merge_the_record_goes_to_meta_key_json_and_counts_as_done() {
         .map(|w| read_map(&w.meta.with_file_name(format!("meta.{KEY}.json"))))
         .collect();
     for (w, json) in env.written.iter().zip(&delayed) {
-        support::cosa::assert_readable(&Value::Object(json.clone()));
+        crate::support::cosa::assert_readable(&Value::Object(json.clone()));
         assert_eq!(json[KEY]["digest"], w.manifest_digest.as_str());
         assert_eq!(
             json["buildid"],

@@ -2,18 +2,13 @@
 //! not mix OCI and Docker media types, and archives shaped like the ones coreos-assembler's
 //! `ostree container encapsulate` writes. Against a real registry, through the proxy.
 
-mod support;
-
+use crate::support::check::validate;
+use crate::support::env::Env;
+use crate::support::skopeo::{copy_all, inspect_json, skopeo};
+use reprise_fixtures::{self as fixtures, DEMO_ID};
 use serde_json::Value;
-use support::env::{Env, skopeo, validate};
-use support::fixtures::{self, DEMO_ID};
 
 const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
-
-/// The demo repository straight at the registry, bypassing the proxy's records.
-fn direct(env: &Env) -> String {
-    format!("{}/fedora/fedora-coreos", env.registry.host())
-}
 
 /// Puts the x86_64 image of the demo build at `tag` as a bare image manifest, the way a
 /// per-arch push leaves a tag, and checks it kept its digest.
@@ -23,7 +18,7 @@ fn bare_x86_64_at(env: &Env, tag: &str) -> String {
         "copy",
         "--dest-tls-verify=false",
         &format!("oci-archive:{}", w.archive.display()),
-        &format!("docker://{}:{tag}", direct(env)),
+        &format!("docker://{}:{tag}", env.direct_repo()),
     ]);
     let digest = env.tag_digest(tag).expect("the tag was written");
     assert_eq!(
@@ -109,7 +104,7 @@ fn a_bare_image_at_every_tag_is_never_reused_even_when_the_record_names_it() {
     // What the bug left behind: a record claiming the bare manifest is the list.
     let w = env.arch(DEMO_ID, "x86_64");
     let mut meta: Value = serde_json::from_slice(&std::fs::read(&w.meta).unwrap()).unwrap();
-    meta[support::env::KEY] = serde_json::json!({
+    meta[crate::support::env::KEY] = serde_json::json!({
         "image": env.repo(),
         "digest": bare,
         "manifest-list-digest": bare,
@@ -133,11 +128,11 @@ const NEXT_ID: &str = "40.20261102.1.0";
 
 /// Every media type a list and the manifests it names declare, read with skopeo.
 fn media_types_under(env: &Env, reference: &str) -> Vec<String> {
-    let list = env.skopeo_raw(reference);
+    let list = inspect_json(reference);
     let mut out = vec![list["mediaType"].as_str().unwrap().to_owned()];
     for entry in list["manifests"].as_array().unwrap() {
         out.push(entry["mediaType"].as_str().unwrap().to_owned());
-        let child = env.skopeo_raw(&format!(
+        let child = inspect_json(&format!(
             "{}@{}",
             env.repo(),
             entry["digest"].as_str().unwrap()
@@ -189,8 +184,8 @@ fn keep_under_v2s2_carries_an_oci_arch_as_docker_schema_2() {
         );
     }
     // The converted aarch64 manifest names the same blobs as the OCI one it replaces.
-    let before = env.skopeo_raw(&format!("{}@{}", env.repo(), old_aarch64.manifest_digest));
-    let after = env.skopeo_raw(&format!("{}@{converted}", env.repo()));
+    let before = inspect_json(&format!("{}@{}", env.repo(), old_aarch64.manifest_digest));
+    let after = inspect_json(&format!("{}@{converted}", env.repo()));
     assert_eq!(after["mediaType"], DOCKER_MANIFEST);
     assert_eq!(after["config"]["digest"], before["config"]["digest"]);
     let digests = |m: &Value| -> Vec<Value> {
@@ -210,7 +205,7 @@ fn keep_under_v2s2_carries_an_oci_arch_as_docker_schema_2() {
             .any(|w| w.path.contains(&old_aarch64.layer_digests[1])),
         "the carried arch's own layer was not uploaded again"
     );
-    support::env::copy_all_with_skopeo(&reference, "dir");
+    copy_all(&reference, "dir");
     for w in env.of_build(NEXT_ID) {
         assert_eq!(env.record(&w)["manifest-list-digest"], run.index_digest());
     }
@@ -224,7 +219,7 @@ fn keep_under_v2s2_carries_an_oci_arch_as_docker_schema_2() {
 #[test]
 fn a_docker_image_beside_oci_archives_is_published_as_oci() {
     let env = Env::new();
-    let staging = format!("{}/staging/fcos", env.registry.host());
+    let staging = env.direct_named("staging/fcos");
     // A Docker schema 2 image, as an older pipeline or `podman push --format v2s2` leaves it.
     skopeo(&[
         "copy",
@@ -237,27 +232,21 @@ fn a_docker_image_beside_oci_archives_is_published_as_oci() {
         ),
         &format!("docker://{staging}:x86_64"),
     ]);
-    let source = env.skopeo_raw(&format!("{staging}:x86_64"));
+    let source = inspect_json(&format!("{staging}:x86_64"));
     assert_eq!(source["mediaType"], DOCKER_MANIFEST);
-    let mut args: Vec<String> = vec![
-        "push-container-manifest".into(),
-        "--repo".into(),
-        env.repo(),
-        "--tag".into(),
-        "stable".into(),
-        "--json".into(),
+    let mut images: Vec<String> = vec![
         "--image".into(),
         format!("docker://{}:x86_64", env.repo_named("staging/fcos")),
     ];
     for arch in ["aarch64", "ppc64le", "s390x"] {
-        args.push("--image".into());
-        args.push(format!(
+        images.push("--image".into());
+        images.push(format!(
             "oci-archive:{}",
             env.arch(DEMO_ID, arch).archive.display()
         ));
     }
     env.proxy.clear();
-    let run = env.reprise(&args).ok();
+    let run = env.push_images(&images).ok();
     assert_eq!(run.outcome(), "pushed");
     validate("report.schema.json", &run.report);
     let reference = format!("{}:stable", env.repo());
@@ -266,14 +255,14 @@ fn a_docker_image_beside_oci_archives_is_published_as_oci() {
     for mt in &types {
         assert!(mt.starts_with("application/vnd.oci."), "{mt} in {types:?}");
     }
-    let list = env.skopeo_raw(&reference);
+    let list = inspect_json(&reference);
     let x86 = list["manifests"]
         .as_array()
         .unwrap()
         .iter()
         .find(|m| m["platform"]["architecture"] == "amd64")
         .unwrap();
-    let converted = env.skopeo_raw(&format!(
+    let converted = inspect_json(&format!(
         "{}@{}",
         env.repo(),
         x86["digest"].as_str().unwrap()
@@ -281,10 +270,10 @@ fn a_docker_image_beside_oci_archives_is_published_as_oci() {
     assert_eq!(converted["mediaType"], OCI_MANIFEST);
     assert_eq!(converted["config"]["digest"], source["config"]["digest"]);
     assert_eq!(converted["layers"].as_array().unwrap().len(), 2);
-    support::env::copy_all_with_skopeo(&reference, "oci");
+    copy_all(&reference, "oci");
 
     env.proxy.clear();
-    assert_eq!(env.reprise(&args).ok().outcome(), "noop");
+    assert_eq!(env.push_images(&images).ok().outcome(), "noop");
     assert_eq!(env.proxy.writes(), vec![]);
 }
 
@@ -309,13 +298,13 @@ fn a_64_layer_build_is_pushed_whole_and_reads_back_with_skopeo() {
         "{:#}",
         run.report
     );
-    let index = env.skopeo_raw(&format!("{}:stable", env.repo()));
+    let index = inspect_json(&format!("{}:stable", env.repo()));
     assert_eq!(
-        support::env::platforms_of(&index),
-        support::env::expected_platforms(&env.written)
+        crate::support::check::platforms_of(&index),
+        crate::support::check::expected_platforms(&env.written)
     );
     for w in &env.written {
-        let manifest = env.skopeo_raw(&format!("{}@{}", env.repo(), w.manifest_digest));
+        let manifest = inspect_json(&format!("{}@{}", env.repo(), w.manifest_digest));
         let layers = manifest["layers"].as_array().unwrap();
         assert_eq!(layers.len(), 64);
         let digests: Vec<&str> = layers
@@ -333,7 +322,7 @@ fn a_64_layer_build_is_pushed_whole_and_reads_back_with_skopeo() {
         );
         assert_eq!(env.record(w)["manifest-list-digest"], run.index_digest());
     }
-    support::env::copy_all_with_skopeo(&format!("{}:stable", env.repo()), "oci");
+    copy_all(&format!("{}:stable", env.repo()), "oci");
 }
 
 #[test]
@@ -385,7 +374,7 @@ fn plain_tar_layers_push_and_convert_to_docker_schema_2() {
             "{mt}"
         );
     }
-    support::env::copy_all_with_skopeo(&reference, "dir");
+    copy_all(&reference, "dir");
     env.proxy.clear();
     assert_eq!(env.push(&["stable"], &["--v2s2"]).ok().outcome(), "noop");
     assert_eq!(env.proxy.writes(), vec![]);

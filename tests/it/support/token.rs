@@ -39,9 +39,9 @@ use serde_json::{Value, json};
 use tokio::runtime::Runtime;
 
 use super::env::Env;
-use super::fixtures::{self, BuildSpec};
 use super::proxy::{AuthorizationRewrite, Proxy};
 use super::registry::{Options, Registry, TokenAuth};
+use reprise_fixtures::{self as fixtures, BuildSpec};
 
 /// The registry's `service`, sent back by clients as `service=`.
 pub const SERVICE: &str = "reprise-test-registry";
@@ -76,11 +76,6 @@ impl Policy {
     pub fn grant(mut self, repo: &str, actions: &[&str]) -> Policy {
         let actions = actions.iter().map(|a| (*a).to_owned()).collect();
         self.grants.push((repo.to_owned(), actions));
-        self
-    }
-
-    pub fn lifetime(mut self, lifetime: Duration) -> Policy {
-        self.lifetime = lifetime;
         self
     }
 
@@ -498,7 +493,7 @@ impl TokenWorld {
 
     /// `push-container-manifest --json` of the latest build to `repo` (a path on the
     /// registry, through the proxy) with the world's auth file, plus `extra`.
-    pub fn push(&self, repo: &str, tags: &[&str], extra: &[&str]) -> super::env::Run {
+    pub fn push(&self, repo: &str, tags: &[&str], extra: &[&str]) -> super::run::Run {
         let authfile = self.authfile.to_str().expect("UTF-8 temp path");
         let mut args = vec!["--authfile", authfile];
         args.extend_from_slice(extra);

@@ -2,16 +2,17 @@
 //! of the test's own, and the read-only commands (`inspect`, `status --check`), against real
 //! registries.
 
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use crate::support::check::{expected_platforms, platforms_of};
+use crate::support::env::{Env, KEY};
+use crate::support::registry::{Options, Registry};
+use crate::support::run::{self, Run, output_ok};
+use crate::support::skopeo::skopeo;
 use base64::Engine as _;
-use support::env::{Env, KEY, Run, expected_platforms, platforms_of};
-use support::fixtures::{self, BuildSpec};
-use support::registry::{Options, Registry};
+use reprise_fixtures::{self as fixtures, BuildSpec};
 
 const USER: &str = "releng";
 const PASSWORD: &str = "s3cret-Pa55word-for-tests";
@@ -63,23 +64,16 @@ impl AuthWorld {
 
     /// reprise with only the given environment for credentials (HOME is the world's).
     fn reprise(&self, args: &[&str], envs: &[(&str, String)]) -> Run {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_reprise"));
-        cmd.args(args)
-            .current_dir(self.work.path())
-            .env("HOME", &self.home);
-        for var in [
-            "REGISTRY_AUTH_FILE",
-            "XDG_RUNTIME_DIR",
-            "XDG_CONFIG_HOME",
-            "DOCKER_CONFIG",
-            "RUST_LOG",
-        ] {
+        let mut cmd = run::reprise(self.work.path());
+        cmd.args(args).env("HOME", &self.home);
+        // Where the container tools look for credentials besides REGISTRY_AUTH_FILE.
+        for var in ["XDG_RUNTIME_DIR", "XDG_CONFIG_HOME", "DOCKER_CONFIG"] {
             cmd.env_remove(var);
         }
         for (k, v) in envs {
             cmd.env(k, v);
         }
-        Run::from(cmd.output().expect("run reprise"))
+        Run::of(&mut cmd)
     }
 
     fn push(&self, tag: &str, extra: &[&str], envs: &[(&str, String)]) -> Run {
@@ -242,16 +236,18 @@ fn no_secret_reaches_any_output_even_at_trace() {
 /// A CA and a server certificate for 127.0.0.1, made with openssl.
 fn make_certs(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
     let run = |args: &[&str]| {
-        let out = Command::new("openssl")
-            .args(args)
-            .current_dir(dir)
-            .output()
-            .expect("run openssl");
-        assert!(
-            out.status.success(),
-            "openssl {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        output_ok(Command::new("openssl").args(args).current_dir(dir));
+    };
+    let new_key = |out: &str| {
+        run(&[
+            "ecparam",
+            "-name",
+            "prime256v1",
+            "-genkey",
+            "-noout",
+            "-out",
+            out,
+        ])
     };
     std::fs::write(
         dir.join("ca.ext"),
@@ -264,15 +260,7 @@ fn make_certs(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
          keyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n",
     )
     .unwrap();
-    run(&[
-        "ecparam",
-        "-name",
-        "prime256v1",
-        "-genkey",
-        "-noout",
-        "-out",
-        "ca.key",
-    ]);
+    new_key("ca.key");
     run(&[
         "req",
         "-new",
@@ -287,15 +275,7 @@ fn make_certs(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
         "x509", "-req", "-in", "ca.csr", "-signkey", "ca.key", "-days", "2", "-extfile", "ca.ext",
         "-out", "ca.crt",
     ]);
-    run(&[
-        "ecparam",
-        "-name",
-        "prime256v1",
-        "-genkey",
-        "-noout",
-        "-out",
-        "server.key",
-    ]);
+    new_key("server.key");
     run(&[
         "req",
         "-new",
@@ -345,7 +325,7 @@ fn tls_registry_is_trusted_with_cert_dir_and_refused_without() {
     std::fs::copy(&ca, cert_dir.join("ca.crt")).unwrap();
     let repo = format!("{}/fedora/fedora-coreos", registry.host());
     let push = |extra: &[&str]| {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_reprise"));
+        let mut cmd = run::reprise(work.path());
         cmd.args([
             "push-container-manifest",
             "--repo",
@@ -358,10 +338,8 @@ fn tls_registry_is_trusted_with_cert_dir_and_refused_without() {
             KEY,
             "--json",
         ])
-        .args(extra)
-        .current_dir(work.path())
-        .env_remove("REGISTRY_AUTH_FILE");
-        Run::from(cmd.output().unwrap())
+        .args(extra);
+        Run::of(&mut cmd)
     };
     // Asked for TLS without the CA: a certificate error, said plainly, nothing recorded.
     let run = push(&["--tls-verify=true"]);
@@ -373,17 +351,13 @@ fn tls_registry_is_trusted_with_cert_dir_and_refused_without() {
     let run = push(&["--cert-dir", cert_dir.to_str().unwrap()]).ok();
     assert_eq!(run.outcome(), "pushed");
     // skopeo, trusting the same CA, reads back what was pushed.
-    let out = Command::new("skopeo")
-        .args(["inspect", "--raw", "--cert-dir"])
-        .arg(&cert_dir)
-        .arg(format!("docker://{repo}:stable"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = skopeo(&[
+        "inspect",
+        "--raw",
+        "--cert-dir",
+        &s(&cert_dir),
+        &format!("docker://{repo}:stable"),
+    ]);
     let index: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(platforms_of(&index), expected_platforms(&written));
 }
@@ -471,11 +445,10 @@ fn inspect_prints_the_platforms_and_checks_a_record() {
     let reference = format!("{}:stable", env.repo());
     let table = env.reprise(&["inspect".into(), format!("docker://{reference}")]);
     assert_eq!(table.code, 0, "{}", table.stderr);
-    let out = Command::new(env!("CARGO_BIN_EXE_reprise"))
-        .args(["inspect", &reference])
-        .output()
-        .unwrap();
-    let text = String::from_utf8(out.stdout).unwrap();
+    let text = env
+        .reprise(&["inspect".into(), reference.clone()])
+        .ok()
+        .stdout;
     for w in &env.written {
         let line = text
             .lines()
@@ -544,35 +517,19 @@ fn status_check_exits_4_while_work_is_pending_and_never_writes() {
 fn completions_and_man_pages_come_from_the_cli_definitions() {
     let env = Env::new();
     for shell in ["bash", "zsh", "fish"] {
-        let out = Command::new(env!("CARGO_BIN_EXE_reprise"))
-            .args(["completions", shell])
-            .output()
-            .unwrap();
-        let text = String::from_utf8(out.stdout).unwrap();
+        let out = env.reprise(&["completions".into(), shell.into()]);
         assert!(
-            out.status.success() && text.contains("push-container-manifest"),
+            out.code == 0 && out.stdout.contains("push-container-manifest"),
             "{shell}"
         );
     }
     let out = env.reprise(&["man".into(), "push-container-manifest".into()]);
     assert_eq!(out.code, 0);
-    let page = Command::new(env!("CARGO_BIN_EXE_reprise"))
-        .args(["man", "push-container-manifest"])
-        .output()
-        .unwrap()
-        .stdout;
-    let page = String::from_utf8(page).unwrap();
+    let page = out.stdout;
     assert!(
         page.starts_with(".ie") && page.contains("missing\\-arch"),
         "{page:.200}"
     );
-    let version = Command::new(env!("CARGO_BIN_EXE_reprise"))
-        .arg("--version")
-        .output()
-        .unwrap();
-    assert!(
-        String::from_utf8(version.stdout)
-            .unwrap()
-            .starts_with("reprise ")
-    );
+    let version = env.reprise(&["--version".into()]).ok();
+    assert!(version.stdout.starts_with("reprise "), "{}", version.stdout);
 }

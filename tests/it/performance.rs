@@ -1,12 +1,10 @@
 //! The work a push does, counted rather than timed: bytes read from archives, blobs and
 //! bytes uploaded, blobs mounted. Speed itself is measured by bench/run.sh.
 
-mod support;
-
+use crate::support::env::{Env, KEY};
 use clap::Parser as _;
 use reprise::cli::{Cli, Command};
-use support::env::{Env, KEY};
-use support::fixtures::{BuildSpec, DEMO_ID};
+use reprise_fixtures::{BuildSpec, DEMO_ID};
 
 const NEXT_ID: &str = "40.20261102.1.0";
 /// Big enough that reading an archive whole could not hide among headers and JSON.

@@ -1,11 +1,9 @@
 //! Secrets stay secret at every verbosity, and TLS is the default for any registry that is
 //! not on loopback.
 
-mod support;
-
+use crate::support::env::Env;
+use crate::support::proxy::Fault;
 use base64::Engine as _;
-use support::env::Env;
-use support::proxy::Fault;
 
 const USER: &str = "release-bot";
 const PASSWORD: &str = "pw-7f1e3c9a-never-print-me";

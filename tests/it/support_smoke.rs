@@ -1,8 +1,6 @@
 //! Tests for the test support itself: the real registry answers, and the proxy in front of it
 //! forwards, records and injects faults the way the integration tests rely on.
 
-mod support;
-
 use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
@@ -14,10 +12,10 @@ use hyper::{Method, Request};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use sha2::{Digest, Sha256};
 
-use support::proxy::{Fault, Proxy, Recorded};
-use support::registry::Registry;
+use crate::support::proxy::{Action, Fault, Match, Proxy, Recorded};
+use crate::support::registry::Registry;
+use reprise_fixtures::sha256_digest;
 
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 const LOG_TIMEOUT: Duration = Duration::from_secs(10);
@@ -98,10 +96,6 @@ fn recorded(method: &str, path: &str, status: u16) -> Recorded {
         path: path.to_string(),
         status,
     }
-}
-
-fn sha256_digest(data: &[u8]) -> String {
-    format!("sha256:{}", hex::encode(Sha256::digest(data)))
 }
 
 /// Starts an upload through the proxy and returns its Location, checked to point at the proxy.
@@ -193,6 +187,43 @@ fn injected_status_fires_n_times() {
     assert_eq!(error["errors"][0]["code"], "UNAVAILABLE");
     let seen: Vec<u16> = proxy.requests().iter().map(|r| r.status).collect();
     assert_eq!(seen, [503, 503, 200]);
+}
+
+#[test]
+fn a_rule_for_any_request_fires_whatever_the_method_and_path() {
+    let (_registry, proxy, http) = start();
+    let action = Action::Status {
+        code: 502,
+        retry_after: None,
+    };
+    proxy.inject(Fault::new(Match::any(), action).times(2));
+    let v2 = format!("http://{}/v2/", proxy.host());
+    let blob = format!(
+        "http://{}/v2/smoke/blobs/{}",
+        proxy.host(),
+        sha256_digest(b"")
+    );
+
+    let statuses = [
+        http.get(&v2).status,
+        http.send(Method::HEAD, &blob, &[], b"").status,
+        http.get(&v2).status,
+    ];
+
+    assert_eq!(statuses, [502, 502, 200]);
+    let seen: Vec<(String, u16)> = proxy
+        .requests()
+        .into_iter()
+        .map(|r| (r.method, r.status))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("GET".into(), 502),
+            ("HEAD".into(), 502),
+            ("GET".into(), 200)
+        ]
+    );
 }
 
 #[test]
