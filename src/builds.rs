@@ -8,8 +8,8 @@
 //! delayed merge, into `meta.<KEY>.json` beside it. It does not read archives or talk to a
 //! registry.
 
-use std::fs::{self, File};
-use std::io::{self, Write};
+use std::fs;
+use std::io;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use camino::{Utf8Path, Utf8PathBuf};
@@ -544,32 +544,7 @@ pub fn to_cosa_json(value: &impl Serialize) -> Result<Vec<u8>, serde_json::Error
     Ok(out)
 }
 
-/// Replaces `path` with `bytes` so that a reader (or a crash) sees either the old file or the
-/// new one, never a mix: temp file in the same directory, fsync, rename, fsync the directory.
-pub fn write_atomic(path: &Utf8Path, bytes: &[u8]) -> io::Result<()> {
-    // A bare file name's parent is "", which names no directory to sync.
-    let dir = match path.parent() {
-        Some(p) if !p.as_str().is_empty() => p,
-        _ => Utf8Path::new("."),
-    };
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".reprise-")
-        .suffix(".tmp")
-        .tempfile_in(dir)?;
-    tmp.write_all(bytes)?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let mode = fs::metadata(path)
-            .map(|m| m.permissions().mode() & 0o777)
-            .unwrap_or(0o644);
-        tmp.as_file()
-            .set_permissions(fs::Permissions::from_mode(mode))?;
-    }
-    tmp.as_file().sync_all()?;
-    tmp.persist(path).map_err(|e| e.error)?;
-    File::open(dir)?.sync_all()
-}
+pub use crate::fs::write_atomic;
 
 fn read_json<T: serde::de::DeserializeOwned>(path: &Utf8Path) -> Result<T, Error> {
     let raw = fs::read(path).map_err(|e| err(path, e))?;

@@ -11,6 +11,7 @@ pub mod auth;
 pub mod builds;
 pub mod cli;
 pub mod failpoint;
+pub mod fs;
 pub mod index;
 pub mod inspect;
 pub mod metalock;

@@ -259,7 +259,7 @@ pub async fn lock_build(
 }
 
 fn write_digest_file(path: &Utf8Path, digest: &str) -> Result<(), Error> {
-    builds::write_atomic(path, digest.as_bytes()).map_err(|source| Error::DigestFile {
+    crate::fs::write_atomic(path, digest.as_bytes()).map_err(|source| Error::DigestFile {
         path: path.to_owned(),
         source,
     })
