@@ -8,8 +8,10 @@
 pub mod apply;
 pub mod archive;
 pub mod auth;
+pub mod blocking;
 pub mod builds;
 pub mod cli;
+pub mod desired;
 pub mod failpoint;
 pub mod index;
 pub mod inspect;
@@ -49,6 +51,11 @@ pub enum Error {
     Inspect(#[from] inspect::Error),
     #[error(transparent)]
     Release(#[from] release::Error),
+    /// `reprise man NAME` for a command that does not exist.
+    #[error("no command {0:?}")]
+    NoCommand(String),
+    #[error("rendering the man page: {0}")]
+    Man(std::io::Error),
 }
 
 /// What a command produced.
@@ -107,12 +114,12 @@ pub async fn run(command: cli::Command) -> Result<Output, Error> {
                 Some(name) => cmd
                     .find_subcommand(name)
                     .cloned()
-                    .ok_or_else(|| push::Error::Input(format!("no command {name:?}")))?,
+                    .ok_or_else(|| Error::NoCommand(name.clone()))?,
             };
             let mut out = Vec::new();
             clap_mangen::Man::new(page)
                 .render(&mut out)
-                .map_err(|e| push::Error::Input(format!("rendering the man page: {e}")))?;
+                .map_err(Error::Man)?;
             Ok(Output::Text(out))
         }
     }
