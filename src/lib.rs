@@ -7,16 +7,16 @@
 
 pub mod apply;
 pub mod archive;
-pub mod auth;
-pub mod blocking;
+pub(crate) mod auth;
+pub(crate) mod blocking;
 pub mod builds;
 pub mod cli;
-pub mod desired;
-pub mod failpoint;
+pub(crate) mod desired;
+pub(crate) mod failpoint;
 pub mod index;
 pub mod inspect;
 pub mod metalock;
-pub mod observe;
+pub(crate) mod observe;
 pub mod plan;
 pub mod platform;
 pub mod progress;
@@ -25,9 +25,9 @@ pub mod reference;
 pub mod registry;
 pub mod release;
 pub mod report;
-pub mod runlock;
-pub mod source;
-pub mod v2s2;
+pub(crate) mod runlock;
+pub(crate) mod source;
+pub(crate) mod v2s2;
 
 use plan::Outcome;
 use report::Report;

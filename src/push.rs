@@ -19,6 +19,7 @@ use crate::registry::{self, Client, ConnectOptions};
 use crate::report::{Report, Skipped};
 
 pub use crate::desired::{BuildInputs, Inputs, RecordKey};
+pub use crate::source::ImageSource;
 
 #[derive(Debug, Clone)]
 pub struct PushRequest {
@@ -42,7 +43,7 @@ pub struct PushRequest {
 
 impl PushRequest {
     /// What the inputs are published as: the part of the request reading them needs.
-    pub fn target(&self) -> Target {
+    pub(crate) fn target(&self) -> Target {
         Target {
             workdir: self.workdir.clone(),
             repo: self.repo.clone(),
