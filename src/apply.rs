@@ -22,7 +22,6 @@ use futures_util::{StreamExt as _, TryStreamExt as _, stream};
 use crate::archive::{self, Archive, BlobRef, Image};
 use crate::blocking::{self, TaskFailed};
 use crate::builds;
-use crate::desired::RecordKey;
 use crate::failpoint;
 use crate::plan::{Conversion, Plan, TagAction};
 use crate::platform::Arch;
@@ -87,7 +86,7 @@ pub struct Apply<'a> {
     pub client: &'a Client,
     pub repo: &'a Repository,
     /// The meta.json key records are written under; `None` when the run records nothing.
-    pub metajsonname: Option<&'a RecordKey>,
+    pub metajsonname: Option<&'a str>,
     pub force: bool,
     /// How long the record step waits for another writer's meta.json lock.
     pub lock_timeout: Duration,
@@ -158,7 +157,7 @@ impl Apply<'_> {
             arches.push(rec.arch.clone());
         }
         if let (Some(key), false) = (self.metajsonname, records.is_empty()) {
-            let key = key.as_str().to_owned();
+            let key = key.to_owned();
             let lock_timeout = self.lock_timeout;
             failpoint::hit("before-records");
             // Blocking: it may wait for other writers' locks.
@@ -354,7 +353,7 @@ impl Apply<'_> {
         let blobs: Vec<BlobRef> = img.image.blobs().cloned().collect();
         let reader = archive.clone();
         let started = std::time::Instant::now();
-        let actual = blocking::run("checking an archive", move || {
+        let actual = blocking::run(format!("checking {}", archive.path()), move || {
             reader.verify(&blobs.iter().collect::<Vec<_>>())
         })
         .await??;

@@ -11,19 +11,22 @@
 #[error("{what}: the task did not finish: {source}")]
 pub struct TaskFailed {
     /// What the task was doing, e.g. "reading the build's records".
-    pub what: &'static str,
+    pub what: String,
     pub source: tokio::task::JoinError,
 }
 
 /// Runs `f` on the runtime's blocking pool and waits for it.
-pub async fn run<T, F>(what: &'static str, f: F) -> Result<T, TaskFailed>
+pub async fn run<T, F>(what: impl Into<String>, f: F) -> Result<T, TaskFailed>
 where
     F: FnOnce() -> T + Send + 'static,
     T: Send + 'static,
 {
     tokio::task::spawn_blocking(f)
         .await
-        .map_err(|source| TaskFailed { what, source })
+        .map_err(|source| TaskFailed {
+            what: what.into(),
+            source,
+        })
 }
 
 #[cfg(test)]

@@ -142,7 +142,10 @@ impl Prepared {
         };
         let outcome = plan.outcome();
         let (metajsonname, lock_timeout) = match &req.inputs {
-            Inputs::Build(b) => (b.metajsonname.as_ref(), b.lock_timeout),
+            Inputs::Build(b) => (
+                b.metajsonname.as_ref().map(RecordKey::as_str),
+                b.lock_timeout,
+            ),
             // Direct images plan no records, so neither is ever used.
             Inputs::Images(_) => (None, crate::metalock::DEFAULT_TIMEOUT),
         };
