@@ -20,6 +20,7 @@ use serde::Serialize;
 use futures_util::{StreamExt as _, TryStreamExt as _, stream};
 
 use crate::archive::{self, Archive, BlobRef, Image};
+use crate::blocking::{self, TaskFailed};
 use crate::builds;
 use crate::failpoint;
 use crate::plan::{Conversion, Plan, TagAction};
@@ -44,8 +45,8 @@ pub enum Error {
         expected: String,
         actual: String,
     },
-    #[error("{0}")]
-    Task(String),
+    #[error(transparent)]
+    Task(#[from] TaskFailed),
 }
 
 /// One arch's image, ready to push.
@@ -84,7 +85,8 @@ pub struct Stats {
 pub struct Apply<'a> {
     pub client: &'a Client,
     pub repo: &'a Repository,
-    pub metajsonname: &'a str,
+    /// The meta.json key records are written under; `None` when the run records nothing.
+    pub metajsonname: Option<&'a str>,
     pub force: bool,
     /// How long the record step waits for another writer's meta.json lock.
     pub lock_timeout: Duration,
@@ -154,16 +156,15 @@ impl Apply<'_> {
             records.push((path, rec.record.clone()));
             arches.push(rec.arch.clone());
         }
-        if !records.is_empty() {
-            let key = self.metajsonname.to_owned();
+        if let (Some(key), false) = (self.metajsonname, records.is_empty()) {
+            let key = key.to_owned();
             let lock_timeout = self.lock_timeout;
             failpoint::hit("before-records");
             // Blocking: it may wait for other writers' locks.
-            let changed = tokio::task::spawn_blocking(move || {
+            let changed = blocking::run("writing the meta.json records", move || {
                 builds::write_records(&records, &key, lock_timeout)
             })
-            .await
-            .map_err(|e| Error::Task(e.to_string()))??;
+            .await??;
             failpoint::hit("after-records");
             for (arch, changed) in arches.into_iter().zip(changed) {
                 if changed {
@@ -352,10 +353,10 @@ impl Apply<'_> {
         let blobs: Vec<BlobRef> = img.image.blobs().cloned().collect();
         let reader = archive.clone();
         let started = std::time::Instant::now();
-        let actual =
-            tokio::task::spawn_blocking(move || reader.verify(&blobs.iter().collect::<Vec<_>>()))
-                .await
-                .map_err(|e| Error::Task(format!("checking {}: {e}", archive.path())))??;
+        let actual = blocking::run(format!("checking {}", archive.path()), move || {
+            reader.verify(&blobs.iter().collect::<Vec<_>>())
+        })
+        .await??;
         tracing::debug!(
             archive = %archive.path(),
             elapsed_ms = started.elapsed().as_millis() as u64,

@@ -9,6 +9,7 @@ use camino::Utf8PathBuf;
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::blocking::{self, TaskFailed};
 use crate::builds::{self, Meta};
 use crate::index::{self, Parsed};
 use crate::platform::Platform;
@@ -24,6 +25,8 @@ pub enum Error {
     Builds(#[from] builds::Error),
     #[error("{0}: not found (the registry answered 404)")]
     NotFound(String),
+    #[error(transparent)]
+    Task(#[from] TaskFailed),
     #[error("{target}: {source}")]
     Index {
         target: String,
@@ -126,9 +129,7 @@ pub async fn inspect(
     let meta = match meta {
         Some(query) => {
             let path = query.path.clone();
-            let loaded = tokio::task::spawn_blocking(move || Meta::load(path))
-                .await
-                .map_err(|e| Error::NotFound(format!("reading meta.json: {e}")))??;
+            let loaded = blocking::run("reading meta.json", move || Meta::load(path)).await??;
             Some(check_meta(&loaded, &query, repo, &fetched.digest, &entries))
         }
         None => None,

@@ -7,15 +7,17 @@
 
 pub mod apply;
 pub mod archive;
-pub mod auth;
+pub(crate) mod auth;
+pub(crate) mod blocking;
 pub mod builds;
 pub mod cli;
-pub mod failpoint;
+pub(crate) mod desired;
+pub(crate) mod failpoint;
 pub mod fs;
 pub mod index;
 pub mod inspect;
 pub mod metalock;
-pub mod observe;
+pub(crate) mod observe;
 pub mod plan;
 pub mod platform;
 pub mod progress;
@@ -24,9 +26,9 @@ pub mod reference;
 pub mod registry;
 pub mod release;
 pub mod report;
-pub mod runlock;
-pub mod source;
-pub mod v2s2;
+pub(crate) mod runlock;
+pub(crate) mod source;
+pub(crate) mod v2s2;
 
 use plan::Outcome;
 use report::Report;
@@ -50,6 +52,11 @@ pub enum Error {
     Inspect(#[from] inspect::Error),
     #[error(transparent)]
     Release(#[from] release::Error),
+    /// `reprise man NAME` for a command that does not exist.
+    #[error("no command {0:?}")]
+    NoCommand(String),
+    #[error("rendering the man page: {0}")]
+    Man(std::io::Error),
 }
 
 /// What a command produced.
@@ -108,12 +115,12 @@ pub async fn run(command: cli::Command) -> Result<Output, Error> {
                 Some(name) => cmd
                     .find_subcommand(name)
                     .cloned()
-                    .ok_or_else(|| push::Error::Input(format!("no command {name:?}")))?,
+                    .ok_or_else(|| Error::NoCommand(name.clone()))?,
             };
             let mut out = Vec::new();
             clap_mangen::Man::new(page)
                 .render(&mut out)
-                .map_err(|e| push::Error::Input(format!("rendering the man page: {e}")))?;
+                .map_err(Error::Man)?;
             Ok(Output::Text(out))
         }
     }

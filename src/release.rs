@@ -25,10 +25,11 @@ use std::collections::BTreeMap;
 use camino::{Utf8Path, Utf8PathBuf};
 
 use crate::apply::{self, Apply, ArchImage, Stats};
+use crate::blocking::{self, TaskFailed};
 use crate::builds::{self, BuildsDir, Meta};
 use crate::plan::{Outcome, Policy, TagAction};
 use crate::platform::Arch;
-use crate::push::{self, BuildInputs, Inputs, PushRequest};
+use crate::push::{self, BuildInputs, Inputs, PushRequest, RecordKey};
 use crate::reference::{Digest, Repository, Tag};
 use crate::registry::{self, Client, ConnectOptions};
 use crate::report::Skipped;
@@ -65,8 +66,8 @@ pub enum Error {
     Stage { stage: String, source: StageError },
     #[error(transparent)]
     Lock(#[from] crate::runlock::Error),
-    #[error("{0}")]
-    Task(String),
+    #[error(transparent)]
+    Task(#[from] TaskFailed),
 }
 
 /// Why one stage could not be planned or applied.
@@ -177,20 +178,20 @@ pub async fn run(req: &RunRequest) -> Result<Report, Error> {
     let config = config::parse(&req.config, &text)?;
     let build = {
         let (workdir, id) = (req.workdir.clone(), req.build.clone());
-        tokio::task::spawn_blocking(move || load_build(&workdir, &id))
-            .await
-            .map_err(|e| Error::Task(e.to_string()))??
+        blocking::run("reading the build's records", move || {
+            load_build(&workdir, &id)
+        })
+        .await??
     };
     // One run at a time per build, as for push-container-manifest; a dry run needs no turn.
     let _lock = if req.dry_run {
         None
     } else {
         let dir = req.workdir.join("builds").join(&build.buildid);
-        let locked = tokio::task::spawn_blocking(move || {
+        let locked = blocking::run("taking the build's run lock", move || {
             crate::runlock::acquire(&dir, crate::runlock::Scope::Build, false)
         })
-        .await
-        .map_err(|e| Error::Task(e.to_string()))?;
+        .await?;
         Some(locked?)
     };
     let stages = config::expand(&config, &build)?;
@@ -303,15 +304,12 @@ fn load_build(workdir: &Utf8Path, id: &str) -> Result<BuildVars, builds::Error> 
     })
 }
 
-/// The key arch-tags passes as the record key when it loads a build's images: arch-tags
-/// records nothing, and no meta.json uses an empty key, so the slot check always passes.
-const NO_RECORD: &str = "";
-
 fn push_request(req: &RunRequest, build_id: &str, stage: &Stage) -> PushRequest {
     let mut inputs = BuildInputs {
         build: build_id.to_owned(),
         artifact: String::new(),
-        metajsonname: NO_RECORD.to_owned(),
+        // Only a container-manifest stage records; arch-tags reads the build's images only.
+        metajsonname: None,
         arches: vec![],
         lock_timeout: req.lock_timeout,
     };
@@ -341,7 +339,7 @@ fn push_request(req: &RunRequest, build_id: &str, stage: &Stage) -> PushRequest 
             v2s2,
         } => {
             inputs.artifact = artifact.clone();
-            inputs.metajsonname = metajsonname.clone();
+            inputs.metajsonname = Some(RecordKey::new(metajsonname.clone()));
             inputs.arches = arches.clone();
             push.tags = tags.clone();
             push.policy.missing_arch = *missing_arch;
@@ -514,7 +512,7 @@ async fn write_tags(
     let pusher = Apply {
         client,
         repo,
-        metajsonname: NO_RECORD,
+        metajsonname: None,
         force: req.force,
         lock_timeout: req.lock_timeout,
         mount_from: &[],

@@ -1,5 +1,8 @@
 //! What a run did, for people (a summary on stderr) and machines (JSON on stdout, described
 //! by `schemas/report.schema.json`).
+//!
+//! Owns presenting a push's plan and what applying it did; it decides nothing, and takes
+//! what it shows from the desired state, the plan and the apply statistics.
 
 use std::fmt::Write as _;
 
@@ -11,8 +14,9 @@ use crate::plan::{
     Desired, IndexSource, Missing, Outcome, Plan, Refusal, RemoteEntry, SingleImage, TagAction,
 };
 use crate::platform::{Arch, Platform};
-use crate::push::PushRequest;
 use crate::reference::{Digest, Repository, Tag};
+
+pub use crate::desired::{SkipReason, Skipped};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
@@ -31,30 +35,6 @@ pub struct Report {
     pub skipped: Vec<Skipped>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub refusal: Option<RefusalReport>,
-}
-
-/// An arch of the build that a run leaves out. The missing-arch policy then treats it like an
-/// arch the build does not have.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Skipped {
-    pub arch: Arch,
-    pub reason: SkipReason,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum SkipReason {
-    /// Its meta.json has no `images.<artifact>`: an artifact built for some arches only
-    /// (`kubevirt`), skipped as coreos-assembler skips it when no `--arch` is given.
-    NoArtifact,
-}
-
-impl SkipReason {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SkipReason::NoArtifact => "no artifact",
-        }
-    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -124,13 +104,7 @@ pub struct RefusalReport {
 }
 
 impl Report {
-    pub fn new(
-        req: &PushRequest,
-        desired: &Desired,
-        plan: &Plan,
-        outcome: Outcome,
-        stats: Option<Stats>,
-    ) -> Report {
+    pub fn new(desired: &Desired, plan: &Plan, outcome: Outcome, stats: Option<Stats>) -> Report {
         let stats = stats.unwrap_or_default();
         let applied = outcome != Outcome::Planned;
         let tags = plan
@@ -173,7 +147,7 @@ impl Report {
             .collect();
         Report {
             outcome,
-            repo: req.repo.clone(),
+            repo: desired.repo.clone(),
             index_digest: Some(plan.index.digest.clone()),
             index_source: Some(plan.index.source.clone()),
             tags,
@@ -199,14 +173,15 @@ impl Report {
         }
     }
 
-    pub fn refused(req: &PushRequest, desired: &Desired, refusal: Refusal) -> Report {
+    /// A refused plan: nothing pushed or recorded, and no index settled on.
+    pub fn refused(desired: &Desired, refusal: Refusal) -> Report {
         let missing = match &refusal {
             Refusal::MissingArches(m) => m.clone(),
             _ => vec![],
         };
         Report {
             outcome: Outcome::Refused,
-            repo: req.repo.clone(),
+            repo: desired.repo.clone(),
             index_digest: None,
             index_source: None,
             tags: vec![],
@@ -217,7 +192,12 @@ impl Report {
                     arch: a.arch.clone(),
                     platform: a.entry.platform.clone(),
                     digest: a.entry.digest.clone(),
-                    record: RecordAction::Unchanged,
+                    // Images given with --image have no build record to leave unchanged.
+                    record: if desired.records {
+                        RecordAction::Unchanged
+                    } else {
+                        RecordAction::None
+                    },
                     record_before: None,
                 })
                 .collect(),
@@ -252,15 +232,25 @@ impl Report {
     /// The human summary, several lines, for stderr.
     pub fn human(&self) -> String {
         let mut out = String::new();
-        let short = |d: &Option<Digest>| {
-            d.as_ref()
-                .map_or_else(|| "absent".to_owned(), |d| d.as_str()[..19].to_owned())
-        };
         if let Some(refusal) = &self.refusal {
             let _ = writeln!(out, "reprise: {}", refusal.message);
             self.skipped_lines(&mut out);
             return out;
         }
+        self.headline(&mut out);
+        self.tag_lines(&mut out);
+        self.arch_lines(&mut out);
+        self.skipped_lines(&mut out);
+        self.remote_lines(&mut out);
+        self.upload_line(&mut out);
+        out
+    }
+}
+
+/// The parts of [`Report::human`], in the order they are printed.
+impl Report {
+    /// What the run did, to which repository, and the index.
+    fn headline(&self, out: &mut String) {
         let verb = match self.outcome {
             Outcome::Noop => "nothing to do",
             Outcome::Recorded => "recorded (registry already up to date)",
@@ -278,6 +268,10 @@ impl Report {
             self.repo,
             self.index_digest.as_ref().map_or("-", |d| d.as_str())
         );
+    }
+
+    /// Each tag: what it held, what it holds after, and why.
+    fn tag_lines(&self, out: &mut String) {
         for t in &self.tags {
             let action = match t.action {
                 TagAction::Push if self.outcome == Outcome::Planned => "would push",
@@ -292,11 +286,15 @@ impl Report {
                 out,
                 "  tag {:<20} {} -> {}  {action} ({}{held})",
                 t.tag.as_str(),
-                short(&t.before),
-                short(&t.after),
+                short(t.before.as_ref()),
+                short(t.after.as_ref()),
                 t.reason
             );
         }
+    }
+
+    /// Each arch: its platform, manifest digest and what happened to its record.
+    fn arch_lines(&self, out: &mut String) {
         for a in &self.arches {
             let record = match a.record {
                 RecordAction::None => String::new(),
@@ -310,7 +308,21 @@ impl Report {
                 a.digest,
             );
         }
-        self.skipped_lines(&mut out);
+    }
+
+    fn skipped_lines(&self, out: &mut String) {
+        for s in &self.skipped {
+            let _ = writeln!(
+                out,
+                "  {:<8} skipped: {}",
+                s.arch.as_str(),
+                s.reason.as_str()
+            );
+        }
+    }
+
+    /// Remote index entries carried or dropped by the arch policy, and duplicate platforms.
+    fn remote_lines(&self, out: &mut String) {
         for c in &self.carried {
             let _ = writeln!(out, "  carried {} from the remote index", describe(c));
         }
@@ -324,32 +336,28 @@ impl Report {
                 d.tag, d.platform
             );
         }
-        if self.outcome == Outcome::Pushed {
-            let mounted = match self.uploaded.mounted {
-                0 => String::new(),
-                n => format!(", {n} mounted"),
-            };
-            let _ = writeln!(
-                out,
-                "  uploaded {} blobs ({} bytes){mounted}, {} already present",
-                self.uploaded.blobs, self.uploaded.bytes, self.skipped_blobs
-            );
+    }
+
+    /// After a push: how many blobs moved, and how many were there already.
+    fn upload_line(&self, out: &mut String) {
+        if self.outcome != Outcome::Pushed {
+            return;
         }
-        out
+        let mounted = match self.uploaded.mounted {
+            0 => String::new(),
+            n => format!(", {n} mounted"),
+        };
+        let _ = writeln!(
+            out,
+            "  uploaded {} blobs ({} bytes){mounted}, {} already present",
+            self.uploaded.blobs, self.uploaded.bytes, self.skipped_blobs
+        );
     }
 }
 
-impl Report {
-    fn skipped_lines(&self, out: &mut String) {
-        for s in &self.skipped {
-            let _ = writeln!(
-                out,
-                "  {:<8} skipped: {}",
-                s.arch.as_str(),
-                s.reason.as_str()
-            );
-        }
-    }
+/// A digest as the summary shows it: `sha256:` and its first 12 hex digits, or `absent`.
+fn short(d: Option<&Digest>) -> String {
+    d.map_or_else(|| "absent".to_owned(), |d| d.as_str()[..19].to_owned())
 }
 
 fn describe(e: &RemoteEntry) -> String {
@@ -371,3 +379,6 @@ fn describe(e: &RemoteEntry) -> String {
             .join(", ")
     )
 }
+
+#[cfg(test)]
+mod tests;

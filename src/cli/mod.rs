@@ -185,8 +185,10 @@ pub struct ConnectArgs {
     #[arg(long, value_name = "PATH")]
     pub authfile: Option<Utf8PathBuf>,
 
-    /// Verify TLS certificates (default). =false also allows plain HTTP. Registries on
-    /// loopback are spoken to over plain HTTP unless this is given as =true or with --cert-dir.
+    /// Verify TLS certificates (default). =false speaks plain HTTP to the registry, with no
+    /// fallback either way, and checks no certificate where HTTPS remains (a token service).
+    /// A registry on loopback is spoken to over plain HTTP unless this is =true or --cert-dir
+    /// is given.
     #[arg(long, value_name = "BOOL", action = clap::ArgAction::Set, num_args = 0..=1,
           require_equals = true, default_missing_value = "true")]
     pub tls_verify: Option<bool>,

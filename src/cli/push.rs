@@ -9,7 +9,7 @@ use clap::Args;
 use super::{ConnectArgs, parse_seconds};
 use crate::plan::{MissingArch, Policy};
 use crate::platform::Arch;
-use crate::push::{BuildInputs, Inputs, PushRequest};
+use crate::push::{BuildInputs, Inputs, PushRequest, RecordKey};
 use crate::reference::{Repository, Tag};
 use crate::source::ImageSource;
 
@@ -147,7 +147,7 @@ impl PlanArgs {
                 Some(artifact) => Inputs::Build(BuildInputs {
                     build: self.build,
                     artifact,
-                    metajsonname: self.metajsonname.unwrap_or_default(),
+                    metajsonname: self.metajsonname.map(RecordKey::new),
                     arches,
                     // Only a push records; it sets its own.
                     lock_timeout: crate::metalock::DEFAULT_TIMEOUT,
