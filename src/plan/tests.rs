@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::archive::OCI_MANIFEST;
+use crate::v2s2;
 
 fn d(c: char) -> Digest {
     Digest::parse(&format!("sha256:{}", c.to_string().repeat(64))).unwrap()
