@@ -19,6 +19,7 @@
 
 pub mod config;
 mod report;
+mod template;
 
 use std::collections::BTreeMap;
 

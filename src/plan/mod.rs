@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::builds::{Record, RecordState};
@@ -18,7 +18,7 @@ use crate::reference::{Digest, Repository, Tag};
 mod steps;
 
 /// What to do with platforms a tag holds that this build does not provide.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum MissingArch {
     /// Publish nothing and say which arches are missing.
