@@ -2,6 +2,7 @@
 
 use super::config::{self, BuildVars, StageKind, Template};
 use super::*;
+use crate::reference::Repository;
 
 fn d(c: char) -> Digest {
     Digest::parse(&format!("sha256:{}", c.to_string().repeat(64))).unwrap()
