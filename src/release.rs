@@ -2,8 +2,9 @@
 //!
 //! Owns the stages of a release and their order: read the config ([`config`]), expand its
 //! templates with the build's variables, plan every stage, then apply them one by one,
-//! stopping at the first that fails or is refused (planning one stage is `release/stage.rs`'s). Each stage decides "done" by reading the
-//! registry (and, for `container-manifest`, the records), so a rerun skips what is done.
+//! stopping at the first that fails or is refused (planning one stage is
+//! `release/stage.rs`'s). Each stage decides "done" by reading the registry (and, for
+//! `container-manifest`, the records), so a rerun skips what is done.
 //!
 //! Stage kinds reuse the rest of reprise: `container-manifest` is exactly
 //! [`push::prepare`]/[`push::Prepared::apply`]; `arch-tags` and `copy-tag` write tags that
