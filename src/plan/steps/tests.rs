@@ -3,26 +3,9 @@
 use super::*;
 use crate::archive::OCI_MANIFEST;
 use crate::plan::DesiredArch;
+use crate::plan::tests::{d, entry, tag};
 use crate::platform::Arch;
 use crate::reference::Repository;
-
-fn d(c: char) -> Digest {
-    Digest::parse(&format!("sha256:{}", c.to_string().repeat(64))).unwrap()
-}
-
-fn tag(s: &str) -> Tag {
-    Tag::parse(s).unwrap()
-}
-
-fn entry(arch: &str, c: char) -> Entry {
-    let arch = Arch::parse(arch).unwrap();
-    Entry {
-        platform: Platform::new("linux", arch.oci_architecture(), None),
-        digest: d(c),
-        size: 500,
-        media_type: OCI_MANIFEST.to_owned(),
-    }
-}
 
 fn holds(platforms: Vec<Entry>, other: Vec<OtherEntry>) -> TagState {
     let bytes = format!("index {platforms:?} {other:?}").into_bytes();
