@@ -179,7 +179,27 @@ impl Apply<'_> {
     /// `--force`): checks their archives, moves the missing blobs, then puts each manifest by
     /// digest. Nothing is written before every archive has passed its check.
     pub async fn push_images(&self, images: &[&ArchImage], stats: &mut Stats) -> Result<(), Error> {
-        let jobs = self.client.jobs();
+        let needed = self.images_needed(images, stats).await?;
+        if needed.is_empty() {
+            return Ok(());
+        }
+        // One read of each archive, all before the first write.
+        stream::iter(needed.iter().map(|img| self.check_archive(img)))
+            .buffer_unordered(self.client.jobs())
+            .try_collect::<Vec<()>>()
+            .await?;
+        let missing = self.missing_blobs(&needed, stats).await?;
+        self.move_blobs(&needed, &missing, stats).await?;
+        self.push_manifests(&needed, stats).await
+    }
+
+    /// The images whose manifest the registry lacks, or all of them under `--force`; the
+    /// blobs of the others count as skipped.
+    async fn images_needed<'i>(
+        &self,
+        images: &[&'i ArchImage],
+        stats: &mut Stats,
+    ) -> Result<Vec<&'i ArchImage>, Error> {
         let present: Vec<bool> = stream::iter(images.iter().map(|img| async move {
             let digest = &img.image.manifest_digest;
             Ok::<_, Error>(
@@ -189,7 +209,7 @@ impl Apply<'_> {
                     .is_some(),
             )
         }))
-        .buffered(jobs)
+        .buffered(self.client.jobs())
         .try_collect()
         .await?;
         let mut needed = Vec::new();
@@ -201,19 +221,19 @@ impl Apply<'_> {
                 needed.push(*img);
             }
         }
-        if needed.is_empty() {
-            return Ok(());
-        }
-        // One read of each archive, all before the first write.
-        stream::iter(needed.iter().map(|img| self.check_archive(img)))
-            .buffer_unordered(jobs)
-            .try_collect::<Vec<()>>()
-            .await?;
+        Ok(needed)
+    }
 
-        // Each blob once, though arches share some (the base layer).
+    /// The blobs of `needed` the repository lacks, each once though arches share some (the
+    /// base layer), with an image that has it; every other reference counts as skipped.
+    async fn missing_blobs<'i>(
+        &self,
+        needed: &[&'i ArchImage],
+        stats: &mut Stats,
+    ) -> Result<Vec<(&'i ArchImage, &'i BlobRef)>, Error> {
         let mut unique: Vec<(&ArchImage, &BlobRef)> = Vec::new();
         let mut references = 0u64;
-        for img in &needed {
+        for img in needed {
             for blob in img.image.blobs() {
                 references += 1;
                 if !unique.iter().any(|(_, b)| b.digest == blob.digest) {
@@ -226,7 +246,7 @@ impl Apply<'_> {
                 .iter()
                 .map(|(_, blob)| self.client.blob_exists(self.repo, &blob.digest)),
         )
-        .buffered(jobs)
+        .buffered(self.client.jobs())
         .try_collect()
         .await?;
         let missing: Vec<(&ArchImage, &BlobRef)> = unique
@@ -235,7 +255,17 @@ impl Apply<'_> {
             .filter_map(|(job, exists)| (!exists).then_some(job))
             .collect();
         stats.skipped_blobs += references - missing.len() as u64;
+        Ok(missing)
+    }
 
+    /// Uploads or mounts the missing blobs, `jobs` at a time, with progress over the bytes
+    /// read from local archives.
+    async fn move_blobs(
+        &self,
+        needed: &[&ArchImage],
+        missing: &[(&ArchImage, &BlobRef)],
+        stats: &mut Stats,
+    ) -> Result<(), Error> {
         let total = missing
             .iter()
             .filter(|(img, _)| matches!(img.origin, Origin::Local { .. }))
@@ -252,7 +282,7 @@ impl Apply<'_> {
             .collect();
         let progress = Progress::start(total, counters);
         let moved = stream::iter(missing.iter().map(|(img, blob)| self.move_blob(img, blob)))
-            .buffer_unordered(jobs)
+            .buffer_unordered(self.client.jobs())
             .try_collect::<Vec<Moved>>()
             .await;
         progress.finish().await;
@@ -265,7 +295,11 @@ impl Apply<'_> {
                 Moved::Mounted => stats.mounted_blobs += 1,
             }
         }
+        Ok(())
+    }
 
+    /// Puts each image's manifest by digest, once its blobs are in.
+    async fn push_manifests(&self, needed: &[&ArchImage], stats: &mut Stats) -> Result<(), Error> {
         for img in needed {
             failpoint::hit(&format!("after-blobs:{}", img.arch));
             tracing::info!(arch = %img.arch, digest = %img.image.manifest_digest, "pushing manifest");

@@ -2,8 +2,9 @@
 //!
 //! Owns the stages of a release and their order: read the config ([`config`]), expand its
 //! templates with the build's variables, plan every stage, then apply them one by one,
-//! stopping at the first that fails or is refused. Each stage decides "done" by reading the
-//! registry (and, for `container-manifest`, the records), so a rerun skips what is done.
+//! stopping at the first that fails or is refused (planning one stage is
+//! `release/stage.rs`'s). Each stage decides "done" by reading the registry (and, for
+//! `container-manifest`, the records), so a rerun skips what is done.
 //!
 //! Stage kinds reuse the rest of reprise: `container-manifest` is exactly
 //! [`push::prepare`]/[`push::Prepared::apply`]; `arch-tags` and `copy-tag` write tags that
@@ -19,8 +20,8 @@
 
 pub mod config;
 mod report;
-
-use std::collections::BTreeMap;
+mod stage;
+mod template;
 
 use camino::{Utf8Path, Utf8PathBuf};
 
@@ -30,12 +31,12 @@ use crate::builds::{self, BuildsDir, Meta};
 use crate::plan::{Outcome, Policy, TagAction};
 use crate::platform::Arch;
 use crate::push::{self, BuildInputs, Inputs, PushRequest, RecordKey};
-use crate::reference::{Digest, Repository, Tag};
+use crate::reference::{Digest, Tag};
 use crate::registry::{self, Client, ConnectOptions};
-use crate::report::Skipped;
 
 pub use config::{BuildVars, ConfigError, Kind, Stage, StageKind};
 pub use report::{FromReport, Report, StageOutcome, StageReport, Summary, TagReport};
+use stage::{Overlay, Planned, TagStep, Work, plan_stage};
 
 /// What `reprise run` was asked to do.
 #[derive(Debug, Clone)]
@@ -99,83 +100,9 @@ pub fn tag_step(want: &Digest, have: Option<&Digest>, force: bool) -> (TagAction
     }
 }
 
-/// Tags that earlier stages of this run plan to write, with the digest and the stage.
-type Overlay = BTreeMap<(Repository, Tag), (Digest, String)>;
-
-/// One tag an `arch-tags` or `copy-tag` stage owns.
-#[derive(Debug, Clone)]
-struct TagStep {
-    tag: Tag,
-    arch: Option<Arch>,
-    want: Digest,
-    before: Option<Digest>,
-    action: TagAction,
-    reason: &'static str,
-}
-
-/// A stage planned, ready to apply.
-enum Work {
-    Push(Box<push::Prepared>),
-    Tags(Box<TagsWork>),
-}
-
-/// An `arch-tags` or `copy-tag` stage planned.
-struct TagsWork {
-    client: Client,
-    steps: Vec<TagStep>,
-    /// The arch images an `arch-tags` stage pushes; empty for `copy-tag`.
-    images: Vec<ArchImage>,
-    /// For `copy-tag`: the source tag and what it holds.
-    source: Option<(Tag, Digest)>,
-    /// For `arch-tags`: the build's arches left out (no artifact), whose tags are not written.
-    skipped: Vec<Skipped>,
-}
-
-struct Planned {
-    work: Work,
-    /// Earlier stages whose planned writes this plan reads.
-    after: Vec<String>,
-}
-
-impl Planned {
-    fn refused(&self) -> bool {
-        matches!(&self.work, Work::Push(p) if p.plan.is_err())
-    }
-
-    /// Records what this stage will write, for the stages after it.
-    fn project(&self, stage: &Stage, overlay: &mut Overlay) {
-        let mut put = |tag: &Tag, digest: &Digest| {
-            overlay.insert(
-                (stage.repo.clone(), tag.clone()),
-                (digest.clone(), stage.name.clone()),
-            );
-        };
-        match &self.work {
-            Work::Push(p) => {
-                if let Ok(plan) = &p.plan {
-                    for t in plan.tags.iter().filter(|t| t.action == TagAction::Push) {
-                        put(&t.tag, &plan.index.digest);
-                    }
-                }
-            }
-            Work::Tags(t) => {
-                for s in t.steps.iter().filter(|s| s.action == TagAction::Push) {
-                    put(&s.tag, &s.want);
-                }
-            }
-        }
-    }
-}
-
 /// Runs a release: plans every stage, then (unless a dry run) applies them in order.
 pub async fn run(req: &RunRequest) -> Result<Report, Error> {
-    let text = tokio::fs::read_to_string(&req.config)
-        .await
-        .map_err(|source| Error::Read {
-            path: req.config.clone(),
-            source,
-        })?;
-    let config = config::parse(&req.config, &text)?;
+    let config = read_config(&req.config).await?;
     let build = {
         let (workdir, id) = (req.workdir.clone(), req.build.clone());
         blocking::run("reading the build's records", move || {
@@ -187,30 +114,60 @@ pub async fn run(req: &RunRequest) -> Result<Report, Error> {
     let _lock = if req.dry_run {
         None
     } else {
-        let dir = req.workdir.join("builds").join(&build.buildid);
-        let locked = blocking::run("taking the build's run lock", move || {
-            crate::runlock::acquire(&dir, crate::runlock::Scope::Build, false)
-        })
-        .await?;
-        Some(locked?)
+        Some(lock_build(req.workdir.join("builds").join(&build.buildid)).await?)
     };
     let stages = config::expand(&config, &build)?;
-    let summary = |outcome| Summary {
-        config: req.config.to_string(),
-        build: build.buildid.clone(),
-        outcome,
-        dry_run: req.dry_run,
+    let plans = plan_all(req, &build.buildid, &stages).await?;
+    let (outcome, stages) = if req.dry_run {
+        dry_run_reports(&stages, &plans)
+    } else {
+        apply_all(req, &build.buildid, &stages, plans).await
     };
+    Ok(Report {
+        release: Summary {
+            config: req.config.to_string(),
+            build: build.buildid,
+            outcome,
+            dry_run: req.dry_run,
+        },
+        stages,
+    })
+}
 
-    // Plan everything before anything is written, so a bad stage stops the release early.
+async fn read_config(path: &Utf8Path) -> Result<config::Config, Error> {
+    let text = tokio::fs::read_to_string(path)
+        .await
+        .map_err(|source| Error::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+    Ok(config::parse(path, &text)?)
+}
+
+/// Takes the build's run lock (see [`crate::runlock`]), without waiting.
+async fn lock_build(dir: Utf8PathBuf) -> Result<crate::runlock::RunLock, Error> {
+    let locked = blocking::run("taking the build's run lock", move || {
+        crate::runlock::acquire(&dir, crate::runlock::Scope::Build, false)
+    })
+    .await?;
+    Ok(locked?)
+}
+
+/// Plans every stage before anything is written, so a bad stage stops the release early.
+/// Stages after a refused one are not planned (`None`).
+async fn plan_all(
+    req: &RunRequest,
+    build_id: &str,
+    stages: &[Stage],
+) -> Result<Vec<Option<Planned>>, Error> {
     let mut overlay = Overlay::new();
     let mut plans: Vec<Option<Planned>> = Vec::new();
-    for stage in &stages {
+    for stage in stages {
         if plans.iter().flatten().any(Planned::refused) {
             plans.push(None);
             continue;
         }
-        let planned = plan_stage(req, &build.buildid, stage, &overlay)
+        let planned = plan_stage(req, build_id, stage, &overlay)
             .await
             .map_err(|source| Error::Stage {
                 stage: stage.name.clone(),
@@ -219,27 +176,37 @@ pub async fn run(req: &RunRequest) -> Result<Report, Error> {
         planned.project(stage, &mut overlay);
         plans.push(Some(planned));
     }
+    Ok(plans)
+}
 
-    if req.dry_run {
-        let reports: Vec<StageReport> = stages
-            .iter()
-            .zip(&plans)
-            .map(|(stage, planned)| match planned {
-                Some(p) => planned_report(stage, p),
-                None => StageReport::not_run(stage),
-            })
-            .collect();
-        let outcome = if reports.iter().any(|r| r.outcome == StageOutcome::Refused) {
-            StageOutcome::Refused
-        } else {
-            StageOutcome::Planned
-        };
-        return Ok(Report {
-            release: summary(outcome),
-            stages: reports,
-        });
-    }
+/// What a dry run reports: each stage's plan, and whether any was refused.
+fn dry_run_reports(
+    stages: &[Stage],
+    plans: &[Option<Planned>],
+) -> (StageOutcome, Vec<StageReport>) {
+    let reports: Vec<StageReport> = stages
+        .iter()
+        .zip(plans)
+        .map(|(stage, planned)| match planned {
+            Some(p) => planned_report(stage, p),
+            None => StageReport::not_run(stage),
+        })
+        .collect();
+    let outcome = if reports.iter().any(|r| r.outcome == StageOutcome::Refused) {
+        StageOutcome::Refused
+    } else {
+        StageOutcome::Planned
+    };
+    (outcome, reports)
+}
 
+/// Applies the stages in order; the first that fails or is refused stops the rest.
+async fn apply_all(
+    req: &RunRequest,
+    build_id: &str,
+    stages: &[Stage],
+    plans: Vec<Option<Planned>>,
+) -> (StageOutcome, Vec<StageReport>) {
     let mut reports: Vec<StageReport> = Vec::new();
     let mut changed = false;
     let mut stop: Option<StageOutcome> = None;
@@ -248,7 +215,7 @@ pub async fn run(req: &RunRequest) -> Result<Report, Error> {
             reports.push(StageReport::not_run(stage));
             continue;
         }
-        let report = match apply_stage(req, &build.buildid, stage, planned, changed).await {
+        let report = match apply_stage(req, build_id, stage, planned, changed).await {
             Ok(r) => r,
             Err(e) => StageReport::failed(stage, e.to_string()),
         };
@@ -259,11 +226,7 @@ pub async fn run(req: &RunRequest) -> Result<Report, Error> {
         }
         reports.push(report);
     }
-    let outcome = stop.unwrap_or_else(|| overall(&reports));
-    Ok(Report {
-        release: summary(outcome),
-        stages: reports,
-    })
+    (stop.unwrap_or_else(|| overall(&reports)), reports)
 }
 
 /// The release's outcome when every stage converged: the most any stage did.
@@ -355,110 +318,6 @@ fn push_request(req: &RunRequest, build_id: &str, stage: &Stage) -> PushRequest 
     }
     push.inputs = Inputs::Build(inputs);
     push
-}
-
-/// What a tag holds for this stage's plan: an earlier stage's planned write if there is one
-/// (and which stage), else what the registry says now.
-async fn read_tag(
-    client: &Client,
-    repo: &Repository,
-    tag: &Tag,
-    overlay: &Overlay,
-    after: &mut Vec<String>,
-) -> Result<Option<Digest>, StageError> {
-    if let Some((digest, by)) = overlay.get(&(repo.clone(), tag.clone())) {
-        if !after.contains(by) {
-            after.push(by.clone());
-        }
-        return Ok(Some(digest.clone()));
-    }
-    Ok(client.resolve(&repo.tagged(tag)).await?)
-}
-
-async fn plan_stage(
-    req: &RunRequest,
-    build_id: &str,
-    stage: &Stage,
-    overlay: &Overlay,
-) -> Result<Planned, StageError> {
-    let mut after = Vec::new();
-    let repo = &stage.repo;
-    let work = match &stage.kind {
-        StageKind::ContainerManifest { tags, .. } => {
-            // Planned against the registry as it is; if an earlier stage writes one of these
-            // tags it is named, and the stage is planned again before it runs.
-            for t in tags {
-                if let Some((_, by)) = overlay.get(&(repo.clone(), t.clone()))
-                    && !after.contains(by)
-                {
-                    after.push(by.clone());
-                }
-            }
-            let prepared = push::prepare(&push_request(req, build_id, stage)).await?;
-            Work::Push(Box::new(prepared))
-        }
-        StageKind::ArchTags { tags, .. } => {
-            let prepared = push::prepare(&push_request(req, build_id, stage)).await?;
-            let mut steps = Vec::new();
-            // An arch without the artifact has no image for its tags, as in a push.
-            let skipped_arch = |a: &Arch| prepared.skipped.iter().any(|s| &s.arch == a);
-            for (arch, tag) in tags.iter().filter(|(a, _)| !skipped_arch(a)) {
-                let img = prepared
-                    .images
-                    .iter()
-                    .find(|i| &i.arch == arch)
-                    .ok_or_else(|| StageError::NoImage {
-                        arch: arch.clone(),
-                        tag: tag.clone(),
-                    })?;
-                let want = img.image.manifest_digest.clone();
-                let before = read_tag(&prepared.client, repo, tag, overlay, &mut after).await?;
-                let (action, reason) = tag_step(&want, before.as_ref(), req.force);
-                steps.push(TagStep {
-                    tag: tag.clone(),
-                    arch: Some(arch.clone()),
-                    want,
-                    before,
-                    action,
-                    reason,
-                });
-            }
-            Work::Tags(Box::new(TagsWork {
-                client: prepared.client,
-                steps,
-                images: prepared.images,
-                source: None,
-                skipped: prepared.skipped,
-            }))
-        }
-        StageKind::CopyTag { from, to } => {
-            let client = Client::connect(repo, &req.connect).await?;
-            let want = read_tag(&client, repo, from, overlay, &mut after)
-                .await?
-                .ok_or_else(|| StageError::FromAbsent(repo.tagged(from).to_string()))?;
-            let mut steps = Vec::new();
-            for tag in to {
-                let before = read_tag(&client, repo, tag, overlay, &mut after).await?;
-                let (action, reason) = tag_step(&want, before.as_ref(), req.force);
-                steps.push(TagStep {
-                    tag: tag.clone(),
-                    arch: None,
-                    want: want.clone(),
-                    before,
-                    action,
-                    reason,
-                });
-            }
-            Work::Tags(Box::new(TagsWork {
-                client,
-                steps,
-                images: vec![],
-                source: Some((from.clone(), want)),
-                skipped: vec![],
-            }))
-        }
-    };
-    Ok(Planned { work, after })
 }
 
 /// Applies one stage; re-plans it first when an earlier stage of this run changed anything,

@@ -2,16 +2,17 @@
 
 use super::*;
 use crate::archive::OCI_MANIFEST;
+use crate::v2s2;
 
-fn d(c: char) -> Digest {
+pub(super) fn d(c: char) -> Digest {
     Digest::parse(&format!("sha256:{}", c.to_string().repeat(64))).unwrap()
 }
 
-fn tag(s: &str) -> Tag {
+pub(super) fn tag(s: &str) -> Tag {
     Tag::parse(s).unwrap()
 }
 
-fn entry(arch: &str, c: char) -> Entry {
+pub(super) fn entry(arch: &str, c: char) -> Entry {
     let arch = Arch::parse(arch).unwrap();
     Entry {
         platform: Platform::new("linux", arch.oci_architecture(), None),

@@ -1,6 +1,8 @@
-//! The release config file: parsing (unknown keys rejected), templates, and their expansion
-//! with the variables of one build. Nothing here reads a build or talks to a registry; the
-//! caller hands in [`BuildVars`].
+//! The release config file: parsing (serde reads each stage into one [`KindSpec`] enum,
+//! unknown keys and kinds rejected), the check that templates name known variables, and their
+//! expansion with the variables of one build. The template syntax itself is
+//! `release/template.rs`'s. Nothing here reads a build or talks to a registry; the caller
+//! hands in [`BuildVars`].
 //!
 //! Every error is one line naming the file and, where it can, the line and the stage.
 
@@ -13,6 +15,8 @@ use serde::Deserialize;
 use crate::plan::MissingArch;
 use crate::platform::Arch;
 use crate::reference::{Repository, Tag};
+
+pub use super::template::Template;
 
 /// Variables every release has, taken from the build records.
 pub const BUILTINS: [&str; 4] = ["buildid", "version", "name", "basearch"];
@@ -34,103 +38,54 @@ impl fmt::Display for ConfigError {
     }
 }
 
-/// One piece of a template.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Part {
-    Lit(String),
-    Var(String),
-}
+/// Deserializers for the fields serde parses into templates and arches. Each names its field
+/// (and index) in the error, so a message says which value is wrong.
+mod field {
+    use serde::de::Error;
+    use serde::{Deserialize, Deserializer};
 
-/// A string with `{variable}` placeholders, checked when the config is read.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Template {
-    raw: String,
-    parts: Vec<Part>,
-}
+    use super::Template;
+    use crate::platform::Arch;
 
-impl Template {
-    /// Splits `raw` into literals and `{name}`s; a brace that does not open or close a
-    /// variable name is an error (no tag, repository or digest contains one).
-    pub fn parse(raw: &str) -> Result<Template, String> {
-        let mut parts = Vec::new();
-        let mut rest = raw;
-        while let Some(at) = rest.find(['{', '}']) {
-            let (lit, tail) = rest.split_at(at);
-            if !lit.is_empty() {
-                parts.push(Part::Lit(lit.to_owned()));
-            }
-            if tail.starts_with('}') {
-                return Err(format!("{raw:?} has a '}}' that closes no variable"));
-            }
-            let Some(close) = tail.find('}') else {
-                return Err(format!("{raw:?} has a '{{' that is never closed"));
-            };
-            let name = &tail[1..close];
-            let valid = !name.is_empty()
-                && name
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
-            if !valid {
-                return Err(format!("{raw:?}: {{{name}}} is not a variable name"));
-            }
-            parts.push(Part::Var(name.to_owned()));
-            rest = &tail[close + 1..];
-        }
-        if !rest.is_empty() {
-            parts.push(Part::Lit(rest.to_owned()));
-        }
-        Ok(Template {
-            raw: raw.to_owned(),
-            parts,
-        })
+    fn one<'de, D: Deserializer<'de>>(d: D, field: &str) -> Result<Template, D::Error> {
+        let raw = String::deserialize(d)?;
+        Template::parse(&raw).map_err(|e| D::Error::custom(format!("{field}: {e}")))
     }
 
-    pub fn as_str(&self) -> &str {
-        &self.raw
+    fn each<'de, D, T, E>(
+        d: D,
+        field: &str,
+        parse: impl Fn(&str) -> Result<T, E>,
+    ) -> Result<Vec<T>, D::Error>
+    where
+        D: Deserializer<'de>,
+        E: std::fmt::Display,
+    {
+        let raws = Vec::<String>::deserialize(d)?;
+        raws.iter()
+            .enumerate()
+            .map(|(i, raw)| parse(raw).map_err(|e| D::Error::custom(format!("{field}[{i}]: {e}"))))
+            .collect()
     }
 
-    pub fn vars(&self) -> impl Iterator<Item = &str> {
-        self.parts.iter().filter_map(|p| match p {
-            Part::Var(v) => Some(v.as_str()),
-            Part::Lit(_) => None,
-        })
+    pub fn repo<'de, D: Deserializer<'de>>(d: D) -> Result<Template, D::Error> {
+        one(d, "repo")
     }
 
-    pub fn uses(&self, var: &str) -> bool {
-        self.vars().any(|v| v == var)
+    pub fn from<'de, D: Deserializer<'de>>(d: D) -> Result<Template, D::Error> {
+        one(d, "from")
     }
 
-    /// The template with every variable replaced; the error is the first variable `value`
-    /// has no value for, with the reason it gives.
-    pub fn expand(&self, value: impl Fn(&str) -> Result<String, String>) -> Result<String, String> {
-        let mut out = String::new();
-        for p in &self.parts {
-            match p {
-                Part::Lit(s) => out.push_str(s),
-                Part::Var(v) => out.push_str(&value(v)?),
-            }
-        }
-        Ok(out)
+    pub fn tags<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Template>, D::Error> {
+        each(d, "tags", Template::parse)
     }
-}
 
-/// `missing-arch` as the config spells it.
-#[derive(Debug, Clone, Copy, Default, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-enum RawMissingArch {
-    #[default]
-    Refuse,
-    Keep,
-    Drop,
-}
+    pub fn to<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Template>, D::Error> {
+        each(d, "to", Template::parse)
+    }
 
-impl From<RawMissingArch> for MissingArch {
-    fn from(m: RawMissingArch) -> MissingArch {
-        match m {
-            RawMissingArch::Refuse => MissingArch::Refuse,
-            RawMissingArch::Keep => MissingArch::Keep,
-            RawMissingArch::Drop => MissingArch::Drop,
-        }
+    pub fn arches<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Arch>, D::Error> {
+        each(d, "arches", Arch::parse)
     }
 }
 
@@ -143,48 +98,35 @@ struct RawConfig {
     stage: Vec<toml::Spanned<toml::Table>>,
 }
 
+/// The keys every kind of stage has.
 #[derive(Deserialize)]
-#[serde(tag = "kind", rename_all = "kebab-case")]
-enum RawStage {
-    ContainerManifest(RawContainerManifest),
-    ArchTags(RawArchTags),
-    CopyTag(RawCopyTag),
+#[serde(deny_unknown_fields)]
+struct StageHead {
+    name: String,
+    #[serde(deserialize_with = "field::repo")]
+    repo: Template,
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
-struct RawContainerManifest {
-    name: String,
-    artifact: String,
-    metajsonname: String,
-    repo: String,
-    tags: Vec<String>,
-    #[serde(default)]
-    arches: Vec<String>,
-    #[serde(default)]
-    missing_arch: RawMissingArch,
-    #[serde(default)]
-    v2s2: bool,
+/// One `[[stage]]` as read, before its variables are checked.
+struct RawStage {
+    head: StageHead,
+    kind: KindSpec,
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
-struct RawArchTags {
-    name: String,
-    artifact: String,
-    repo: String,
-    tags: Vec<String>,
-    #[serde(default)]
-    arches: Vec<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
-struct RawCopyTag {
-    name: String,
-    repo: String,
-    from: String,
-    to: Vec<String>,
+impl RawStage {
+    /// The kind and its keys first, so an unknown kind is reported before a missing name or
+    /// repo, then the keys every kind has.
+    fn read(mut table: toml::Table) -> Result<RawStage, toml::de::Error> {
+        let mut head = toml::Table::new();
+        for key in ["name", "repo"] {
+            if let Some(v) = table.remove(key) {
+                head.insert(key.to_owned(), v);
+            }
+        }
+        let kind = KindSpec::deserialize(toml::Value::Table(table))?;
+        let head = StageHead::deserialize(toml::Value::Table(head))?;
+        Ok(RawStage { head, kind })
+    }
 }
 
 /// A parsed, checked config: every template names only known variables.
@@ -204,23 +146,36 @@ pub struct StageSpec {
     pub kind: KindSpec,
 }
 
-#[derive(Debug, Clone)]
+/// A stage's kind and the keys that only it has, as serde reads them from the file: the
+/// `kind` key picks the variant, unknown keys are errors, templates and arches are parsed.
+/// Whether the templates name known variables is checked after (see [`check_stage`]).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
 pub enum KindSpec {
+    #[serde(rename_all = "kebab-case")]
     ContainerManifest {
         artifact: String,
         metajsonname: String,
+        #[serde(deserialize_with = "field::tags")]
         tags: Vec<Template>,
+        #[serde(default, deserialize_with = "field::arches")]
         arches: Vec<Arch>,
+        #[serde(default)]
         missing_arch: MissingArch,
+        #[serde(default)]
         v2s2: bool,
     },
     ArchTags {
         artifact: String,
+        #[serde(deserialize_with = "field::tags")]
         tags: Vec<Template>,
+        #[serde(default, deserialize_with = "field::arches")]
         arches: Vec<Arch>,
     },
     CopyTag {
+        #[serde(deserialize_with = "field::from")]
         from: Template,
+        #[serde(deserialize_with = "field::to")]
         to: Vec<Template>,
     },
 }
@@ -299,12 +254,8 @@ pub fn parse(path: &Utf8Path, text: &str) -> Result<Config, ConfigError> {
             Some(name) => format!("stage {name:?}"),
             None => format!("stage {}", i + 1),
         };
-        let stage: RawStage =
-            toml::Value::Table(table)
-                .try_into()
-                .map_err(|e: toml::de::Error| {
-                    fail(Some(line), format!("{label}: {}", e.message().trim()))
-                })?;
+        let stage = RawStage::read(table)
+            .map_err(|e| fail(Some(line), format!("{label}: {}", e.message().trim())))?;
         let spec = check_stage(stage, line, &raw.vars)
             .map_err(|message| fail(Some(line), format!("{label}: {message}")))?;
         if spec.name.is_empty() {
@@ -325,15 +276,14 @@ pub fn parse(path: &Utf8Path, text: &str) -> Result<Config, ConfigError> {
     })
 }
 
-/// Checks one template field: it parses, and names only variables the release has.
-/// `{basearch}` means one arch, so only an arch-tags stage's tags may use it.
-fn template(
+/// Checks one template field names only variables the release has. `{basearch}` means one
+/// arch, so only an arch-tags stage's tags may use it.
+fn check_template(
     field: &str,
-    raw: &str,
+    t: &Template,
     vars: &BTreeMap<String, String>,
     per_arch: bool,
-) -> Result<Template, String> {
-    let t = Template::parse(raw).map_err(|e| format!("{field}: {e}"))?;
+) -> Result<(), String> {
     for v in t.vars() {
         if v == "basearch" && !per_arch {
             return Err(format!(
@@ -349,73 +299,67 @@ fn template(
             ));
         }
     }
-    Ok(t)
+    Ok(())
 }
 
-fn templates(
+/// [`check_template`] for each of a list field, which may not be empty.
+fn check_templates(
     field: &str,
-    raws: &[String],
+    ts: &[Template],
     vars: &BTreeMap<String, String>,
     per_arch: bool,
-) -> Result<Vec<Template>, String> {
-    if raws.is_empty() {
+) -> Result<(), String> {
+    if ts.is_empty() {
         return Err(format!("{field} is empty"));
     }
-    raws.iter()
+    ts.iter()
         .enumerate()
-        .map(|(i, raw)| template(&format!("{field}[{i}]"), raw, vars, per_arch))
-        .collect()
+        .try_for_each(|(i, t)| check_template(&format!("{field}[{i}]"), t, vars, per_arch))
 }
 
-fn arches(raws: &[String]) -> Result<Vec<Arch>, String> {
-    let mut out: Vec<Arch> = Vec::new();
-    for (i, raw) in raws.iter().enumerate() {
-        let a = Arch::parse(raw).map_err(|e| format!("arches[{i}]: {e}"))?;
-        if !out.contains(&a) {
-            out.push(a);
+/// An arch named twice is one arch.
+fn dedup_arches(arches: &mut Vec<Arch>) {
+    let mut seen: Vec<Arch> = Vec::with_capacity(arches.len());
+    arches.retain(|a| {
+        let new = !seen.contains(a);
+        if new {
+            seen.push(a.clone());
         }
-    }
-    Ok(out)
+        new
+    });
 }
 
+/// What serde cannot check: every template names a known variable, and no arch is listed
+/// twice.
 fn check_stage(
     stage: RawStage,
     line: usize,
     vars: &BTreeMap<String, String>,
 ) -> Result<StageSpec, String> {
-    Ok(match stage {
-        RawStage::ContainerManifest(s) => StageSpec {
-            repo: template("repo", &s.repo, vars, false)?,
-            kind: KindSpec::ContainerManifest {
-                tags: templates("tags", &s.tags, vars, false)?,
-                arches: arches(&s.arches)?,
-                artifact: s.artifact,
-                metajsonname: s.metajsonname,
-                missing_arch: s.missing_arch.into(),
-                v2s2: s.v2s2,
-            },
-            name: s.name,
-            line,
-        },
-        RawStage::ArchTags(s) => StageSpec {
-            repo: template("repo", &s.repo, vars, false)?,
-            kind: KindSpec::ArchTags {
-                tags: templates("tags", &s.tags, vars, true)?,
-                arches: arches(&s.arches)?,
-                artifact: s.artifact,
-            },
-            name: s.name,
-            line,
-        },
-        RawStage::CopyTag(s) => StageSpec {
-            repo: template("repo", &s.repo, vars, false)?,
-            kind: KindSpec::CopyTag {
-                from: template("from", &s.from, vars, false)?,
-                to: templates("to", &s.to, vars, false)?,
-            },
-            name: s.name,
-            line,
-        },
+    let RawStage {
+        head: StageHead { name, repo },
+        mut kind,
+    } = stage;
+    check_template("repo", &repo, vars, false)?;
+    match &mut kind {
+        KindSpec::ContainerManifest { tags, arches, .. } => {
+            check_templates("tags", tags, vars, false)?;
+            dedup_arches(arches);
+        }
+        KindSpec::ArchTags { tags, arches, .. } => {
+            check_templates("tags", tags, vars, true)?;
+            dedup_arches(arches);
+        }
+        KindSpec::CopyTag { from, to } => {
+            check_template("from", from, vars, false)?;
+            check_templates("to", to, vars, false)?;
+        }
+    }
+    Ok(StageSpec {
+        name,
+        line,
+        repo,
+        kind,
     })
 }
 
@@ -518,99 +462,124 @@ fn value(
     }
 }
 
-fn expand_stage(config: &Config, build: &BuildVars, s: &StageSpec) -> Result<Stage, String> {
-    let expand = |field: &str, t: &Template, arch: Option<&Arch>| {
-        t.expand(|var| value(config, build, arch, var))
+/// Expands templates for one build: the variables come from the config and the build.
+struct Expander<'a> {
+    config: &'a Config,
+    build: &'a BuildVars,
+}
+
+impl Expander<'_> {
+    fn text(&self, field: &str, t: &Template, arch: Option<&Arch>) -> Result<String, String> {
+        t.expand(|var| value(self.config, self.build, arch, var))
             .map_err(|e| format!("{field}: {e}"))
-    };
-    let tag = |field: &str, t: &Template, arch: Option<&Arch>, suffix: Option<&Arch>| {
-        let mut s = expand(field, t, arch)?;
+    }
+
+    /// One tag; `suffix` is appended as `-<arch>`.
+    fn tag(
+        &self,
+        field: &str,
+        t: &Template,
+        arch: Option<&Arch>,
+        suffix: Option<&Arch>,
+    ) -> Result<Tag, String> {
+        let mut s = self.text(field, t, arch)?;
         if let Some(a) = suffix {
             s = format!("{s}-{a}");
         }
         Tag::parse(&s).map_err(|e| format!("{field}: {:?} expands to {e}", t.as_str()))
-    };
-    let tags = |field: &str, ts: &[Template]| -> Result<Vec<Tag>, String> {
+    }
+
+    /// A list of tags, each once.
+    fn tags(&self, field: &str, ts: &[Template]) -> Result<Vec<Tag>, String> {
         let mut out: Vec<Tag> = Vec::new();
         for (i, t) in ts.iter().enumerate() {
-            let t = tag(&format!("{field}[{i}]"), t, None, None)?;
+            let t = self.tag(&format!("{field}[{i}]"), t, None, None)?;
             if !out.contains(&t) {
                 out.push(t);
             }
         }
         Ok(out)
-    };
-    let repo_str = expand("repo", &s.repo, None)?;
-    let repo = Repository::parse(&repo_str).map_err(|e| format!("repo: {e}"))?;
-    let kind = match &s.kind {
-        KindSpec::ContainerManifest {
-            artifact,
-            metajsonname,
-            tags: ts,
-            arches,
-            missing_arch,
-            v2s2,
-        } => StageKind::ContainerManifest {
-            artifact: artifact.clone(),
-            metajsonname: metajsonname.clone(),
-            tags: tags("tags", ts)?,
-            arches: arches.clone(),
-            missing_arch: *missing_arch,
-            v2s2: *v2s2,
-        },
-        KindSpec::ArchTags {
-            artifact,
-            tags: ts,
-            arches,
-        } => {
-            for a in arches {
-                if !build.arches.contains(a) {
-                    return Err(format!(
-                        "arches: {a} is not in build {} (it has {})",
-                        build.buildid,
-                        crate::platform::join(&build.arches)
-                    ));
-                }
-            }
-            let selected = if arches.is_empty() {
-                &build.arches
-            } else {
-                arches
-            };
-            let mut out: Vec<(Arch, Tag)> = Vec::new();
-            for arch in selected {
-                for (i, t) in ts.iter().enumerate() {
-                    // A tag that names its arch is taken as written; any other gets
-                    // `-<arch>`, so each arch has its own tag.
-                    let suffix = (!t.uses("basearch")).then_some(arch);
-                    let t = tag(&format!("tags[{i}]"), t, Some(arch), suffix)?;
-                    if let Some((other, _)) = out.iter().find(|(_, o)| o == &t) {
-                        if other != arch {
-                            return Err(format!("tags: {t} would hold both {other} and {arch}"));
-                        }
-                        continue;
+    }
+
+    /// An arch-tags stage's tags for each selected arch (the build's, when `arches` is empty).
+    /// A tag that names its arch is taken as written; any other gets `-<arch>`, so each arch
+    /// has its own tag.
+    fn arch_tags(&self, ts: &[Template], arches: &[Arch]) -> Result<Vec<(Arch, Tag)>, String> {
+        let build = self.build;
+        if let Some(a) = arches.iter().find(|a| !build.arches.contains(a)) {
+            return Err(format!(
+                "arches: {a} is not in build {} (it has {})",
+                build.buildid,
+                crate::platform::join(&build.arches)
+            ));
+        }
+        let selected = if arches.is_empty() {
+            &build.arches
+        } else {
+            arches
+        };
+        let mut out: Vec<(Arch, Tag)> = Vec::new();
+        for arch in selected {
+            for (i, t) in ts.iter().enumerate() {
+                let suffix = (!t.uses("basearch")).then_some(arch);
+                let t = self.tag(&format!("tags[{i}]"), t, Some(arch), suffix)?;
+                if let Some((other, _)) = out.iter().find(|(_, o)| o == &t) {
+                    if other != arch {
+                        return Err(format!("tags: {t} would hold both {other} and {arch}"));
                     }
-                    out.push((arch.clone(), t));
+                    continue;
                 }
+                out.push((arch.clone(), t));
             }
-            StageKind::ArchTags {
+        }
+        Ok(out)
+    }
+
+    fn kind(&self, kind: &KindSpec) -> Result<StageKind, String> {
+        Ok(match kind {
+            KindSpec::ContainerManifest {
+                artifact,
+                metajsonname,
+                tags,
+                arches,
+                missing_arch,
+                v2s2,
+            } => StageKind::ContainerManifest {
+                artifact: artifact.clone(),
+                metajsonname: metajsonname.clone(),
+                tags: self.tags("tags", tags)?,
+                arches: arches.clone(),
+                missing_arch: *missing_arch,
+                v2s2: *v2s2,
+            },
+            KindSpec::ArchTags {
+                artifact,
+                tags,
+                arches,
+            } => StageKind::ArchTags {
                 artifact: artifact.clone(),
                 arches: arches.clone(),
-                tags: out,
+                tags: self.arch_tags(tags, arches)?,
+            },
+            KindSpec::CopyTag { from, to } => {
+                let from = self.tag("from", from, None, None)?;
+                let to = self.tags("to", to)?;
+                if to.contains(&from) {
+                    return Err(format!("to: {from} is also the from tag"));
+                }
+                StageKind::CopyTag { from, to }
             }
-        }
-        KindSpec::CopyTag { from, to } => {
-            let from = tag("from", from, None, None)?;
-            let to = tags("to", to)?;
-            if to.contains(&from) {
-                return Err(format!("to: {from} is also the from tag"));
-            }
-            StageKind::CopyTag { from, to }
-        }
-    };
+        })
+    }
+}
+
+fn expand_stage(config: &Config, build: &BuildVars, s: &StageSpec) -> Result<Stage, String> {
+    let x = Expander { config, build };
+    let repo_str = x.text("repo", &s.repo, None)?;
+    let repo = Repository::parse(&repo_str).map_err(|e| format!("repo: {e}"))?;
     Ok(Stage {
         name: s.name.clone(),
         repo,
-        kind,
+        kind: x.kind(&s.kind)?,
     })
 }

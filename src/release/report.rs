@@ -233,61 +233,69 @@ impl Report {
             if let Some(e) = &s.error {
                 let _ = writeln!(out, "      error: {e}");
             }
-            if let Some(push) = &s.push {
-                // Its first line repeats the outcome and repo said above, except for a refusal,
-                // whose one line is the reason.
-                let human = push.human();
-                let skip = usize::from(push.refusal.is_none());
-                if let Some(d) = &push.index_digest {
-                    let _ = writeln!(out, "      index {d}");
-                }
-                for line in human.lines().skip(skip) {
-                    let line = line.strip_prefix("reprise: ").unwrap_or(line);
-                    let _ = writeln!(out, "      {}", line.trim_start());
-                }
-                if push.refusal.is_some() {
-                    let _ = writeln!(
-                        out,
-                        "      (in a release, that is the stage's missing-arch key in {})",
-                        r.config
-                    );
-                }
-                continue;
-            }
-            if let Some(from) = &s.from {
-                let _ = writeln!(out, "      from {} = {}", from.tag, from.digest);
-            }
-            for t in &s.tags {
-                let action = match t.action {
-                    TagAction::Push if s.outcome == StageOutcome::Planned => "would push",
-                    TagAction::Push => "pushed",
-                    TagAction::Unchanged => "unchanged",
-                };
-                let _ = writeln!(
-                    out,
-                    "      tag {:<28} {} -> {}  {action} ({})",
-                    t.tag.as_str(),
-                    short(&t.before),
-                    short(&t.after),
-                    t.reason
-                );
-            }
-            for skip in &s.skipped {
-                let _ = writeln!(
-                    out,
-                    "      {:<8} skipped: {}",
-                    skip.arch.as_str(),
-                    skip.reason.as_str()
-                );
-            }
-            if s.outcome == StageOutcome::Pushed && s.kind == Kind::ArchTags {
-                let _ = writeln!(
-                    out,
-                    "      uploaded {} blobs ({} bytes), {} already present",
-                    s.uploaded.blobs, s.uploaded.bytes, s.skipped_blobs
-                );
+            match &s.push {
+                Some(push) => push_lines(&mut out, push, &r.config),
+                None => tag_lines(&mut out, s),
             }
         }
         out
+    }
+}
+
+/// A container-manifest stage's lines: the push report's, indented under the stage.
+fn push_lines(out: &mut String, push: &PushReport, config: &str) {
+    // Its first line repeats the outcome and repo said above, except for a refusal, whose
+    // one line is the reason.
+    let human = push.human();
+    let skip = usize::from(push.refusal.is_none());
+    if let Some(d) = &push.index_digest {
+        let _ = writeln!(out, "      index {d}");
+    }
+    for line in human.lines().skip(skip) {
+        let line = line.strip_prefix("reprise: ").unwrap_or(line);
+        let _ = writeln!(out, "      {}", line.trim_start());
+    }
+    if push.refusal.is_some() {
+        let _ = writeln!(
+            out,
+            "      (in a release, that is the stage's missing-arch key in {config})"
+        );
+    }
+}
+
+/// An arch-tags or copy-tag stage's lines: the source, each tag, skipped arches, uploads.
+fn tag_lines(out: &mut String, s: &StageReport) {
+    if let Some(from) = &s.from {
+        let _ = writeln!(out, "      from {} = {}", from.tag, from.digest);
+    }
+    for t in &s.tags {
+        let action = match t.action {
+            TagAction::Push if s.outcome == StageOutcome::Planned => "would push",
+            TagAction::Push => "pushed",
+            TagAction::Unchanged => "unchanged",
+        };
+        let _ = writeln!(
+            out,
+            "      tag {:<28} {} -> {}  {action} ({})",
+            t.tag.as_str(),
+            short(&t.before),
+            short(&t.after),
+            t.reason
+        );
+    }
+    for skip in &s.skipped {
+        let _ = writeln!(
+            out,
+            "      {:<8} skipped: {}",
+            skip.arch.as_str(),
+            skip.reason.as_str()
+        );
+    }
+    if s.outcome == StageOutcome::Pushed && s.kind == Kind::ArchTags {
+        let _ = writeln!(
+            out,
+            "      uploaded {} blobs ({} bytes), {} already present",
+            s.uploaded.blobs, s.uploaded.bytes, s.skipped_blobs
+        );
     }
 }

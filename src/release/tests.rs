@@ -2,6 +2,7 @@
 
 use super::config::{self, BuildVars, StageKind, Template};
 use super::*;
+use crate::reference::Repository;
 
 fn d(c: char) -> Digest {
     Digest::parse(&format!("sha256:{}", c.to_string().repeat(64))).unwrap()
@@ -231,4 +232,52 @@ fn template_braces_must_pair() {
     let t = Template::parse("a-{b}-{c_d}").unwrap();
     assert_eq!(t.vars().collect::<Vec<_>>(), ["b", "c_d"]);
     assert_eq!(t.expand(|v| Ok(v.to_uppercase())).unwrap(), "a-B-C_D");
+}
+
+#[test]
+fn a_bad_template_or_arch_is_an_error_naming_the_field() {
+    let stage = "[[stage]]\nname = \"x\"\nrepo = \"a.io/b\"\n";
+    let err = parse(&format!(
+        "{stage}kind = \"copy-tag\"\nfrom = \"{{a\"\nto = [\"l\"]\n"
+    ))
+    .unwrap_err();
+    assert_eq!(
+        err,
+        "release.toml:1: stage \"x\": from: \"{a\" has a '{' that is never closed"
+    );
+    let err = parse(&format!(
+        "{stage}kind = \"arch-tags\"\nartifact = \"o\"\ntags = [\"l\"]\narches = [\"x86_64\", \"mips\"]\n"
+    ))
+    .unwrap_err();
+    assert!(
+        err.starts_with("release.toml:1: stage \"x\": arches[1]: unknown architecture \"mips\""),
+        "{err}"
+    );
+    let err = parse(&format!(
+        "{stage}kind = \"copy-tag\"\nfrom = \"a\"\nto = [\"l\", \"m}}\"]\n"
+    ))
+    .unwrap_err();
+    assert!(
+        err.starts_with("release.toml:1: stage \"x\": to[1]: "),
+        "{err}"
+    );
+    let err = parse(&format!(
+        "{stage}kind = \"container-manifest\"\nartifact = \"o\"\nmetajsonname = \"m\"\ntags = [\"l\"]\nmissing-arch = \"maybe\"\n"
+    ))
+    .unwrap_err();
+    assert!(err.contains("unknown variant `maybe`"), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+}
+
+#[test]
+fn an_arch_named_twice_is_one_arch() {
+    let text = DEMO.replace(
+        "tags = [\"{version}\", \"{stream}-{basearch}\"]",
+        "tags = [\"{version}\"]\narches = [\"x86_64\", \"x86_64\"]",
+    );
+    let stages = expand(&text, &build()).unwrap();
+    let StageKind::ArchTags { arches, .. } = &stages[0].kind else {
+        panic!("{:?}", stages[0].kind);
+    };
+    assert_eq!(arches, &vec![arch("x86_64")]);
 }
