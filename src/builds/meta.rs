@@ -43,14 +43,16 @@ impl Meta {
         self.json.get(key).and_then(Value::as_str)
     }
 
-    /// `images.<name>`, or `None` when this arch has no such artifact (the key is absent or
-    /// null, as for an artifact built for some arches only, such as `kubevirt`). A present
-    /// entry must be complete, and its path must stay inside the arch directory.
+    /// `images.<name>`, or `None` when this arch has no such artifact: the key is absent, null
+    /// or an empty object, as for an artifact built for some arches only, such as `kubevirt`
+    /// (cosa skips an arch whose `images.get(name)` is falsy). A non-empty entry must be
+    /// complete, and its path must stay inside the arch directory.
     pub fn artifact(&self, name: &str) -> Result<Option<Artifact>, Error> {
         let entry = match self.json.get("images") {
             None | Some(Value::Null) => return Ok(None),
             Some(Value::Object(images)) => match images.get(name) {
                 None | Some(Value::Null) => return Ok(None),
+                Some(Value::Object(entry)) if entry.is_empty() => return Ok(None),
                 Some(entry) => entry,
             },
             Some(_) => return Err(invalid(&self.path, "\"images\" is not an object")),
@@ -135,7 +137,7 @@ mod tests {
     use crate::builds::test_support::{meta_file, meta_with, record};
 
     #[test]
-    fn an_absent_or_null_artifact_is_none_and_a_broken_one_an_error() {
+    fn an_absent_null_or_empty_artifact_is_none_and_a_broken_one_an_error() {
         let tmp = tempfile::tempdir().unwrap();
         let mut json = meta_with(None);
         json.insert(
@@ -143,6 +145,7 @@ mod tests {
             serde_json::json!({
                 "ostree": { "path": "a.ociarchive", "sha256": "a".repeat(64) },
                 "kubevirt": null,
+                "extensions-container": {},
                 "qemu": { "sha256": "a".repeat(64) },
             }),
         );
@@ -150,6 +153,7 @@ mod tests {
         assert!(meta.artifact("ostree").unwrap().is_some());
         assert!(meta.artifact("kubevirt").unwrap().is_none());
         assert!(meta.artifact("extensions-container").unwrap().is_none());
+        assert!(meta.artifact("legacy-oscontainer").unwrap().is_none());
         let e = meta.artifact("qemu").unwrap_err().to_string();
         assert!(e.contains("images.qemu has no \"path\""), "{e}");
         json.insert("images".into(), Value::from("not an object"));
