@@ -431,13 +431,11 @@ async fn read_image(
         }
         ImageSource::Registry(reference) => {
             let client = Client::connect(reference.repository(), connect).await?;
-            let image =
-                client
-                    .fetch_image(&reference)
-                    .await?
-                    .ok_or_else(|| Error::ImageNotFound {
-                        image: source.to_string(),
-                    })?;
+            let image = crate::source::fetch_image(&client, &reference)
+                .await?
+                .ok_or_else(|| Error::ImageNotFound {
+                    image: source.to_string(),
+                })?;
             let origin = Origin::Registry {
                 client,
                 repo: reference.repository().clone(),

@@ -14,11 +14,7 @@ use serde::{Deserialize, Serialize};
 use crate::platform::Platform;
 use crate::reference::Digest;
 
-pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
-pub const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
-
-/// Remote manifests larger than this are refused instead of parsed.
-pub const MAX_REMOTE_MANIFEST: usize = 4 << 20;
+pub use crate::media::{DOCKER_LIST, MAX_REMOTE_MANIFEST, OCI_INDEX};
 
 /// Annotation Docker's buildkit puts on attestation manifests inside an index.
 const DOCKER_REFERENCE_TYPE: &str = "vnd.docker.reference.type";

@@ -9,7 +9,9 @@ use std::str::FromStr;
 
 use camino::{Utf8Path, Utf8PathBuf};
 
-use crate::reference::Reference;
+use crate::archive;
+use crate::reference::{Digest, Reference};
+use crate::registry::{Client, Error};
 
 /// Where one `--image` comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -109,6 +111,65 @@ impl fmt::Display for ImageSource {
         }
         Ok(())
     }
+}
+
+/// The single-platform image `r` names in a registry, read as an [`archive::Image`], or
+/// `None` on 404. An index is an error: a source image must be one platform's manifest.
+pub(crate) async fn fetch_image(
+    client: &Client,
+    r: &Reference,
+) -> Result<Option<archive::Image>, Error> {
+    let target = r.to_string();
+    let protocol = |message: String| Error::Protocol {
+        target: target.clone(),
+        message,
+    };
+    let Some(fetched) = client.fetch_manifest(r).await? else {
+        return Ok(None);
+    };
+    let config = match crate::index::parse_remote(&fetched.bytes, None) {
+        Ok(crate::index::Parsed::Image { config }) => config,
+        Ok(crate::index::Parsed::Index(_)) => {
+            return Err(protocol(
+                "is an index, not one platform's image; name a per-arch tag or digest".into(),
+            ));
+        }
+        Err(e) => return Err(protocol(e.to_string())),
+    };
+    let parsed: oci_spec::image::ImageManifest = serde_json::from_slice(&fetched.bytes)
+        .map_err(|e| protocol(format!("image manifest is not valid: {e}")))?;
+    let blob = |d: &oci_spec::image::Descriptor| -> Result<archive::BlobRef, Error> {
+        Ok(archive::BlobRef {
+            digest: Digest::parse(d.digest().as_ref())
+                .map_err(|e| protocol(format!("image manifest: {e}")))?,
+            size: d.size(),
+            media_type: d.media_type().to_string(),
+        })
+    };
+    let config_ref = blob(parsed.config())?;
+    let layers = parsed
+        .layers()
+        .iter()
+        .map(blob)
+        .collect::<Result<Vec<_>, _>>()?;
+    let platform = client
+        .fetch_platform(r.repository(), &config)
+        .await?
+        .filter(crate::platform::Platform::is_real)
+        .ok_or_else(|| protocol("its image config names no os and architecture".into()))?;
+    let media_type = parsed
+        .media_type()
+        .as_ref()
+        .map(|m| m.to_string())
+        .unwrap_or_else(|| archive::OCI_MANIFEST.to_owned());
+    Ok(Some(archive::Image {
+        manifest: fetched.bytes.to_vec(),
+        manifest_digest: fetched.digest,
+        media_type,
+        platform,
+        config: config_ref,
+        layers,
+    }))
 }
 
 #[cfg(test)]

@@ -148,21 +148,39 @@ pub(super) async fn fetch(
     target: &str,
     repo: &Repository,
 ) -> Result<HeaderValue, Error> {
-    let url = reqwest::Url::parse(&realm.url).map_err(|_| Error::Protocol {
+    let url = token_url(realm, scopes, credentials, target)?;
+    let host = super::url_host(&url);
+    let mut request = http.get(url);
+    if let Credentials::Basic { user, password } = credentials {
+        request = request.basic_auth(user, Some(password));
+    }
+    let response = request.send().await.map_err(|e| transport(target, &e))?;
+    check_token_status(response.status(), credentials, &host, target, repo)?;
+    let body = read_capped(target, "token response", response, MAX_TOKEN_RESPONSE).await?;
+    bearer_from(&body, &host, target)
+}
+
+/// The token service's URL with the service and every scope asked for. Credentials never go
+/// to a token service over plain HTTP off loopback.
+fn token_url(
+    realm: &Realm,
+    scopes: &Scopes,
+    credentials: &Credentials,
+    target: &str,
+) -> Result<reqwest::Url, Error> {
+    let mut url = reqwest::Url::parse(&realm.url).map_err(|_| Error::Protocol {
         target: target.to_owned(),
         message: format!(
             "the registry named a token service that is not a URL: {:?}",
             realm.url
         ),
     })?;
-    let host = super::url_host(&url);
     if url.scheme() != "https" && !credentials.is_anonymous() && !is_loopback_host(&url) {
         return Err(Error::PlainHttpRealm {
             target: target.to_owned(),
-            realm: host,
+            realm: super::url_host(&url),
         });
     }
-    let mut url = url;
     {
         let mut query = url.query_pairs_mut();
         if let Some(service) = &realm.service {
@@ -172,12 +190,18 @@ pub(super) async fn fetch(
             query.append_pair("scope", &scope);
         }
     }
-    let mut request = http.get(url);
-    if let Credentials::Basic { user, password } = credentials {
-        request = request.basic_auth(user, Some(password));
-    }
-    let response = request.send().await.map_err(|e| transport(target, &e))?;
-    let status = response.status();
+    Ok(url)
+}
+
+/// A token service's answer other than 200: refused credentials, an outage worth a retry,
+/// or something else.
+fn check_token_status(
+    status: StatusCode,
+    credentials: &Credentials,
+    host: &str,
+    target: &str,
+    repo: &Repository,
+) -> Result<(), Error> {
     if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
         let who = if credentials.is_anonymous() {
             "anonymous access"
@@ -203,30 +227,40 @@ pub(super) async fn fetch(
             message: format!("the token service at {host} answered HTTP {status}"),
         });
     }
-    let body = read_capped(target, "token response", response, MAX_TOKEN_RESPONSE).await?;
+    Ok(())
+}
+
+/// The `Authorization` value from a token response (`token`, or OAuth2's `access_token`),
+/// marked sensitive. Never quotes the body: it holds the token.
+fn bearer_from(body: &[u8], host: &str, target: &str) -> Result<HeaderValue, Error> {
     #[derive(serde::Deserialize)]
     struct Answer {
         token: Option<String>,
         access_token: Option<String>,
     }
-    // Never quote the body: it holds the token.
-    let answer: Answer = serde_json::from_slice(&body).map_err(|_| Error::Protocol {
+    let protocol = |message: String| Error::Protocol {
         target: target.to_owned(),
-        message: format!("the token service at {host} answered with something not JSON"),
+        message,
+    };
+    let answer: Answer = serde_json::from_slice(body).map_err(|_| {
+        protocol(format!(
+            "the token service at {host} answered with something not JSON"
+        ))
     })?;
     let token = answer
         .token
         .or(answer.access_token)
         .filter(|t| !t.is_empty())
-        .ok_or_else(|| Error::Protocol {
-            target: target.to_owned(),
-            message: format!("the token service at {host} answered without a token"),
+        .ok_or_else(|| {
+            protocol(format!(
+                "the token service at {host} answered without a token"
+            ))
         })?;
-    let mut value =
-        HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| Error::Protocol {
-            target: target.to_owned(),
-            message: format!("the token service at {host} issued a token unfit for a header"),
-        })?;
+    let mut value = HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| {
+        protocol(format!(
+            "the token service at {host} issued a token unfit for a header"
+        ))
+    })?;
     value.set_sensitive(true);
     Ok(value)
 }
