@@ -18,6 +18,7 @@ mod properties;
 mod push;
 mod records;
 mod release;
+mod release_stages;
 mod reliability;
 mod security;
 mod support_smoke;
