@@ -4,7 +4,8 @@
 # cross-check with), openssl (the TLS tests make their own CA), python3 (the record tests'
 # stand-in for another process holding a meta.json lock with flufl.lock's protocol) and
 # flufl.lock itself for Debian's python3 (the demo release's command stage writes meta.json
-# under coreos-assembler's lock with it). Runs apt-get update once, and only when something
+# under coreos-assembler's lock with it), and nginx (a real HTTP build store with range
+# support for the --builds-url tests). Runs apt-get update once, and only when something
 # is missing.
 set -euo pipefail
 
@@ -14,6 +15,7 @@ command -v skopeo >/dev/null 2>&1 || missing+=(skopeo)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 command -v curl >/dev/null 2>&1 || missing+=(curl)
 command -v python3 >/dev/null 2>&1 || missing+=(python3)
+[ -x /usr/sbin/nginx ] || missing+=(nginx-light)
 /usr/bin/python3 -c 'import flufl.lock' >/dev/null 2>&1 || missing+=(python3-flufl.lock)
 if [ ${#missing[@]} -eq 0 ]; then
     exit 0

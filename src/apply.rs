@@ -56,6 +56,9 @@ pub struct ArchImage {
     pub origin: Origin,
     /// The meta.json that records this arch; `None` for images given with `--image`.
     pub meta_path: Option<Utf8PathBuf>,
+    /// The build store `meta_path` is in, when it was read from one (`--builds-url`) rather
+    /// than from a local file.
+    pub meta_store: Option<crate::store::Store>,
 }
 
 /// Where an image's blobs are read from.

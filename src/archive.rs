@@ -14,10 +14,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use camino::{Utf8Path, Utf8PathBuf};
 use oci_spec::image::{ImageConfiguration, ImageIndex, ImageManifest};
-use sha2::{Digest as _, Sha256};
 
 use crate::platform::Platform;
 use crate::reference::Digest;
+use crate::store::{self, Store};
 
 /// JSON documents inside an archive (index.json, manifests, configs) larger than this are
 /// refused rather than read into memory.
@@ -49,6 +49,8 @@ pub enum ErrorKind {
     Invalid { what: String, detail: String },
     #[error("{what} is {size} bytes, over the {MAX_JSON_SIZE}-byte limit for JSON documents")]
     TooLarge { what: String, size: u64 },
+    #[error("{0}")]
+    Store(store::Error),
     #[error("blob {expected} does not match its digest (its bytes hash to {actual})")]
     DigestMismatch { expected: Digest, actual: Digest },
     #[error("blob {digest} is {actual} bytes but its descriptor says {expected}")]
@@ -99,6 +101,8 @@ pub struct Archive {
     layout: Layout,
     entries: BTreeMap<String, Entry>,
     bytes_read: Arc<AtomicU64>,
+    /// The build store an archive of [`Layout::Remote`] is read from; `path` is its URL.
+    store: Option<Store>,
 }
 
 /// Where the entries' bytes live.
@@ -108,65 +112,51 @@ enum Layout {
     Tar,
     /// An OCI layout directory; entries are files under it.
     Dir,
+    /// One tar object in a build store; entries are byte ranges of it, read by range.
+    Remote,
 }
 
 impl Archive {
     /// Reads the tar headers of `path`, seeking over every body.
     pub fn open(path: &Utf8Path) -> Result<Archive, Error> {
-        let err = |kind| Error {
-            path: path.to_owned(),
-            kind,
-        };
         let bytes_read = Arc::new(AtomicU64::new(0));
-        let file = File::open(path).map_err(|e| err(e.into()))?;
+        let file = File::open(path).map_err(|e| Error {
+            path: path.to_owned(),
+            kind: e.into(),
+        })?;
         let reader = CountingReader {
             inner: BufReader::with_capacity(4096, file),
             count: bytes_read.clone(),
         };
-        let mut tar = tar::Archive::new(reader);
-        let mut entries = BTreeMap::new();
-        let iter = tar
-            .entries_with_seek()
-            .map_err(|e| err(ErrorKind::NotTar(e)))?;
-        for entry in iter {
-            let entry = entry.map_err(|e| err(ErrorKind::NotTar(e)))?;
-            let raw = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
-            let name = normalise_entry_name(&raw).map_err(err)?;
-            let kind = entry.header().entry_type();
-            if kind.is_dir() {
-                continue;
-            }
-            if kind.is_symlink() || kind.is_hard_link() {
-                return Err(err(ErrorKind::UnsafeEntry {
-                    entry: raw,
-                    why: "is a link; OCI archives hold regular files only",
-                }));
-            }
-            if !kind.is_file() {
-                return Err(err(ErrorKind::UnsafeEntry {
-                    entry: raw,
-                    why: "is not a regular file",
-                }));
-            }
-            entries.insert(
-                name,
-                Entry {
-                    offset: entry.raw_file_position(),
-                    size: entry.size(),
-                },
-            );
-        }
-        if entries.is_empty() {
-            return Err(err(ErrorKind::NotTar(io::Error::new(
-                io::ErrorKind::InvalidData,
-                "no entries",
-            ))));
-        }
+        let entries = read_entries(path, reader)?;
         Ok(Archive {
             path: path.to_owned(),
             layout: Layout::Tar,
             entries,
             bytes_read,
+            store: None,
+        })
+    }
+
+    /// Reads the tar headers of the object `url` of `store`, one range request of a header
+    /// each, fetching nothing of the bodies.
+    pub fn open_remote(store: &Store, url: &Utf8Path) -> Result<Archive, Error> {
+        let bytes_read = Arc::new(AtomicU64::new(0));
+        let reader = store::SeekReader::new(store, url).map_err(|e| Error {
+            path: url.to_owned(),
+            kind: ErrorKind::Store(e),
+        })?;
+        let reader = CountingReader {
+            inner: reader,
+            count: bytes_read.clone(),
+        };
+        let entries = read_entries(url, reader)?;
+        Ok(Archive {
+            path: url.to_owned(),
+            layout: Layout::Remote,
+            entries,
+            bytes_read,
+            store: Some(store.clone()),
         })
     }
 
@@ -223,6 +213,7 @@ impl Archive {
             layout: Layout::Dir,
             entries,
             bytes_read: Arc::new(AtomicU64::new(0)),
+            store: None,
         })
     }
 
@@ -273,19 +264,30 @@ impl Archive {
     }
 
     /// Opens a reader over exactly one entry's bytes.
-    fn entry_reader(&self, name: &str, entry: Entry) -> Result<impl Read + use<>, Error> {
+    fn entry_reader(&self, name: &str, entry: Entry) -> Result<Box<dyn Read + Send>, Error> {
+        if let (Layout::Remote, Some(store)) = (self.layout, &self.store) {
+            let reader = store
+                .range_reader(&self.path, entry.offset, entry.size)
+                .map_err(|e| self.error(ErrorKind::Store(e)))?;
+            return Ok(Box::new(CountingReader {
+                inner: reader,
+                count: self.bytes_read.clone(),
+            }));
+        }
         let file_path = match self.layout {
-            Layout::Tar => self.path.clone(),
             Layout::Dir => self.path.join(name),
+            Layout::Tar | Layout::Remote => self.path.clone(),
         };
         let mut file = File::open(&file_path).map_err(|e| self.error(e.into()))?;
         file.seek(SeekFrom::Start(entry.offset))
             .map_err(|e| self.error(e.into()))?;
-        Ok(CountingReader {
-            inner: file,
-            count: self.bytes_read.clone(),
-        }
-        .take(entry.size))
+        Ok(Box::new(
+            CountingReader {
+                inner: file,
+                count: self.bytes_read.clone(),
+            }
+            .take(entry.size),
+        ))
     }
 
     fn read_json_entry(&self, name: &str, what: &str) -> Result<Vec<u8>, Error> {
@@ -395,7 +397,10 @@ impl Archive {
 
     /// A reader over one blob that fails at its end if the bytes do not hash to `blob.digest`
     /// or are not `blob.size` long.
-    pub fn blob_reader(&self, blob: &BlobRef) -> Result<VerifyingReader<impl Read + use<>>, Error> {
+    pub fn blob_reader(
+        &self,
+        blob: &BlobRef,
+    ) -> Result<VerifyingReader<Box<dyn Read + Send>>, Error> {
         let entry = self.sized_blob_entry(blob)?;
         let name = blob_name(&blob.digest);
         Ok(VerifyingReader::new(
@@ -403,6 +408,57 @@ impl Archive {
             blob.clone(),
         ))
     }
+}
+
+/// The table of a tar's regular files, from its headers alone.
+fn read_entries<R: Read + Seek>(
+    path: &Utf8Path,
+    reader: R,
+) -> Result<BTreeMap<String, Entry>, Error> {
+    let err = |kind| Error {
+        path: path.to_owned(),
+        kind,
+    };
+    let mut tar = tar::Archive::new(reader);
+    let mut entries = BTreeMap::new();
+    let iter = tar
+        .entries_with_seek()
+        .map_err(|e| err(ErrorKind::NotTar(e)))?;
+    for entry in iter {
+        let entry = entry.map_err(|e| err(ErrorKind::NotTar(e)))?;
+        let raw = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+        let name = normalise_entry_name(&raw).map_err(err)?;
+        let kind = entry.header().entry_type();
+        if kind.is_dir() {
+            continue;
+        }
+        if kind.is_symlink() || kind.is_hard_link() {
+            return Err(err(ErrorKind::UnsafeEntry {
+                entry: raw,
+                why: "is a link; OCI archives hold regular files only",
+            }));
+        }
+        if !kind.is_file() {
+            return Err(err(ErrorKind::UnsafeEntry {
+                entry: raw,
+                why: "is not a regular file",
+            }));
+        }
+        entries.insert(
+            name,
+            Entry {
+                offset: entry.raw_file_position(),
+                size: entry.size(),
+            },
+        );
+    }
+    if entries.is_empty() {
+        return Err(err(ErrorKind::NotTar(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "no entries",
+        ))));
+    }
+    Ok(entries)
 }
 
 /// Where an OCI layout keeps a blob.
@@ -458,90 +514,6 @@ impl<R: Seek> Seek for CountingReader<R> {
     }
 }
 
-impl Archive {
-    /// Reads the archive once, front to back, hashing the whole file (for cosa's recorded
-    /// sha256) and checking every blob in `blobs` against its digest and size on the way, so
-    /// a push reads its data once to check it and once to send it. Returns the file's sha256
-    /// (hex); `None` for an OCI layout directory, which has no single file to hash.
-    pub fn verify(&self, blobs: &[&BlobRef]) -> Result<Option<String>, Error> {
-        if self.layout == Layout::Dir {
-            for blob in blobs {
-                io::copy(&mut self.blob_reader(blob)?, &mut io::sink())
-                    .map_err(|e| self.error(mismatch_kind(e)))?;
-            }
-            return Ok(None);
-        }
-        // Blob ranges in file order; a blob listed twice is checked once.
-        let mut ranges: Vec<(u64, u64, &BlobRef)> = Vec::with_capacity(blobs.len());
-        for blob in blobs {
-            let entry = self.sized_blob_entry(blob)?;
-            if !ranges.iter().any(|(_, _, b)| b.digest == blob.digest) {
-                ranges.push((entry.offset, entry.offset + entry.size, blob));
-            }
-        }
-        ranges.sort_by_key(|(start, _, _)| *start);
-        let mut file = CountingReader {
-            inner: File::open(&self.path).map_err(|e| self.error(e.into()))?,
-            count: self.bytes_read.clone(),
-        };
-        let mut whole = Sha256::new();
-        let mut current: Option<(usize, Sha256)> = None;
-        let mut next = 0usize;
-        let mut buf = vec![0u8; 1 << 20];
-        let mut pos = 0u64;
-        loop {
-            let n = file.read(&mut buf).map_err(|e| self.error(e.into()))?;
-            if n == 0 {
-                break;
-            }
-            let chunk = &buf[..n];
-            whole.update(chunk);
-            let end = pos + n as u64;
-            // Feed every blob range this chunk overlaps; ranges never overlap each other.
-            let mut at = pos;
-            while at < end {
-                if current.is_none() {
-                    match ranges.get(next) {
-                        Some(&(start, _, _)) if start < end => {
-                            at = at.max(start);
-                            current = Some((next, Sha256::new()));
-                            next += 1;
-                        }
-                        _ => break,
-                    }
-                }
-                let Some((i, hasher)) = current.as_mut() else {
-                    break;
-                };
-                let (_, stop, blob) = ranges[*i];
-                let upto = stop.min(end);
-                hasher.update(&chunk[(at - pos) as usize..(upto - pos) as usize]);
-                at = upto;
-                if upto == stop {
-                    let Some((_, hasher)) = current.take() else {
-                        break;
-                    };
-                    let actual = Digest::from_sha256(hasher);
-                    if actual != blob.digest {
-                        return Err(self.error(ErrorKind::DigestMismatch {
-                            expected: blob.digest.clone(),
-                            actual,
-                        }));
-                    }
-                }
-            }
-            pos = end;
-        }
-        if current.is_some() || next < ranges.len() {
-            return Err(self.error(ErrorKind::Io(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "the archive ends inside a blob",
-            ))));
-        }
-        Ok(Some(hex::encode(whole.finalize())))
-    }
-}
-
 /// The archive error a failed verifying read stands for: the blob mismatch it carries, or
 /// the I/O error itself.
 pub fn mismatch_kind(e: io::Error) -> ErrorKind {
@@ -568,6 +540,8 @@ impl From<crate::hash::Mismatch> for ErrorKind {
         }
     }
 }
+
+mod verify;
 
 #[cfg(test)]
 mod tests;

@@ -24,6 +24,10 @@ use crate::platform::{Arch, Platform};
 use crate::reference::{Digest, Repository, Tag};
 use crate::registry::{self, Client, ConnectOptions};
 use crate::source::ImageSource;
+use crate::store::BuildsUrl;
+
+mod from;
+use from::{ArchMeta, BuildSource};
 
 /// What is published.
 #[derive(Debug, Clone)]
@@ -181,6 +185,9 @@ pub struct Target {
     pub tags: Vec<Tag>,
     /// OCI, or Docker schema 2 under `--v2s2`.
     pub format: index::Format,
+    /// `--builds-url`: where builds.json and the archives are read from instead of
+    /// `workdir/builds`.
+    pub builds_url: Option<BuildsUrl>,
 }
 
 /// The inputs of a push, read: what to publish, the images, and the arches left out.
@@ -233,18 +240,19 @@ pub async fn load(
 /// publishes those; an arch named with `--arch` must have it. A build where no arch has it is
 /// an error, since there is nothing to publish.
 pub fn load_build(target: &Target, inputs: &BuildInputs) -> Result<Loaded, Error> {
-    let dir = BuildsDir::load(&target.workdir)?;
+    let source = BuildSource::new(&target.workdir, target.builds_url.as_ref());
+    let dir = source.builds_dir()?;
     let build = dir.find(&inputs.build)?;
     let by_name = !inputs.arches.is_empty();
     let mut loaded = Vec::new();
     let mut skipped = Vec::new();
     for arch in select_arches(build, &inputs.arches)? {
-        let meta = Meta::load(dir.arch_dir(build, &arch).join("meta.json"))?;
-        match load_arch(target, inputs, &meta, &arch)? {
+        let meta = source.meta(&dir, build, &arch)?;
+        match load_arch(target, inputs, &source, &meta, &arch)? {
             Some(both) => loaded.push(both),
             None if by_name => {
                 return Err(Error::NoArtifact {
-                    path: meta.path,
+                    path: meta.meta.path,
                     artifact: inputs.artifact.clone(),
                     arch,
                 });
@@ -272,6 +280,23 @@ pub fn load_build(target: &Target, inputs: &BuildInputs) -> Result<Loaded, Error
     })
 }
 
+/// The directory the run lock of `build` is taken in: the build's directory in the working
+/// directory (made if the build is read from a store and only its lock lives here).
+pub fn lock_dir(target: &Target, build: &str) -> Result<Utf8PathBuf, Error> {
+    if target.builds_url.is_none() {
+        let dir = BuildsDir::load(&target.workdir)?;
+        return Ok(dir.build_dir(dir.find(build)?));
+    }
+    let source = BuildSource::new(&target.workdir, target.builds_url.as_ref());
+    let id = source.builds_dir()?.find(build)?.id.clone();
+    let dir = target.workdir.join("builds").join(id);
+    std::fs::create_dir_all(&dir).map_err(|e| builds::Error {
+        path: dir.clone(),
+        kind: e.into(),
+    })?;
+    Ok(dir)
+}
+
 /// The arches to publish: those asked for by name, each of which the build must have, or
 /// else every arch of the build.
 fn select_arches(build: &Build, asked: &[Arch]) -> Result<Vec<Arch>, Error> {
@@ -293,9 +318,11 @@ fn select_arches(build: &Build, asked: &[Arch]) -> Result<Vec<Arch>, Error> {
 fn load_arch(
     target: &Target,
     inputs: &BuildInputs,
-    meta: &Meta,
+    source: &BuildSource,
+    arch_meta: &ArchMeta,
     arch: &Arch,
 ) -> Result<Option<(DesiredArch, ArchImage)>, Error> {
+    let meta = &arch_meta.meta;
     let Some(artifact) = meta.artifact(&inputs.artifact)? else {
         return Ok(None);
     };
@@ -313,8 +340,8 @@ fn load_arch(
         }
         None => None,
     };
-    check_size(meta, &artifact, arch)?;
-    let archive = Archive::open(&artifact.path)?;
+    check_size(source, meta, &artifact, arch)?;
+    let archive = source.open_archive(&artifact.path)?;
     let image = archive.image()?;
     if image.platform.basearch().as_ref() != Some(arch) {
         return Err(Error::WrongPlatform {
@@ -337,20 +364,26 @@ fn load_arch(
             sha256: Some(artifact.sha256),
         },
         meta_path: Some(meta.path.clone()),
+        meta_store: arch_meta.store.clone(),
     };
     Ok(Some((desired, image)))
 }
 
 /// The archive exists and, when meta.json records a size, has it.
-fn check_size(meta: &Meta, artifact: &builds::Artifact, arch: &Arch) -> Result<(), Error> {
-    let actual = std::fs::metadata(&artifact.path)
+fn check_size(
+    source: &BuildSource,
+    meta: &Meta,
+    artifact: &builds::Artifact,
+    arch: &Arch,
+) -> Result<(), Error> {
+    let actual = source
+        .archive_len(&artifact.path)
         .map_err(|source| Error::ArchiveUnreadable {
             meta: meta.path.clone(),
             path: artifact.path.clone(),
             arch: arch.clone(),
             source,
-        })?
-        .len();
+        })?;
     match artifact.size {
         Some(recorded) if recorded != actual => Err(Error::SizeMismatch {
             path: artifact.path.clone(),
@@ -398,6 +431,7 @@ pub async fn load_images(
             image,
             origin,
             meta_path: None,
+            meta_store: None,
         };
         loaded.push((desired, image));
     }

@@ -30,6 +30,7 @@ pub mod release;
 pub mod report;
 pub(crate) mod runlock;
 pub(crate) mod source;
+pub mod store;
 pub(crate) mod v2s2;
 
 use plan::Outcome;
@@ -57,6 +58,8 @@ pub enum Error {
     /// `reprise man NAME` for a command that does not exist.
     #[error("no command {0:?}")]
     NoCommand(String),
+    #[error(transparent)]
+    Store(#[from] store::Error),
     #[error("rendering the man page: {0}")]
     Man(std::io::Error),
 }
@@ -82,12 +85,12 @@ pub async fn run(command: cli::Command) -> Result<Output, Error> {
     use clap::CommandFactory as _;
     match command {
         cli::Command::PushContainerManifest(args) => {
-            Ok(Output::Report(push::push(&args.into_request()).await?))
+            Ok(Output::Report(push::push(&args.into_request()?).await?))
         }
         cli::Command::Run(args) => Ok(Output::Release(release::run(&args.into_request()).await?)),
         cli::Command::Status(args) => {
             let check = args.check;
-            let report = push::push(&args.plan.into_request()).await?;
+            let report = push::push(&args.plan.into_request()?).await?;
             Ok(Output::Status { report, check })
         }
         cli::Command::Inspect(args) => {

@@ -9,7 +9,7 @@ use camino::{Utf8Path, Utf8PathBuf};
 
 use crate::apply::{self, Apply, ArchImage};
 use crate::blocking::{self, TaskFailed};
-use crate::builds::{self, BuildsDir};
+use crate::builds;
 use crate::desired::{self, Loaded, Target};
 use crate::index;
 use crate::observe;
@@ -39,6 +39,8 @@ pub struct PushRequest {
     /// Repositories of the same registry to mount blobs from when they hold them
     /// (`--mount-from`); those the records name are tried too.
     pub mount_from: Vec<Repository>,
+    /// `--builds-url`: the build store builds are read from instead of `workdir/builds`.
+    pub builds_url: Option<crate::store::BuildsUrl>,
 }
 
 impl PushRequest {
@@ -53,6 +55,7 @@ impl PushRequest {
             } else {
                 index::Format::Oci
             },
+            builds_url: self.builds_url.clone(),
         }
     }
 }
@@ -73,6 +76,8 @@ pub enum Error {
     Lock(#[from] crate::runlock::Error),
     #[error(transparent)]
     Task(#[from] TaskFailed),
+    #[error(transparent)]
+    Store(#[from] crate::store::Error),
     #[error("writing {path}: {source}")]
     DigestFile {
         path: Utf8PathBuf,
@@ -141,6 +146,7 @@ impl Prepared {
             }
         };
         let outcome = plan.outcome();
+        check_records_writable(plan, &self.images)?;
         let (metajsonname, lock_timeout) = match &req.inputs {
             Inputs::Build(b) => (
                 b.metajsonname.as_ref().map(RecordKey::as_str),
@@ -188,12 +194,11 @@ pub async fn lock_build(
     req: &PushRequest,
     inputs: &BuildInputs,
 ) -> Result<crate::runlock::RunLock, Error> {
-    let workdir = req.workdir.clone();
+    let target = req.target();
     let (build, key) = (inputs.build.clone(), inputs.metajsonname.clone());
     let wait = req.wait_lock;
     blocking::run("taking the build's run lock", move || {
-        let dir = BuildsDir::load(&workdir)?;
-        let build_dir = dir.build_dir(dir.find(&build)?);
+        let build_dir = desired::lock_dir(&target, &build)?;
         let scope = match &key {
             Some(key) => crate::runlock::Scope::Key(key.as_str()),
             None => crate::runlock::Scope::Build,
@@ -201,6 +206,24 @@ pub async fn lock_build(
         Ok(crate::runlock::acquire(&build_dir, scope, wait)?)
     })
     .await?
+}
+
+/// Fails before any registry write when a record the plan writes would have to go to a
+/// build store that cannot take it (HTTP(S) is read-only).
+fn check_records_writable(plan: &plan::Plan, images: &[ArchImage]) -> Result<(), Error> {
+    for rec in plan.records_to_write() {
+        let img = images.iter().find(|i| i.arch == rec.arch);
+        if let Some(store) = img.and_then(|i| i.meta_store.as_ref())
+            && !store.writable()
+        {
+            let path = img.and_then(|i| i.meta_path.as_ref());
+            return Err(crate::store::Error::ReadOnly {
+                url: path.map_or_else(|| store.url().to_owned(), |p| p.to_string()),
+            }
+            .into());
+        }
+    }
+    Ok(())
 }
 
 fn write_digest_file(path: &Utf8Path, digest: &str) -> Result<(), Error> {

@@ -411,6 +411,7 @@ fn push_request(req: &RunRequest, build_id: &str, stage: &Stage, repo: &Reposito
         v2s2: false,
         wait_lock: false,
         mount_from: vec![],
+        builds_url: None,
     };
     match &stage.kind {
         StageKind::ContainerManifest {

@@ -24,9 +24,27 @@ pub struct BuildsDir {
 
 impl BuildsDir {
     pub fn load(workdir: &Utf8Path) -> Result<BuildsDir, Error> {
-        let dir = workdir.join("builds");
+        BuildsDir::load_dir(workdir.join("builds"))
+    }
+
+    /// A `builds/` directory named directly (`--builds-url file:///...`).
+    pub fn load_dir(dir: Utf8PathBuf) -> Result<BuildsDir, Error> {
         let path = dir.join("builds.json");
         let value: Value = read_json(&path)?;
+        BuildsDir::parse(dir, &value)
+    }
+
+    /// builds.json as read from elsewhere (a build store); `dir` is where it was read, and
+    /// what the build and arch directories are named under.
+    pub fn from_slice(dir: Utf8PathBuf, raw: &[u8]) -> Result<BuildsDir, Error> {
+        let path = dir.join("builds.json");
+        let value: Value = serde_json::from_slice(raw).map_err(|e| super::err(&path, e))?;
+        BuildsDir::parse(dir, &value)
+    }
+
+    fn parse(dir: Utf8PathBuf, value: &Value) -> Result<BuildsDir, Error> {
+        let path = dir.join("builds.json");
+        let value = value.clone();
         check_schema_version(&path, &value)?;
         let entries = value
             .get("builds")

@@ -27,12 +27,38 @@ pub struct Artifact {
 pub struct Meta {
     pub path: Utf8PathBuf,
     json: Map<String, Value>,
+    /// Where the artifacts it names are: its own directory, unless the records were
+    /// fetched alone and the artifacts stay in the build store.
+    artifacts_in: Option<Utf8PathBuf>,
 }
 
 impl Meta {
     pub fn load(path: Utf8PathBuf) -> Result<Meta, Error> {
         let json = read_json(&path)?;
-        Ok(Meta { path, json })
+        Ok(Meta {
+            path,
+            json,
+            artifacts_in: None,
+        })
+    }
+
+    /// A meta.json read from elsewhere (a build store); `path` is the name it was read as.
+    pub fn from_slice(path: Utf8PathBuf, raw: &[u8]) -> Result<Meta, Error> {
+        let json = serde_json::from_slice(raw).map_err(|e| super::err(&path, e))?;
+        Ok(Meta {
+            path,
+            json,
+            artifacts_in: None,
+        })
+    }
+
+    /// The same records, with the artifacts they name read from `dir` (the arch's directory
+    /// in the build store) rather than beside this meta.json.
+    pub fn with_artifacts_in(self, dir: Utf8PathBuf) -> Meta {
+        Meta {
+            artifacts_in: Some(dir),
+            ..self
+        }
     }
 
     pub fn get(&self, key: &str) -> Option<&Value> {
@@ -71,7 +97,10 @@ impl Meta {
                 format!("images.{name}.sha256 is not 64 hex digits"),
             ));
         }
-        let dir = self.path.parent().unwrap_or(Utf8Path::new("."));
+        let dir = match &self.artifacts_in {
+            Some(dir) => dir.as_path(),
+            None => self.path.parent().unwrap_or(Utf8Path::new(".")),
+        };
         let path = contained_path(dir, rel).ok_or_else(|| {
             invalid(
                 &self.path,

@@ -12,6 +12,7 @@ use crate::platform::Arch;
 use crate::push::{BuildInputs, Inputs, PushRequest, RecordKey};
 use crate::reference::{Repository, Tag};
 use crate::source::ImageSource;
+use crate::store::{BuildsUrl, StoreOptions};
 
 /// What to publish and where: shared by push-container-manifest and status.
 #[derive(Debug, Args)]
@@ -69,6 +70,9 @@ pub struct PlanArgs {
     pub workdir: Utf8PathBuf,
 
     #[command(flatten)]
+    pub store: StoreArgs,
+
+    #[command(flatten)]
     pub connect: ConnectArgs,
 
     /// If another run is working on the same build, wait for it instead of failing.
@@ -78,6 +82,47 @@ pub struct PlanArgs {
     /// Print the report as JSON on stdout.
     #[arg(long)]
     pub json: bool,
+}
+
+/// Where builds are read from when they are not under --workdir: a build store.
+#[derive(Debug, Args, Default)]
+pub struct StoreArgs {
+    /// Read builds.json, meta.json and the archives from this build store instead of
+    /// WORKDIR/builds, by range and only what is needed: s3://BUCKET/PATH, https://...,
+    /// http://... (loopback, or with --tls-verify=false) or file:///DIR. A meta.json under
+    /// WORKDIR/builds is used (and written) instead of the store's when present.
+    #[arg(long, value_name = "URL")]
+    pub builds_url: Option<String>,
+
+    /// AWS config file with the credentials for s3:// (as cosa buildfetch takes it); default
+    /// $AWS_CONFIG_FILE, else the AWS_* environment variables.
+    #[arg(long, value_name = "PATH", requires = "builds_url")]
+    pub aws_config_file: Option<Utf8PathBuf>,
+
+    /// Endpoint of an S3-compatible store (addressed path-style), e.g. http://127.0.0.1:9000.
+    #[arg(long, value_name = "URL", requires = "builds_url")]
+    pub s3_endpoint: Option<String>,
+
+    /// Region of the s3:// bucket (default $AWS_REGION, else us-east-1).
+    #[arg(long, value_name = "REGION", requires = "builds_url")]
+    pub s3_region: Option<String>,
+}
+
+impl StoreArgs {
+    /// Opens the store named, if any; `tls_verify` is the registry flag's value, which the
+    /// store follows.
+    pub fn open(&self, tls_verify: bool) -> Result<Option<BuildsUrl>, crate::store::Error> {
+        let Some(url) = &self.builds_url else {
+            return Ok(None);
+        };
+        let options = StoreOptions {
+            tls_verify,
+            aws_config_file: self.aws_config_file.clone(),
+            endpoint: self.s3_endpoint.clone(),
+            region: self.s3_region.clone(),
+        };
+        BuildsUrl::open(url, &options).map(Some)
+    }
 }
 
 #[derive(Debug, Args)]
@@ -109,20 +154,21 @@ pub struct StatusArgs {
 }
 
 impl PushArgs {
-    pub fn into_request(self) -> PushRequest {
-        let mut req = self.plan.into_request();
+    pub fn into_request(self) -> Result<PushRequest, crate::store::Error> {
+        let mut req = self.plan.into_request()?;
         req.write_digest_to_file = self.write_digest_to_file;
         req.dry_run = self.dry_run;
         if let Inputs::Build(build) = &mut req.inputs {
             build.lock_timeout = self.lock_timeout;
         }
-        req
+        Ok(req)
     }
 }
 
 impl PlanArgs {
-    /// The request this describes; it writes nothing until a caller applies it.
-    pub fn into_request(self) -> PushRequest {
+    /// The request this describes; it writes nothing until a caller applies it. Fails only on
+    /// a `--builds-url` that cannot be opened.
+    pub fn into_request(self) -> Result<PushRequest, crate::store::Error> {
         // A tag or arch named twice means it once; the first mention keeps its place.
         let mut tags: Vec<Tag> = Vec::with_capacity(self.tags.len());
         for t in self.tags {
@@ -137,7 +183,8 @@ impl PlanArgs {
             }
         }
         let connect = self.connect.options();
-        PushRequest {
+        let builds_url = self.store.open(self.connect.tls_verify.unwrap_or(true))?;
+        Ok(PushRequest {
             workdir: self.workdir,
             repo: self.repo,
             tags,
@@ -164,6 +211,7 @@ impl PlanArgs {
             v2s2: self.v2s2,
             wait_lock: self.wait_lock,
             mount_from: self.mount_from,
-        }
+            builds_url,
+        })
     }
 }

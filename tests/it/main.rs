@@ -21,5 +21,6 @@ mod release;
 mod release_stages;
 mod reliability;
 mod security;
+mod store_http;
 mod support_smoke;
 mod token_auth;

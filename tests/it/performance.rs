@@ -38,7 +38,7 @@ fn request(env: &Env, args: &[&str]) -> reprise::push::PushRequest {
     ];
     argv.extend_from_slice(args);
     match Cli::try_parse_from(argv).expect("valid arguments").command {
-        Command::PushContainerManifest(a) => a.into_request(),
+        Command::PushContainerManifest(a) => a.into_request().unwrap(),
         _ => unreachable!(),
     }
 }

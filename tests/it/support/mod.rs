@@ -7,6 +7,7 @@
 pub mod check;
 pub mod cosa;
 pub mod env;
+pub mod nginx;
 pub mod proxy;
 pub mod registry;
 pub mod run;

@@ -1,0 +1,146 @@
+//! `--builds-url http://…`: builds read from a real HTTP server (nginx) by range, records kept
+//! in the working directory when the pipeline fetched them there, and a read-only store that
+//! must take a record failing before any registry write.
+
+use std::path::{Path, PathBuf};
+
+use crate::support::check::validate;
+use crate::support::env::Env;
+use crate::support::nginx::Nginx;
+use reprise_fixtures::WrittenArch;
+
+/// A working directory holding only the build's meta.json files, as `cosa buildfetch`
+/// without `--artifact` leaves it.
+fn records_only(env: &Env) -> (tempfile::TempDir, Vec<PathBuf>) {
+    let dir = tempfile::tempdir().unwrap();
+    let metas = env
+        .written
+        .iter()
+        .map(|w| copy_meta(env.dir(), dir.path(), w))
+        .collect();
+    (dir, metas)
+}
+
+fn copy_meta(store: &Path, work: &Path, w: &WrittenArch) -> PathBuf {
+    let rel = w.meta.strip_prefix(store).unwrap();
+    let to = work.join(rel);
+    std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+    std::fs::copy(&w.meta, &to).unwrap();
+    to
+}
+
+fn from_store(nginx: &Nginx, workdir: &Path) -> Vec<String> {
+    vec![
+        "--builds-url".into(),
+        nginx.url("builds"),
+        "--workdir".into(),
+        workdir.display().to_string(),
+    ]
+}
+
+fn archives_size(env: &Env) -> u64 {
+    env.written
+        .iter()
+        .map(|w| std::fs::metadata(&w.archive).unwrap().len())
+        .sum()
+}
+
+#[test]
+fn http_store_push_and_noop_record_in_the_workdir() {
+    let env = Env::new();
+    let nginx = Nginx::serve(env.dir());
+    let (work, metas) = records_only(&env);
+    let store_metas = env.metas();
+    let extra = from_store(&nginx, work.path());
+    let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+
+    let run = env.push(&["stable"], &extra).ok();
+    assert_eq!(run.outcome(), "pushed");
+    validate("report.schema.json", &run.report);
+    for (w, meta) in env.written.iter().zip(&metas) {
+        let record = crate::support::check::read_json(meta)[crate::support::env::KEY].clone();
+        assert_eq!(record["digest"], w.manifest_digest.as_str(), "{}", w.arch);
+    }
+    assert_eq!(
+        env.metas(),
+        store_metas,
+        "the store's meta.json files untouched"
+    );
+    let served = nginx.served();
+    assert!(
+        served
+            .iter()
+            .all(|s| s.method == "GET" || s.method == "HEAD")
+    );
+    let pushed = nginx.bytes_served(".ociarchive");
+    assert!(
+        pushed > 0 && pushed <= 2 * archives_size(&env) + (1 << 20),
+        "{pushed}"
+    );
+    assert!(
+        served
+            .iter()
+            .any(|s| s.status == 206 && s.range.starts_with("bytes=")),
+        "archives are read by range: {served:?}"
+    );
+
+    nginx.clear();
+    env.proxy.clear();
+    let records = metas
+        .iter()
+        .map(|m| std::fs::read(m).unwrap())
+        .collect::<Vec<_>>();
+    let again = env.push(&["stable"], &extra).ok();
+    assert_eq!(again.outcome(), "noop");
+    assert_eq!(env.proxy.writes(), vec![], "a no-op writes nothing");
+    let after = metas
+        .iter()
+        .map(|m| std::fs::read(m).unwrap())
+        .collect::<Vec<_>>();
+    assert_eq!(after, records, "records byte-identical");
+    // Tar headers, index.json, manifest and config: kilobytes, never a layer.
+    let noop = nginx.bytes_served(".ociarchive");
+    assert!(noop > 0 && noop < 64 << 10, "{noop}");
+}
+
+#[test]
+fn http_store_that_must_take_a_record_fails_before_any_registry_write() {
+    let env = Env::new();
+    let nginx = Nginx::serve(env.dir());
+    let work = tempfile::tempdir().unwrap();
+    let extra = from_store(&nginx, work.path());
+    let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+    let store_metas = env.metas();
+
+    let run = env.push(&["stable"], &extra);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    let lines: Vec<&str> = run.stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "{}", run.stderr);
+    assert!(lines[0].contains("read-only"), "{}", lines[0]);
+    assert!(lines[0].contains(&nginx.url("builds/")), "{}", lines[0]);
+    assert_eq!(
+        env.proxy.writes(),
+        vec![],
+        "nothing written to the registry"
+    );
+    assert_eq!(env.metas(), store_metas);
+}
+
+#[test]
+fn a_missing_archive_in_the_store_is_named_like_a_missing_file() {
+    let env = Env::new();
+    let nginx = Nginx::serve(env.dir());
+    let (work, _) = records_only(&env);
+    let gone = &env.written[1];
+    std::fs::remove_file(&gone.archive).unwrap();
+    let extra = from_store(&nginx, work.path());
+    let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+
+    let run = env.push(&["stable"], &extra);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    let name = gone.archive.file_name().unwrap().to_str().unwrap();
+    let line = run.stderr.trim();
+    assert_eq!(line.lines().count(), 1, "{line}");
+    assert!(line.contains(name) && line.contains("not found"), "{line}");
+    assert_eq!(env.proxy.writes(), vec![]);
+}
