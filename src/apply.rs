@@ -390,8 +390,17 @@ impl Apply<'_> {
         let blobs: Vec<BlobRef> = img.image.blobs().cloned().collect();
         let reader = archive.clone();
         let started = std::time::Instant::now();
+        let expected = sha256.clone();
         let actual = blocking::run(format!("checking {}", archive.path()), move || {
-            reader.verify(&blobs.iter().collect::<Vec<_>>())
+            let actual = reader.verify(&blobs.iter().collect::<Vec<_>>())?;
+            // A build store's archive that checked out is kept in mind, so a rerun plans
+            // without reading it (archive::cache).
+            if let (Some(e), Some(a)) = (&expected, &actual)
+                && a.eq_ignore_ascii_case(e)
+            {
+                reader.remember(e);
+            }
+            Ok::<_, archive::Error>(actual)
         })
         .await??;
         tracing::debug!(

@@ -9,8 +9,8 @@
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{self, BufReader, Read, Seek, SeekFrom};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use camino::{Utf8Path, Utf8PathBuf};
 use oci_spec::image::{ImageConfiguration, ImageIndex, ImageManifest};
@@ -103,6 +103,8 @@ pub struct Archive {
     bytes_read: Arc<AtomicU64>,
     /// The build store an archive of [`Layout::Remote`] is read from; `path` is its URL.
     store: Option<Store>,
+    /// The image [`Archive::image`] read, for [`Archive::remember`].
+    read_image: Arc<OnceLock<Image>>,
 }
 
 /// Where the entries' bytes live.
@@ -135,6 +137,7 @@ impl Archive {
             entries,
             bytes_read,
             store: None,
+            read_image: Default::default(),
         })
     }
 
@@ -157,6 +160,7 @@ impl Archive {
             entries,
             bytes_read,
             store: Some(store.clone()),
+            read_image: Default::default(),
         })
     }
 
@@ -214,6 +218,7 @@ impl Archive {
             entries,
             bytes_read: Arc::new(AtomicU64::new(0)),
             store: None,
+            read_image: Default::default(),
         })
     }
 
@@ -321,7 +326,9 @@ impl Archive {
 
     /// Reads index.json, the one image manifest it names, and that manifest's config.
     pub fn image(&self) -> Result<Image, Error> {
-        self.image_named(None)
+        let image = self.image_named(None)?;
+        let _ = self.read_image.set(image.clone());
+        Ok(image)
     }
 
     /// Like [`Archive::image`], but with `Some(name)` picks the manifest index.json names
@@ -541,6 +548,7 @@ impl From<crate::hash::Mismatch> for ErrorKind {
     }
 }
 
+mod cache;
 mod verify;
 
 #[cfg(test)]

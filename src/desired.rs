@@ -341,8 +341,7 @@ fn load_arch(
         None => None,
     };
     check_size(source, meta, &artifact, arch)?;
-    let archive = source.open_archive(&artifact.path)?;
-    let image = archive.image()?;
+    let (archive, image) = source.archive_and_image(&artifact.path, &artifact.sha256)?;
     if image.platform.basearch().as_ref() != Some(arch) {
         return Err(Error::WrongPlatform {
             path: artifact.path,

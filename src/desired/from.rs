@@ -83,11 +83,25 @@ impl<'a> BuildSource<'a> {
         }
     }
 
-    pub fn open_archive(&self, path: &Utf8Path) -> Result<Archive, archive::Error> {
-        match self.url {
-            Some(BuildsUrl::Remote(store)) => Archive::open_remote(store, path),
-            _ => Archive::open(path),
-        }
+    /// The archive and the image in it. From a build store, what an earlier run that checked
+    /// an archive with this `sha256` found, when this machine keeps it: no archive byte read.
+    pub fn archive_and_image(
+        &self,
+        path: &Utf8Path,
+        sha256: &str,
+    ) -> Result<(Archive, archive::Image), archive::Error> {
+        let archive = match self.url {
+            Some(BuildsUrl::Remote(store)) => {
+                if let Some(hit) = Archive::recalled(store, path, sha256) {
+                    tracing::debug!(archive = %path, "archive known from an earlier check");
+                    return Ok(hit);
+                }
+                Archive::open_remote(store, path)?
+            }
+            _ => Archive::open(path)?,
+        };
+        let image = archive.image()?;
+        Ok((archive, image))
     }
 }
 

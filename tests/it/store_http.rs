@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use crate::support::check::validate;
 use crate::support::env::Env;
 use crate::support::nginx::Nginx;
+use crate::support::run::Run;
 use reprise_fixtures::WrittenArch;
 
 /// A working directory holding only the build's meta.json files, as `cosa buildfetch`
@@ -38,6 +39,16 @@ fn from_store(nginx: &Nginx, workdir: &Path) -> Vec<String> {
     ]
 }
 
+/// `push-container-manifest` from `nginx` with `workdir`, keeping what it learns about
+/// archives in `cache` (its `XDG_CACHE_HOME`).
+fn push_from(env: &Env, nginx: &Nginx, workdir: &Path, cache: &Path) -> Run {
+    let extra = from_store(nginx, workdir);
+    let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+    let mut cmd = env.command(&env.push_args(&["stable"], &extra));
+    cmd.env("XDG_CACHE_HOME", cache);
+    Run::of(&mut cmd)
+}
+
 fn archives_size(env: &Env) -> u64 {
     env.written
         .iter()
@@ -50,11 +61,10 @@ fn http_store_push_and_noop_record_in_the_workdir() {
     let env = Env::new();
     let nginx = Nginx::serve(env.dir());
     let (work, metas) = records_only(&env);
+    let cache = tempfile::tempdir().unwrap();
     let store_metas = env.metas();
-    let extra = from_store(&nginx, work.path());
-    let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
 
-    let run = env.push(&["stable"], &extra).ok();
+    let run = push_from(&env, &nginx, work.path(), cache.path()).ok();
     assert_eq!(run.outcome(), "pushed");
     validate("report.schema.json", &run.report);
     for (w, meta) in env.written.iter().zip(&metas) {
@@ -90,7 +100,7 @@ fn http_store_push_and_noop_record_in_the_workdir() {
         .iter()
         .map(|m| std::fs::read(m).unwrap())
         .collect::<Vec<_>>();
-    let again = env.push(&["stable"], &extra).ok();
+    let again = push_from(&env, &nginx, work.path(), cache.path()).ok();
     assert_eq!(again.outcome(), "noop");
     assert_eq!(env.proxy.writes(), vec![], "a no-op writes nothing");
     let after = metas
@@ -98,9 +108,44 @@ fn http_store_push_and_noop_record_in_the_workdir() {
         .map(|m| std::fs::read(m).unwrap())
         .collect::<Vec<_>>();
     assert_eq!(after, records, "records byte-identical");
-    // Tar headers, index.json, manifest and config: kilobytes, never a layer.
-    let noop = nginx.bytes_served(".ociarchive");
-    assert!(noop > 0 && noop < 64 << 10, "{noop}");
+    assert_eq!(
+        nginx.bytes_served(".ociarchive"),
+        0,
+        "a no-op reads no archive byte"
+    );
+
+    // On a machine that has not checked these archives, a no-op reads their tar headers and
+    // JSON documents: kilobytes, never a layer.
+    nginx.clear();
+    let fresh = tempfile::tempdir().unwrap();
+    let elsewhere = push_from(&env, &nginx, work.path(), fresh.path()).ok();
+    assert_eq!(elsewhere.outcome(), "noop");
+    let headers = nginx.bytes_served(".ociarchive");
+    assert!(headers > 0 && headers < 64 << 10, "{headers}");
+}
+
+#[test]
+fn a_corrupted_archive_in_the_store_publishes_nothing() {
+    let env = Env::new();
+    let nginx = Nginx::serve(env.dir());
+    let (work, _) = records_only(&env);
+    let cache = tempfile::tempdir().unwrap();
+    // One byte in the middle of an archive (inside its largest layer), size unchanged.
+    let bad = &env.written[2];
+    let mut bytes = std::fs::read(&bad.archive).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0xff;
+    std::fs::write(&bad.archive, &bytes).unwrap();
+
+    let run = push_from(&env, &nginx, work.path(), cache.path());
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    let writes = env.proxy.writes();
+    assert!(
+        !writes.iter().any(|w| w.path.contains("/manifests/")),
+        "no manifest or tag written: {writes:?}"
+    );
+    let name = bad.archive.file_name().unwrap().to_str().unwrap();
+    assert!(run.stderr.contains(name), "{}", run.stderr);
 }
 
 #[test]
