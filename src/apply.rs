@@ -47,6 +47,8 @@ pub enum Error {
     },
     #[error(transparent)]
     Task(#[from] TaskFailed),
+    #[error(transparent)]
+    Store(#[from] crate::store::Error),
 }
 
 /// One arch's image, ready to push.
@@ -148,16 +150,23 @@ impl Apply<'_> {
         }
         let mut records = Vec::new();
         let mut arches = Vec::new();
+        let mut in_store = Vec::new();
         for rec in planned {
-            let Some(path) = images
-                .iter()
-                .find(|i| i.arch == rec.arch)
-                .and_then(|i| i.meta_path.clone())
-            else {
+            let Some(img) = images.iter().find(|i| i.arch == rec.arch) else {
                 continue;
             };
+            let Some(path) = img.meta_path.clone() else {
+                continue;
+            };
+            if let Some(store) = &img.meta_store {
+                in_store.push((store.clone(), path, rec.record.clone(), rec.arch.clone()));
+                continue;
+            }
             records.push((path, rec.record.clone()));
             arches.push(rec.arch.clone());
+        }
+        if let (Some(key), false) = (self.metajsonname, in_store.is_empty()) {
+            self.write_store_records(key, in_store, &mut stats).await?;
         }
         if let (Some(key), false) = (self.metajsonname, records.is_empty()) {
             let key = key.to_owned();
@@ -378,6 +387,34 @@ impl Apply<'_> {
             }
         }
         Ok(Moved::Uploaded(blob.size))
+    }
+
+    /// Writes records into meta.json files kept in a build store, each by conditional write
+    /// (see [`crate::store::write_record`]).
+    async fn write_store_records(
+        &self,
+        key: &str,
+        records: Vec<(crate::store::Store, Utf8PathBuf, builds::Record, Arch)>,
+        stats: &mut Stats,
+    ) -> Result<(), Error> {
+        let key = key.to_owned();
+        failpoint::hit("before-records");
+        let written = blocking::run("writing the records into the build store", move || {
+            records
+                .into_iter()
+                .map(|(store, path, record, arch)| {
+                    let changed = crate::store::write_record(&store, &path, &key, &record)?;
+                    Ok::<_, crate::store::Error>((arch, changed))
+                })
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .await??;
+        for (arch, changed) in written {
+            if changed {
+                stats.records_written.push(arch);
+            }
+        }
+        Ok(())
     }
 
     /// Reads a local image's archive once: every blob against its digest and size, and (cosa

@@ -29,7 +29,7 @@ pub use crate::fs::write_atomic;
 pub use dir::{Build, BuildsDir};
 pub use meta::{Artifact, DELAYED_MERGE, Meta};
 pub use record::{Record, RecordState, record_entry, record_images, record_state};
-pub use write::{META_STAMP, to_cosa_json, write_records};
+pub use write::{META_STAMP, merged_record, to_cosa_json, write_records};
 
 /// An error about one build-record file; it always names the file.
 #[derive(Debug, thiserror::Error)]

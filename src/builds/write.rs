@@ -72,6 +72,38 @@ fn write_records_at(
         .collect()
 }
 
+/// `raw` (a meta.json read from `path`) with `want` recorded under `key` as
+/// [`write_records`] writes it in place (only the key changed, `meta-stamp` bumped, key order
+/// and a trailing newline kept), or `None` when the record is already current. For a meta.json
+/// kept where no lock can be taken: the caller writes the bytes back only if the file is still
+/// the one it read. A meta.json that delays merges is refused: `meta.<key>.json` beside it is
+/// for a local `cosa meta --finalize`.
+pub fn merged_record(
+    path: &Utf8Path,
+    raw: &[u8],
+    key: &str,
+    want: &Record,
+) -> Result<Option<Vec<u8>>, Error> {
+    let mut json: Map<String, Value> = serde_json::from_slice(raw).map_err(|e| err(path, e))?;
+    if delays_merge(&json) {
+        return Err(invalid(
+            path,
+            "delays merges into meta.<key>.json, which reprise writes only in a local build directory",
+        ));
+    }
+    if record_state(json.get(key), want) == RecordState::Current {
+        return Ok(None);
+    }
+    put_record(&mut json, key, want).map_err(|msg| invalid(path, msg))?;
+    let stamp = next_stamp(now_ns(), [json.get(META_STAMP)]);
+    json.insert(META_STAMP.to_owned(), Value::from(stamp));
+    let mut out = to_cosa_json(&json).map_err(|e| err(path, e))?;
+    if raw.ends_with(b"\n") {
+        out.push(b'\n');
+    }
+    Ok(Some(out))
+}
+
 /// What every write of one [`write_records`] call shares.
 struct Writer<'a> {
     /// The record key (`--metajsonname`).

@@ -11,6 +11,7 @@
 //! reaches this module's remote side.
 
 mod range;
+mod record;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -21,6 +22,7 @@ use object_store::path::Path as Key;
 use object_store::{ObjectStore, ObjectStoreExt as _};
 
 pub use range::{RangeReader, SeekReader};
+pub use record::{WRITE_TRIES, write_record, write_record_with};
 
 /// Where builds are read from.
 #[derive(Debug, Clone)]
@@ -59,7 +61,9 @@ pub enum Error {
     Other { url: String, message: String },
     #[error("{url}: changed by another writer {tries} times in a row; giving up")]
     Conflict { url: String, tries: u32 },
-    #[error("{url}: the store is read-only over HTTP(S); records cannot be written there")]
+    #[error(
+        "{url}: an HTTP(S) build store is read-only and this run must record there; fetch the build's meta.json files into --workdir's builds/ (they are read and written there)"
+    )]
     ReadOnly { url: String },
     #[error("--aws-config-file {path}: {why}")]
     AwsConfig { path: Utf8PathBuf, why: String },
@@ -174,7 +178,8 @@ impl Store {
         &self.base
     }
 
-    /// Whether records can be written back here (S3), or only read (HTTP(S)).
+    /// Whether records can be written back here (S3, by conditional write), or only read
+    /// (HTTP(S)).
     pub fn writable(&self) -> bool {
         self.writable
     }
@@ -275,6 +280,25 @@ impl Store {
             offset,
             len,
         ))
+    }
+
+    /// Replaces the object with `bytes` if it still has `etag`; `false` when another writer
+    /// changed it since (412), so the caller reads it again.
+    pub fn put_if_match(&self, url: &Utf8Path, bytes: Vec<u8>, etag: &str) -> Result<bool, Error> {
+        let key = self.key(url)?;
+        let options = object_store::PutOptions {
+            mode: object_store::PutMode::Update(object_store::UpdateVersion {
+                e_tag: Some(etag.to_owned()),
+                version: None,
+            }),
+            ..Default::default()
+        };
+        let put = self.block_on(self.inner.put_opts(&key, bytes.into(), options));
+        match put {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::Precondition { .. }) => Ok(false),
+            Err(e) => Err(self.error(url, e)),
+        }
     }
 
     fn count(&self, n: usize) {

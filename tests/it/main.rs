@@ -22,5 +22,6 @@ mod release_stages;
 mod reliability;
 mod security;
 mod store_http;
+mod store_s3;
 mod support_smoke;
 mod token_auth;

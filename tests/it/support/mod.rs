@@ -11,5 +11,6 @@ pub mod nginx;
 pub mod proxy;
 pub mod registry;
 pub mod run;
+pub mod s3;
 pub mod skopeo;
 pub mod token;
