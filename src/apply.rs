@@ -76,6 +76,11 @@ pub enum Origin {
 }
 
 /// What applying did, for the report.
+/// Whether an image's blobs are read from an archive in a build store.
+fn from_store(img: &ArchImage) -> bool {
+    matches!(&img.origin, Origin::Local { archive, .. } if archive.is_remote())
+}
+
 #[derive(Debug, Default, Clone, Serialize)]
 pub struct Stats {
     pub uploaded_blobs: u64,
@@ -195,13 +200,26 @@ impl Apply<'_> {
         if needed.is_empty() {
             return Ok(());
         }
-        // One read of each archive, all before the first write.
-        stream::iter(needed.iter().map(|img| self.check_archive(img)))
-            .buffer_unordered(self.client.jobs())
-            .try_collect::<Vec<()>>()
-            .await?;
-        let missing = self.missing_blobs(&needed, stats).await?;
-        self.move_blobs(&needed, &missing, stats).await?;
+        // One read of each local archive, all before the first write. An archive in a build
+        // store is checked by the one read that also sends its blobs (`stream_from_stores`):
+        // a blob reaches the registry only if it matches its digest, and no manifest is put
+        // before every archive has matched its sha256.
+        stream::iter(
+            needed
+                .iter()
+                .filter(|img| !from_store(img))
+                .map(|img| self.check_archive(img)),
+        )
+        .buffer_unordered(self.client.jobs())
+        .try_collect::<Vec<()>>()
+        .await?;
+        let (streamed, moved): (Vec<_>, Vec<_>) = self
+            .missing_blobs(&needed, stats)
+            .await?
+            .into_iter()
+            .partition(|(img, _)| from_store(img));
+        self.move_blobs(&needed, &moved, stats).await?;
+        self.stream_from_stores(&needed, &streamed, stats).await?;
         self.push_manifests(&needed, stats).await
     }
 
@@ -353,26 +371,8 @@ impl Apply<'_> {
     /// Gets one blob the registry lacks into the repository: by mount from another
     /// repository of the same registry that holds it, else by streaming it from its origin.
     async fn move_blob(&self, img: &ArchImage, blob: &BlobRef) -> Result<Moved, Error> {
-        let same_registry = |r: &Repository| r.registry() == self.repo.registry() && r != self.repo;
-        if let Origin::Registry { repo, .. } = &img.origin
-            && same_registry(repo)
-            && self
-                .client
-                .mount_blob(self.repo, repo, &blob.digest)
-                .await?
-        {
-            tracing::info!(arch = %img.arch, digest = %blob.digest, from = %repo, "mounted blob");
+        if self.try_mount(img, blob).await? {
             return Ok(Moved::Mounted);
-        }
-        for from in self.mount_from.iter().filter(|r| same_registry(r)) {
-            if self
-                .client
-                .mount_if_present(self.repo, from, &blob.digest)
-                .await?
-            {
-                tracing::info!(arch = %img.arch, digest = %blob.digest, from = %from, "mounted blob");
-                return Ok(Moved::Mounted);
-            }
         }
         match &img.origin {
             Origin::Local { archive, .. } => {
@@ -387,6 +387,32 @@ impl Apply<'_> {
             }
         }
         Ok(Moved::Uploaded(blob.size))
+    }
+
+    /// Mounts `blob` from another repository of the same registry that holds it, if any.
+    async fn try_mount(&self, img: &ArchImage, blob: &BlobRef) -> Result<bool, Error> {
+        let same_registry = |r: &Repository| r.registry() == self.repo.registry() && r != self.repo;
+        if let Origin::Registry { repo, .. } = &img.origin
+            && same_registry(repo)
+            && self
+                .client
+                .mount_blob(self.repo, repo, &blob.digest)
+                .await?
+        {
+            tracing::info!(arch = %img.arch, digest = %blob.digest, from = %repo, "mounted blob");
+            return Ok(true);
+        }
+        for from in self.mount_from.iter().filter(|r| same_registry(r)) {
+            if self
+                .client
+                .mount_if_present(self.repo, from, &blob.digest)
+                .await?
+            {
+                tracing::info!(arch = %img.arch, digest = %blob.digest, from = %from, "mounted blob");
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 
     /// Writes records into meta.json files kept in a build store, each by conditional write
@@ -457,3 +483,5 @@ impl Apply<'_> {
         Ok(())
     }
 }
+
+mod from_store;

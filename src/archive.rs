@@ -70,6 +70,7 @@ struct Entry {
 
 pub use crate::hash::BlobRef;
 use crate::hash::VerifyingReader;
+pub use stream::ChunkReader;
 
 /// The image inside an archive, as far as pushing it needs: the exact manifest bytes and
 /// what they refer to.
@@ -224,6 +225,11 @@ impl Archive {
 
     pub fn path(&self) -> &Utf8Path {
         &self.path
+    }
+
+    /// Whether this is an archive in a build store, read by range.
+    pub fn is_remote(&self) -> bool {
+        self.layout == Layout::Remote
     }
 
     /// How many bytes of the archive file have been read through this handle (headers,
@@ -549,6 +555,7 @@ impl From<crate::hash::Mismatch> for ErrorKind {
 }
 
 mod cache;
+mod stream;
 mod verify;
 
 #[cfg(test)]

@@ -92,7 +92,7 @@ impl Archive {
 
 impl Archive {
     /// A reader over the whole archive file, front to back.
-    fn whole_reader(&self) -> Result<Box<dyn Read + Send>, Error> {
+    pub(super) fn whole_reader(&self) -> Result<Box<dyn Read + Send>, Error> {
         if let (Layout::Remote, Some(store)) = (self.layout, &self.store) {
             let len = store
                 .len(&self.path)
