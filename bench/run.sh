@@ -12,7 +12,9 @@
 #   - peak RSS of a full push (/usr/bin/time -f %M);
 #   - no-op rerun: wall time and registry requests per tag, at BENCH_MB and at BENCH_BIG_MB
 #     (the cost must not grow with archive size);
-#   - partial change: one arch's layer changed; bytes uploaded against that arch's new bytes.
+#   - partial change: one arch's layer changed; bytes uploaded against that arch's new bytes;
+#   - full push from S3 (--builds-url s3://, s3s-fs on loopback, records written back into the
+#     bucket) beside the same push from local disk.
 # Timings are medians of BENCH_RUNS runs; each full push goes to a fresh registry.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -37,8 +39,10 @@ gen="$repo_root/target/release/examples/gen-fixtures"
 
 source scripts/registry-lib.sh
 tmp=$(mktemp -d -p "${BENCH_TMP:-/var/tmp}" reprise-bench.XXXXXX)
+s3_pid=""
 cleanup() {
     stop_registries
+    if [ -n "$s3_pid" ]; then kill "$s3_pid" 2>/dev/null || true; fi
     rm -rf "$tmp"
 }
 trap cleanup EXIT
@@ -141,6 +145,35 @@ for i in $(seq 1 "$RUNS"); do
 done
 skopeo_s=$(median "${skopeo_times[@]}")
 
+# --- Full push from S3 (s3s-fs on loopback) -------------------------------------------------
+s3s=$(command -v s3s-fs || echo "$HOME/.cargo/bin/s3s-fs")
+s3_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+mkdir -p "$tmp/s3"
+RUST_LOG=info NO_COLOR=1 "$s3s" --host 127.0.0.1 --port "$s3_port" --access-key bench \
+    --secret-key bench-secret-key "$tmp/s3" >"$tmp/s3.log" 2>&1 &
+s3_pid=$!
+timeout 20 bash -c "until grep -q 'server is running' '$tmp/s3.log'; do sleep 0.1; done"
+s3_times=()
+for i in $(seq 1 "$RUNS"); do
+    rm -rf "$tmp/s3/builds" "$tmp/work" "$tmp/cache" && cp -r "$tmp/tree/builds" "$tmp/s3/builds"
+    mkdir -p "$tmp/work"
+    start_registry "$tmp/reg-s3-$i"
+    t0=$(now)
+    (cd "$tmp/work" && AWS_ACCESS_KEY_ID=bench AWS_SECRET_ACCESS_KEY=bench-secret-key \
+        XDG_CACHE_HOME="$tmp/cache" "$reprise" -q push-container-manifest \
+        --builds-url s3://builds --s3-endpoint "http://127.0.0.1:$s3_port" --s3-region us-east-1 \
+        --repo "127.0.0.1:$REGISTRY_PORT/fcos" --tag stable --tag 40 \
+        --artifact ostree --metajsonname base-oscontainer)
+    t1=$(now)
+    s3_times+=("$(elapsed "$t0" "$t1")")
+    stop_registries
+    rm -rf "$tmp/reg-s3-$i"
+done
+kill "$s3_pid"
+wait "$s3_pid" 2>/dev/null || true
+s3_pid=""
+s3_s=$(median "${s3_times[@]}")
+
 # --- No-op rerun at two sizes ---------------------------------------------------------------
 noop() { # tree-dir size-label
     local tree=$1 reg="$tmp/reg-noop-$2" times=() before after
@@ -202,6 +235,8 @@ row "full push, skopeo copy per arch (s)" "$skopeo_s   [${skopeo_times[*]}]"
 row "reprise / curl 1 at a time (target <= 1.15)" "$(ratio "$push_s" "$curl_s")"
 row "reprise / curl 4 at a time (same parallelism as reprise)" "$(ratio "$push_s" "$curl4_s")"
 row "reprise / skopeo (target < 1)" "$(ratio "$push_s" "$skopeo_s")"
+row "full push from S3, s3s-fs on loopback (s)" "$s3_s   [${s3_times[*]}]"
+row "push from S3 / push from local disk (target <= 1.15)" "$(ratio "$s3_s" "$push_s")"
 row "registry requests, full push" "$push_requests"
 row "peak RSS of a full push (MiB, target <= 64)" "$rss_mib"
 row "no-op rerun at $MB MiB (ms, target < 50)" "$noop_ms"
