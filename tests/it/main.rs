@@ -23,3 +23,4 @@ mod reliability;
 mod security;
 mod support_smoke;
 mod token_auth;
+mod uploads;
