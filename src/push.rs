@@ -7,6 +7,7 @@
 
 use camino::{Utf8Path, Utf8PathBuf};
 
+use crate::annotations::Annotations;
 use crate::apply::{self, Apply, ArchImage};
 use crate::blocking::{self, TaskFailed};
 use crate::builds::{self, BuildsDir};
@@ -39,6 +40,8 @@ pub struct PushRequest {
     /// Repositories of the same registry to mount blobs from when they hold them
     /// (`--mount-from`); those the records name are tried too.
     pub mount_from: Vec<Repository>,
+    /// Annotations for the index (`--annotation`); none means annotations are not compared.
+    pub annotations: Annotations,
 }
 
 impl PushRequest {
@@ -53,6 +56,7 @@ impl PushRequest {
             } else {
                 index::Format::Oci
             },
+            annotations: self.annotations.clone(),
         }
     }
 }
@@ -99,10 +103,13 @@ pub async fn prepare(req: &PushRequest) -> Result<Prepared, Error> {
         images,
         skipped,
     } = desired::load(&req.target(), &req.inputs, &req.connect).await?;
+    // The index this build alone makes: a tag that already holds it is known without
+    // reading its body.
     let own = index::build_with(
         desired.format,
         desired.arches.iter().map(|a| a.entry.clone()).collect(),
         Vec::new(),
+        desired.annotations.as_ref().unwrap_or(&Default::default()),
     );
 
     let client = Client::connect(&req.repo, &req.connect).await?;

@@ -291,6 +291,7 @@ fn push_request(req: &RunRequest, build_id: &str, stage: &Stage) -> PushRequest 
         v2s2: false,
         wait_lock: false,
         mount_from: vec![],
+        annotations: Default::default(),
     };
     match &stage.kind {
         StageKind::ContainerManifest {
@@ -300,6 +301,7 @@ fn push_request(req: &RunRequest, build_id: &str, stage: &Stage) -> PushRequest 
             arches,
             missing_arch,
             v2s2,
+            annotations,
         } => {
             inputs.artifact = artifact.clone();
             inputs.metajsonname = Some(RecordKey::new(metajsonname.clone()));
@@ -307,6 +309,7 @@ fn push_request(req: &RunRequest, build_id: &str, stage: &Stage) -> PushRequest 
             push.tags = tags.clone();
             push.policy.missing_arch = *missing_arch;
             push.v2s2 = *v2s2;
+            push.annotations = annotations.clone();
         }
         StageKind::ArchTags {
             artifact, arches, ..

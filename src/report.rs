@@ -4,6 +4,7 @@
 //! Owns presenting a push's plan and what applying it did; it decides nothing, and takes
 //! what it shows from the desired state, the plan and the apply statistics.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use serde::Serialize;
@@ -33,6 +34,9 @@ pub struct Report {
     pub duplicates: Vec<Duplicate>,
     /// Arches of the build this run leaves out, and why.
     pub skipped: Vec<Skipped>,
+    /// The annotations the index carries, when they were asked for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub annotations: Option<BTreeMap<String, String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub refusal: Option<RefusalReport>,
 }
@@ -169,6 +173,7 @@ impl Report {
                 })
                 .collect(),
             skipped: vec![],
+            annotations: desired.annotations.clone(),
             refusal: None,
         }
     }
@@ -207,6 +212,7 @@ impl Report {
             dropped: vec![],
             duplicates: vec![],
             skipped: vec![],
+            annotations: desired.annotations.clone(),
             refusal: Some(RefusalReport {
                 message: refusal.to_string(),
                 missing,
@@ -238,6 +244,7 @@ impl Report {
             return out;
         }
         self.headline(&mut out);
+        self.annotation_lines(&mut out);
         self.tag_lines(&mut out);
         self.arch_lines(&mut out);
         self.skipped_lines(&mut out);
@@ -268,6 +275,13 @@ impl Report {
             self.repo,
             self.index_digest.as_ref().map_or("-", |d| d.as_str())
         );
+    }
+
+    /// The annotations the index carries, when asked for.
+    fn annotation_lines(&self, out: &mut String) {
+        for (key, value) in self.annotations.iter().flatten() {
+            let _ = writeln!(out, "  annotation {key}={value}");
+        }
     }
 
     /// Each tag: what it held, what it holds after, and why.

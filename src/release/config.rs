@@ -12,6 +12,7 @@ use std::fmt;
 use camino::{Utf8Path, Utf8PathBuf};
 use serde::Deserialize;
 
+use crate::annotations::{self, Annotations};
 use crate::plan::MissingArch;
 use crate::platform::Arch;
 use crate::reference::{Repository, Tag};
@@ -164,6 +165,9 @@ pub enum KindSpec {
         missing_arch: MissingArch,
         #[serde(default)]
         v2s2: bool,
+        /// Annotations on the index; their values may name the build's fields.
+        #[serde(default)]
+        annotations: Annotations,
     },
     ArchTags {
         artifact: String,
@@ -342,9 +346,21 @@ fn check_stage(
     } = stage;
     check_template("repo", &repo, vars, false)?;
     match &mut kind {
-        KindSpec::ContainerManifest { tags, arches, .. } => {
+        KindSpec::ContainerManifest {
+            tags,
+            arches,
+            v2s2,
+            annotations,
+            ..
+        } => {
             check_templates("tags", tags, vars, false)?;
             dedup_arches(arches);
+            if *v2s2 && !annotations.is_empty() {
+                return Err("annotations: a Docker manifest list (v2s2 = true) has none".into());
+            }
+            for a in &annotations.entries {
+                annotations::check_vars(a, vars)?;
+            }
         }
         KindSpec::ArchTags { tags, arches, .. } => {
             check_templates("tags", tags, vars, true)?;
@@ -392,6 +408,8 @@ pub enum StageKind {
         arches: Vec<Arch>,
         missing_arch: MissingArch,
         v2s2: bool,
+        /// With the config's `[vars]`, for their values.
+        annotations: Annotations,
     },
     ArchTags {
         artifact: String,
@@ -544,6 +562,7 @@ impl Expander<'_> {
                 arches,
                 missing_arch,
                 v2s2,
+                annotations,
             } => StageKind::ContainerManifest {
                 artifact: artifact.clone(),
                 metajsonname: metajsonname.clone(),
@@ -551,6 +570,7 @@ impl Expander<'_> {
                 arches: arches.clone(),
                 missing_arch: *missing_arch,
                 v2s2: *v2s2,
+                annotations: Annotations::with_vars(annotations.entries.clone(), &self.config.vars),
             },
             KindSpec::ArchTags {
                 artifact,

@@ -110,6 +110,7 @@ fn templates_expand_from_the_build_and_vars() {
             arches: vec![],
             missing_arch: crate::plan::MissingArch::Keep,
             v2s2: true,
+            annotations: Default::default(),
         },
         "a tag named twice is one tag"
     );

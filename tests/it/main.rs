@@ -6,6 +6,7 @@
 
 mod support;
 
+mod annotations;
 mod arch_policy;
 mod bad_input;
 mod crash;
