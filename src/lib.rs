@@ -26,6 +26,7 @@ pub mod platform;
 pub mod progress;
 pub mod push;
 pub mod reference;
+pub mod referrers;
 pub mod registry;
 pub mod release;
 pub mod report;

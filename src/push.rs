@@ -16,6 +16,7 @@ use crate::index;
 use crate::observe;
 use crate::plan::{self, Outcome, Policy};
 use crate::reference::{Repository, Tag};
+use crate::referrers::{self, Orphaned};
 use crate::registry::{self, Client, ConnectOptions};
 use crate::report::{Report, Skipped};
 
@@ -94,6 +95,8 @@ pub struct Prepared {
     pub skipped: Vec<Skipped>,
     pub client: Client,
     pub plan: Result<plan::Plan, plan::Refusal>,
+    /// What the tags the plan replaces held that has signatures or attestations.
+    pub orphans: Vec<Orphaned>,
 }
 
 /// Reads the inputs, observes the tags and plans. Sends no write request.
@@ -116,6 +119,11 @@ pub async fn prepare(req: &PushRequest) -> Result<Prepared, Error> {
     let mut observed = observe::observe(&client, &req.repo, &req.tags, &own.digest).await?;
     observe::read_carry_sources(&client, &desired, &req.policy, &mut observed).await?;
     let plan = plan::plan(&desired, &observed, &req.policy);
+    // Only a replacement can orphan anything, so a run that writes no tag reads nothing more.
+    let orphans = match &plan {
+        Ok(p) if p.pushes() => referrers::orphans(&client, &req.repo, p).await,
+        _ => Vec::new(),
+    };
     Ok(Prepared {
         req: req.clone(),
         desired,
@@ -123,6 +131,7 @@ pub async fn prepare(req: &PushRequest) -> Result<Prepared, Error> {
         skipped,
         client,
         plan,
+        orphans,
     })
 }
 
@@ -133,7 +142,9 @@ impl Prepared {
             Ok(plan) => Report::new(&self.desired, plan, Outcome::Planned, None),
             Err(refusal) => Report::refused(&self.desired, refusal.clone()),
         };
-        report.with_skipped(&self.skipped)
+        report
+            .with_skipped(&self.skipped)
+            .with_orphans(&self.orphans)
     }
 
     /// Applies the plan: uploads, pushes, verifies, records. A refusal changes nothing.
@@ -170,7 +181,9 @@ impl Prepared {
         if let Some(path) = &req.write_digest_to_file {
             write_digest_file(path, plan.index.digest.as_str())?;
         }
-        Ok(Report::new(&self.desired, plan, outcome, Some(stats)).with_skipped(&self.skipped))
+        Ok(Report::new(&self.desired, plan, outcome, Some(stats))
+            .with_skipped(&self.skipped)
+            .with_orphans(&self.orphans))
     }
 }
 

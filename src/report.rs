@@ -16,6 +16,7 @@ use crate::plan::{
 };
 use crate::platform::{Arch, Platform};
 use crate::reference::{Digest, Repository, Tag};
+use crate::referrers::Orphaned;
 
 pub use crate::desired::{SkipReason, Skipped};
 
@@ -34,6 +35,9 @@ pub struct Report {
     pub duplicates: Vec<Duplicate>,
     /// Arches of the build this run leaves out, and why.
     pub skipped: Vec<Skipped>,
+    /// What the replaced tags held that signatures or attestations refer to: they stay with
+    /// the old digest.
+    pub orphaned_referrers: Vec<Orphaned>,
     /// The annotations the index carries, when they were asked for.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub annotations: Option<BTreeMap<String, String>>,
@@ -173,6 +177,7 @@ impl Report {
                 })
                 .collect(),
             skipped: vec![],
+            orphaned_referrers: vec![],
             annotations: desired.annotations.clone(),
             refusal: None,
         }
@@ -212,6 +217,7 @@ impl Report {
             dropped: vec![],
             duplicates: vec![],
             skipped: vec![],
+            orphaned_referrers: vec![],
             annotations: desired.annotations.clone(),
             refusal: Some(RefusalReport {
                 message: refusal.to_string(),
@@ -223,6 +229,12 @@ impl Report {
     /// The same report, listing `skipped` as the arches the run left out.
     pub fn with_skipped(mut self, skipped: &[Skipped]) -> Report {
         self.skipped = skipped.to_vec();
+        self
+    }
+
+    /// The same report, with what the replaced tags leave behind.
+    pub fn with_orphans(mut self, orphans: &[Orphaned]) -> Report {
+        self.orphaned_referrers = orphans.to_vec();
         self
     }
 
@@ -349,6 +361,9 @@ impl Report {
                 "  warning: tag {} lists {} more than once",
                 d.tag, d.platform
             );
+        }
+        for o in &self.orphaned_referrers {
+            let _ = writeln!(out, "  warning: {}", o.warning());
         }
     }
 

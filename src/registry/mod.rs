@@ -14,6 +14,7 @@
 //!   is cached per set of scopes, marked sensitive, and never logged;
 //! - `upload`: blob uploads, cross-repository mounts and copies, every byte verified as it
 //!   streams ([`crate::hash`]);
+//! - `referrers`: the referrers API's list, and manifest pushes that report `OCI-Subject`;
 //! - `tls`: the certificate authorities trusted beyond the system's.
 
 use std::collections::{HashMap, HashSet};
@@ -31,6 +32,7 @@ use crate::media::{self, MAX_REMOTE_MANIFEST};
 use crate::reference::{Digest, Reference, Repository};
 
 mod error;
+mod referrers;
 mod request;
 mod retry;
 mod tls;

@@ -18,6 +18,7 @@ mod pipelines;
 mod properties;
 mod push;
 mod records;
+mod referrers;
 mod release;
 mod reliability;
 mod security;
