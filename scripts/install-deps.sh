@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Installs what reprise's tests and demo need on a Debian machine that has only the Rust
 # toolchain: Docker Distribution's registry, skopeo (the independent client the tests
-# cross-check with), openssl (the TLS tests make their own CA) and python3 (the record tests'
-# stand-in for another process holding a meta.json lock with flufl.lock's protocol), and the
-# oras Python SDK (PyPI `oras`, pinned), the independent client the referrers tests sign and
-# attest images with, into target/test-deps/python. Runs apt-get update once, and only when
-# something is missing.
+# cross-check with), openssl (the TLS tests make their own CA), python3 (the record tests'
+# stand-in for another process holding a meta.json lock with flufl.lock's protocol),
+# flufl.lock itself for Debian's python3 (the demo release's command stage writes meta.json
+# under coreos-assembler's lock with it), and the oras Python SDK (PyPI `oras`, pinned), the
+# independent client the referrers tests sign images with, into target/test-deps/python.
+# Runs apt-get update once, and only when something is missing.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 # Where tests/it/support/referrers.rs looks for the oras SDK.
@@ -30,6 +31,7 @@ command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 command -v curl >/dev/null 2>&1 || missing+=(curl)
 command -v python3 >/dev/null 2>&1 || missing+=(python3)
 python3 -m pip --version >/dev/null 2>&1 || missing+=(python3-pip)
+/usr/bin/python3 -c 'import flufl.lock' >/dev/null 2>&1 || missing+=(python3-flufl.lock)
 if [ ${#missing[@]} -eq 0 ]; then
     install_oras
     exit 0

@@ -25,6 +25,8 @@ log:
 storage:
   filesystem:
     rootdirectory: $dir/storage
+  delete:
+    enabled: true
 http:
   addr: 127.0.0.1:$port
   secret: reprise-throwaway

@@ -450,6 +450,7 @@ tags = ["{{stream}}"]
             arches: vec![],
             name: None,
             version: Some("40.1".into()),
+            metas: vec![],
         };
         let stages = expand(&config, &build).unwrap();
         let StageKind::ContainerManifest { annotations, .. } = &stages[0].kind else {

@@ -141,6 +141,7 @@ pub fn exit_code(output: &Output) -> u8 {
         Output::Release(report) => match report.release.outcome {
             release::StageOutcome::Refused => EXIT_REFUSED,
             release::StageOutcome::Failed => EXIT_ERROR,
+            _ if report.release.check && report.pending() => EXIT_PENDING,
             _ => EXIT_OK,
         },
         Output::Inspection(i) => match &i.meta {

@@ -1,24 +1,30 @@
 //! `reprise run`: a whole release from one config file.
 //!
 //! Owns the stages of a release and their order: read the config ([`config`]), expand its
-//! templates with the build's variables, plan every stage, then apply them one by one,
-//! stopping at the first that fails or is refused (planning one stage is
-//! `release/stage.rs`'s). Each stage decides "done" by reading the registry (and, for
-//! `container-manifest`, the records), so a rerun skips what is done.
+//! templates with the build's variables, pick the stages asked for (`--only`, `--from`),
+//! plan them, then apply them one by one, stopping at the first that fails or is refused.
+//! Each stage decides "done" from the registry and the metadata, never from a journal of its
+//! own, so a rerun skips what is done. Planning one stage is `release/stage.rs`'s; each kind
+//! has a file: `copy` (copy-tag, within or across registries), `command` (programs and
+//! `done-when`), `delete` (delete-tags and its safety checks).
 //!
-//! Stage kinds reuse the rest of reprise: `container-manifest` is exactly
-//! [`push::prepare`]/[`push::Prepared::apply`]; `arch-tags` and `copy-tag` write tags that
-//! must hold one given digest, decided by [`tag_step`] and written through the registry
-//! client and [`apply::Apply`].
+//! `container-manifest` is exactly [`push::prepare`]/[`push::Prepared::apply`], once per
+//! repository; `arch-tags` writes tags that must hold one given digest, decided by
+//! [`tag_step`] and written through the registry client and [`apply::Apply`].
 //!
 //! Stages run in order, so a later stage may read a tag an earlier one writes. The plan made
 //! before anything runs reads such a tag, for arch-tags and copy-tag stages, as the earlier
 //! stage's plan leaves it (and says so; a container-manifest stage reads the registry as it
-//! is);
-//! when it comes to applying, a stage is planned again, against the registry as it then is,
-//! whenever an earlier stage of the run changed something.
+//! is); when it comes to applying, a stage is planned again, against the registry and the
+//! metadata as they then are, whenever an earlier stage of the run changed something.
+//!
+//! A stage whose `needs` were not selected is planned (read-only) to see whether it is done;
+//! if not, the stage that needs it is refused.
 
+mod command;
 pub mod config;
+mod copy;
+mod delete;
 mod report;
 mod stage;
 mod template;
@@ -31,12 +37,12 @@ use crate::builds::{self, BuildsDir, Meta};
 use crate::plan::{Outcome, Policy, TagAction};
 use crate::platform::Arch;
 use crate::push::{self, BuildInputs, Inputs, PushRequest, RecordKey};
-use crate::reference::{Digest, Tag};
-use crate::registry::{self, Client, ConnectOptions};
+use crate::reference::{Digest, Repository, Tag};
+use crate::registry::{self, ConnectOptions};
 
 pub use config::{BuildVars, ConfigError, Kind, Stage, StageKind};
-pub use report::{FromReport, Report, StageOutcome, StageReport, Summary, TagReport};
-use stage::{Overlay, Planned, TagStep, Work, plan_stage};
+pub use report::{FromReport, Report, RunReport, StageOutcome, StageReport, Summary, TagReport};
+use stage::{Overlay, Planned, TagsWork, Work, plan_stage};
 
 /// What `reprise run` was asked to do.
 #[derive(Debug, Clone)]
@@ -47,8 +53,20 @@ pub struct RunRequest {
     pub connect: ConnectOptions,
     pub force: bool,
     pub dry_run: bool,
+    /// `--check`: plan only (as a dry run), and say whether anything is pending.
+    pub check: bool,
+    /// `--only`: these stages (empty: all).
+    pub only: Vec<String>,
+    /// `--from`: this stage and those after it.
+    pub from: Option<String>,
     /// How long recording waits for another writer's lock on a meta.json.
     pub lock_timeout: std::time::Duration,
+}
+
+impl RunRequest {
+    fn plans_only(&self) -> bool {
+        self.dry_run || self.check
+    }
 }
 
 /// Why a release did not start; once a stage has run, failures end up in the report.
@@ -64,7 +82,17 @@ pub enum Error {
     #[error(transparent)]
     Builds(#[from] builds::Error),
     #[error("stage {stage:?}: {source}")]
-    Stage { stage: String, source: StageError },
+    Stage {
+        stage: String,
+        source: Box<StageError>,
+    },
+    #[error("{flag}: {config} has no stage {name:?} (it has {known})")]
+    NoStage {
+        flag: &'static str,
+        config: Utf8PathBuf,
+        name: String,
+        known: String,
+    },
     #[error(transparent)]
     Lock(#[from] crate::runlock::Error),
     #[error(transparent)]
@@ -80,12 +108,16 @@ pub enum StageError {
     Registry(#[from] registry::Error),
     #[error(transparent)]
     Apply(#[from] apply::Error),
+    #[error(transparent)]
+    Command(#[from] command::Error),
     #[error("no {arch} image was loaded for tag {tag}")]
     NoImage { arch: Arch, tag: Tag },
     #[error("{0} does not exist, so there is nothing to copy")]
     FromAbsent(String),
     #[error("{0} vanished while being copied")]
     Vanished(String),
+    #[error("copying to {target}: {message}")]
+    Copy { target: String, message: String },
 }
 
 /// The one rule for a tag that must hold exactly one digest (an arch's manifest, or what
@@ -100,7 +132,8 @@ pub fn tag_step(want: &Digest, have: Option<&Digest>, force: bool) -> (TagAction
     }
 }
 
-/// Runs a release: plans every stage, then (unless a dry run) applies them in order.
+/// Runs a release: plans the selected stages, then (unless only planning) applies them in
+/// order.
 pub async fn run(req: &RunRequest) -> Result<Report, Error> {
     let config = read_config(&req.config).await?;
     let build = {
@@ -110,25 +143,27 @@ pub async fn run(req: &RunRequest) -> Result<Report, Error> {
         })
         .await??
     };
-    // One run at a time per build, as for push-container-manifest; a dry run needs no turn.
-    let _lock = if req.dry_run {
+    // One run at a time per build, as for push-container-manifest; a plan needs no turn.
+    let _lock = if req.plans_only() {
         None
     } else {
         Some(lock_build(req.workdir.join("builds").join(&build.buildid)).await?)
     };
     let stages = config::expand(&config, &build)?;
-    let plans = plan_all(req, &build.buildid, &stages).await?;
-    let (outcome, stages) = if req.dry_run {
-        dry_run_reports(&stages, &plans)
+    let selected = select(req, &stages)?;
+    let plans = plan_all(req, &build.buildid, &stages, &selected).await?;
+    let (outcome, stages) = if req.plans_only() {
+        dry_run_reports(&stages, &selected, &plans)
     } else {
-        apply_all(req, &build.buildid, &stages, plans).await
+        apply_all(req, &build.buildid, &stages, &selected, plans).await
     };
     Ok(Report {
         release: Summary {
             config: req.config.to_string(),
             build: build.buildid,
             outcome,
-            dry_run: req.dry_run,
+            dry_run: req.plans_only(),
+            check: req.check,
         },
         stages,
     })
@@ -153,42 +188,121 @@ async fn lock_build(dir: Utf8PathBuf) -> Result<crate::runlock::RunLock, Error> 
     Ok(locked?)
 }
 
-/// Plans every stage before anything is written, so a bad stage stops the release early.
-/// Stages after a refused one are not planned (`None`).
+/// Which stages run: `--only`'s, or `--from`'s and those after it, or all. A name the
+/// config does not have is an error.
+fn select(req: &RunRequest, stages: &[Stage]) -> Result<Vec<bool>, Error> {
+    let index_of = |flag: &'static str, name: &str| {
+        stages
+            .iter()
+            .position(|s| s.name == name)
+            .ok_or_else(|| Error::NoStage {
+                flag,
+                config: req.config.clone(),
+                name: name.to_owned(),
+                known: stages
+                    .iter()
+                    .map(|s| s.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            })
+    };
+    let mut selected = vec![req.only.is_empty(); stages.len()];
+    for name in &req.only {
+        selected[index_of("--only", name)?] = true;
+    }
+    if let Some(name) = &req.from {
+        let first = index_of("--from", name)?;
+        for (i, s) in selected.iter_mut().enumerate() {
+            *s = *s && i >= first;
+        }
+    }
+    Ok(selected)
+}
+
+/// Plans every selected stage before anything is written, so a bad stage stops the release
+/// early. Stages after a refused one are not planned (`None`), nor are stages not selected.
 async fn plan_all(
     req: &RunRequest,
     build_id: &str,
     stages: &[Stage],
+    selected: &[bool],
 ) -> Result<Vec<Option<Planned>>, Error> {
     let mut overlay = Overlay::new();
     let mut plans: Vec<Option<Planned>> = Vec::new();
-    for stage in stages {
-        if plans.iter().flatten().any(Planned::refused) {
+    for (i, stage) in stages.iter().enumerate() {
+        if !selected[i] || plans.iter().flatten().any(Planned::refused) {
             plans.push(None);
             continue;
         }
-        let planned = plan_stage(req, build_id, stage, &overlay)
+        let fail = |source| Error::Stage {
+            stage: stage.name.clone(),
+            source: Box::new(source),
+        };
+        let planned = match unmet_need(req, build_id, stages, selected, stage, &overlay)
             .await
-            .map_err(|source| Error::Stage {
-                stage: stage.name.clone(),
-                source,
-            })?;
+            .map_err(fail)?
+        {
+            Some(why) => Planned {
+                work: Work::Blocked(why),
+                after: vec![],
+            },
+            None => plan_stage(req, build_id, stage, &overlay)
+                .await
+                .map_err(fail)?,
+        };
         planned.project(stage, &mut overlay);
         plans.push(Some(planned));
     }
     Ok(plans)
 }
 
+/// Why `stage` may not run: a stage it needs is not selected and not done. A need that
+/// is selected runs before it (stages run in order), so only unselected needs are planned
+/// here, read-only.
+async fn unmet_need(
+    req: &RunRequest,
+    build_id: &str,
+    stages: &[Stage],
+    selected: &[bool],
+    stage: &Stage,
+    overlay: &Overlay,
+) -> Result<Option<String>, StageError> {
+    for need in &stage.needs {
+        let Some(i) = stages.iter().position(|s| &s.name == need) else {
+            continue;
+        };
+        if selected[i] {
+            continue;
+        }
+        let read_only = RunRequest {
+            dry_run: true,
+            force: false,
+            ..req.clone()
+        };
+        let planned = plan_stage(&read_only, build_id, &stages[i], overlay).await?;
+        if planned.has_work() {
+            return Ok(Some(format!(
+                "needs stage {need:?}, which is not done; run it first (--only {need}) or \
+                 drop --only/--from"
+            )));
+        }
+    }
+    Ok(None)
+}
+
 /// What a dry run reports: each stage's plan, and whether any was refused.
 fn dry_run_reports(
     stages: &[Stage],
+    selected: &[bool],
     plans: &[Option<Planned>],
 ) -> (StageOutcome, Vec<StageReport>) {
     let reports: Vec<StageReport> = stages
         .iter()
         .zip(plans)
-        .map(|(stage, planned)| match planned {
-            Some(p) => planned_report(stage, p),
+        .zip(selected)
+        .map(|((stage, planned), selected)| match planned {
+            Some(p) => report::planned(stage, p),
+            None if !selected => StageReport::not_selected(stage),
             None => StageReport::not_run(stage),
         })
         .collect();
@@ -205,12 +319,17 @@ async fn apply_all(
     req: &RunRequest,
     build_id: &str,
     stages: &[Stage],
+    selected: &[bool],
     plans: Vec<Option<Planned>>,
 ) -> (StageOutcome, Vec<StageReport>) {
     let mut reports: Vec<StageReport> = Vec::new();
     let mut changed = false;
     let mut stop: Option<StageOutcome> = None;
-    for (stage, planned) in stages.iter().zip(plans) {
+    for ((stage, planned), selected) in stages.iter().zip(plans).zip(selected) {
+        if !selected {
+            reports.push(StageReport::not_selected(stage));
+            continue;
+        }
         if stop.is_some() {
             reports.push(StageReport::not_run(stage));
             continue;
@@ -232,13 +351,15 @@ async fn apply_all(
 /// The release's outcome when every stage converged: the most any stage did.
 fn overall(reports: &[StageReport]) -> StageOutcome {
     let did = |o| reports.iter().any(|r| r.outcome == o);
-    if did(StageOutcome::Pushed) {
-        StageOutcome::Pushed
-    } else if did(StageOutcome::Recorded) {
-        StageOutcome::Recorded
-    } else {
-        StageOutcome::Noop
-    }
+    [
+        StageOutcome::Pushed,
+        StageOutcome::Ran,
+        StageOutcome::Deleted,
+        StageOutcome::Recorded,
+    ]
+    .into_iter()
+    .find(|o| did(*o))
+    .unwrap_or(StageOutcome::Noop)
 }
 
 /// The build's variables, from builds.json and every arch's meta.json.
@@ -247,10 +368,13 @@ fn load_build(workdir: &Utf8Path, id: &str) -> Result<BuildVars, builds::Error> 
     let build = dir.find(id)?;
     let mut names = Vec::new();
     let mut versions = Vec::new();
+    let mut metas = Vec::new();
     for arch in &build.arches {
-        let meta = Meta::load(dir.arch_dir(build, arch).join("meta.json"))?;
+        let path = dir.arch_dir(build, arch).join("meta.json");
+        let meta = Meta::load(path.clone())?;
         names.push(meta.str("name").map(str::to_owned));
         versions.push(meta.str("ostree-version").map(str::to_owned));
+        metas.push((arch.clone(), path));
     }
     // Only a value every arch agrees on names the build.
     let agreed = |vals: Vec<Option<String>>| {
@@ -264,10 +388,12 @@ fn load_build(workdir: &Utf8Path, id: &str) -> Result<BuildVars, builds::Error> 
         arches: build.arches.clone(),
         name: agreed(names),
         version: agreed(versions),
+        metas,
     })
 }
 
-fn push_request(req: &RunRequest, build_id: &str, stage: &Stage) -> PushRequest {
+/// The push a container-manifest or arch-tags stage makes in one of its repositories.
+fn push_request(req: &RunRequest, build_id: &str, stage: &Stage, repo: &Repository) -> PushRequest {
     let mut inputs = BuildInputs {
         build: build_id.to_owned(),
         artifact: String::new(),
@@ -278,7 +404,7 @@ fn push_request(req: &RunRequest, build_id: &str, stage: &Stage) -> PushRequest 
     };
     let mut push = PushRequest {
         workdir: req.workdir.clone(),
-        repo: stage.repo.clone(),
+        repo: repo.clone(),
         tags: vec![],
         inputs: Inputs::Images(vec![]),
         policy: Policy {
@@ -287,7 +413,7 @@ fn push_request(req: &RunRequest, build_id: &str, stage: &Stage) -> PushRequest 
         },
         write_digest_to_file: None,
         connect: req.connect.clone(),
-        dry_run: req.dry_run,
+        dry_run: req.plans_only(),
         v2s2: false,
         wait_lock: false,
         mount_from: vec![],
@@ -310,6 +436,14 @@ fn push_request(req: &RunRequest, build_id: &str, stage: &Stage) -> PushRequest 
             push.policy.missing_arch = *missing_arch;
             push.v2s2 = *v2s2;
             push.annotations = annotations.clone();
+            // The repositories before this one in the stage's list hold the same blobs by
+            // now: mount from them rather than upload again.
+            push.mount_from = stage
+                .repos
+                .iter()
+                .take_while(|r| *r != repo)
+                .cloned()
+                .collect();
         }
         StageKind::ArchTags {
             artifact, arches, ..
@@ -317,7 +451,7 @@ fn push_request(req: &RunRequest, build_id: &str, stage: &Stage) -> PushRequest 
             inputs.artifact = artifact.clone();
             inputs.arches = arches.clone();
         }
-        StageKind::CopyTag { .. } => {}
+        StageKind::CopyTag { .. } | StageKind::Command { .. } | StageKind::DeleteTags { .. } => {}
     }
     push.inputs = Inputs::Build(inputs);
     push
@@ -337,33 +471,127 @@ async fn apply_stage(
         _ => plan_stage(req, build_id, stage, &Overlay::new()).await?,
     };
     match planned.work {
-        Work::Push(prepared) => {
-            let report = prepared.apply().await?;
-            Ok(StageReport::from_push(stage, report, vec![]))
+        Work::Push(pushes) => apply_pushes(req, build_id, stage, pushes).await,
+        Work::Tags(works) => {
+            let mut reports = Vec::new();
+            for w in works {
+                let stats = write_tags(req, stage, &w).await?;
+                reports.push((w, stats));
+            }
+            Ok(report::from_tags(
+                stage,
+                reports.iter().map(|(w, s)| (w, Some(s))),
+                vec![],
+            ))
         }
-        Work::Tags(t) => {
-            let copy_of = t.source.as_ref().map(|(_, digest)| digest);
-            let stats = write_tags(req, stage, &t.client, &t.steps, &t.images, copy_of).await?;
-            Ok(
-                StageReport::from_tags(stage, &t.steps, t.source.as_ref(), Some(stats), vec![])
-                    .with_skipped(&t.skipped),
-            )
+        Work::Copy(c) => {
+            let targets = c.targets.clone();
+            let (from, want) = (c.from.clone(), c.want.clone());
+            let stats = copy::apply(*c).await?;
+            Ok(report::from_copy(
+                stage,
+                &from,
+                &want,
+                &targets,
+                Some(stats),
+                vec![],
+            ))
         }
+        Work::Command(c) => apply_command(req, stage, c).await,
+        Work::Delete(d) => {
+            if let Some(why) = &d.refusal {
+                return Ok(StageReport::refused(stage, why.clone()).with_deletes(d.steps.clone()));
+            }
+            let applied = delete::apply(*d).await?;
+            Ok(report::from_deletes(
+                stage,
+                applied.steps,
+                applied.refusal,
+                true,
+            ))
+        }
+        Work::Blocked(why) => Ok(StageReport::refused(stage, why)),
     }
 }
 
-/// Writes the tags a plan says to write: the images they name first (arch-tags) or the
-/// manifest they copy (`copy_of`, copy-tag), then each tag, then reads every written tag back.
-async fn write_tags(
+/// A container-manifest stage: the push to each repository in order, the record's own
+/// first. A later one is planned again once an earlier one changed something: its record
+/// then lands in `additional-images`.
+async fn apply_pushes(
+    req: &RunRequest,
+    build_id: &str,
+    stage: &Stage,
+    pushes: Vec<push::Prepared>,
+) -> Result<StageReport, StageError> {
+    let mut done = Vec::new();
+    let mut changed = false;
+    for prepared in pushes {
+        let prepared = if changed {
+            let repo = prepared.req.repo.clone();
+            push::prepare(&push_request(req, build_id, stage, &repo)).await?
+        } else {
+            prepared
+        };
+        let report = prepared.apply().await?;
+        changed |= report.outcome != Outcome::Noop;
+        let stop = report.outcome == Outcome::Refused;
+        done.push(report);
+        if stop {
+            break;
+        }
+    }
+    Ok(StageReport::from_pushes(stage, done, vec![]))
+}
+
+/// A command stage: each invocation whose `done-when` does not hold yet (evaluated again
+/// now: an earlier stage or another run may have done it), run and checked; the first that
+/// fails stops the stage.
+async fn apply_command(
     req: &RunRequest,
     stage: &Stage,
-    client: &Client,
-    steps: &[TagStep],
-    images: &[ArchImage],
-    copy_of: Option<&Digest>,
-) -> Result<Stats, StageError> {
-    let repo = &stage.repo;
-    let to_write: Vec<&TagStep> = steps
+    work: stage::CommandWork,
+) -> Result<StageReport, StageError> {
+    let StageKind::Command {
+        timeout, retries, ..
+    } = &stage.kind
+    else {
+        return Ok(StageReport::failed(stage, "not a command stage".into()));
+    };
+    let mut runs = Vec::new();
+    let mut failure = None;
+    for (inv, _) in work.runs {
+        if failure.is_some() {
+            runs.push(RunReport::not_run(&inv));
+            continue;
+        }
+        let label = command::label(&stage.name, inv.arch.as_ref());
+        let before = command::evaluate(&inv.done_when, &req.workdir, &label, *timeout).await?;
+        if before.holds {
+            runs.push(RunReport::done(&inv, before));
+            continue;
+        }
+        let ran = command::run_invocation(
+            &inv,
+            &stage.name,
+            &req.workdir,
+            *timeout,
+            *retries,
+            req.connect.retry_delay,
+        )
+        .await?;
+        failure = ran
+            .failure(&inv, *timeout)
+            .map(|e| format!("[{label}] {e}"));
+        runs.push(RunReport::ran(&inv, before, ran));
+    }
+    Ok(report::from_runs(stage, runs, failure, true))
+}
+
+/// Writes the tags an arch-tags plan says to write in one repository: the images they name
+/// first, then each tag, then reads every written tag back.
+async fn write_tags(req: &RunRequest, stage: &Stage, w: &TagsWork) -> Result<Stats, StageError> {
+    let to_write: Vec<&stage::TagStep> = w
+        .steps
         .iter()
         .filter(|s| s.action == TagAction::Push)
         .collect();
@@ -372,66 +600,38 @@ async fn write_tags(
         return Ok(stats);
     }
     let pusher = Apply {
-        client,
-        repo,
+        client: &w.client,
+        repo: &w.repo,
         metajsonname: None,
         force: req.force,
         lock_timeout: req.lock_timeout,
         mount_from: &[],
     };
-    let wanted: Vec<&ArchImage> = images
+    let wanted: Vec<&ArchImage> = w
+        .images
         .iter()
         .filter(|img| to_write.iter().any(|s| s.arch.as_ref() == Some(&img.arch)))
         .collect();
     pusher.push_images(&wanted, &mut stats).await?;
-
-    // copy-tag writes the source's own bytes, so the copy has the source's digest.
-    let copied = match copy_of {
-        Some(digest) => {
-            let source = repo.digested(digest);
-            let fetched = client
-                .fetch_manifest(&source)
-                .await?
-                .ok_or_else(|| StageError::Vanished(source.to_string()))?;
-            let media_type = crate::index::media_type_of(&fetched.bytes);
-            Some((fetched.bytes.to_vec(), media_type))
-        }
-        None => None,
-    };
     for s in &to_write {
-        let (bytes, media_type) = match (&copied, &s.arch) {
-            (Some((bytes, media_type)), _) => (bytes.as_slice(), media_type.as_str()),
-            (None, Some(arch)) => match images.iter().find(|i| &i.arch == arch) {
-                Some(img) => (img.image.manifest.as_slice(), img.image.media_type.as_str()),
-                None => continue,
-            },
-            (None, None) => continue,
+        let Some(img) = w.images.iter().find(|i| Some(&i.arch) == s.arch.as_ref()) else {
+            continue;
         };
         tracing::info!(tag = %s.tag, digest = %s.want, stage = %stage.name, "writing tag");
-        client
-            .put_manifest(&repo.tagged(&s.tag), bytes, media_type)
+        w.client
+            .put_manifest(
+                &w.repo.tagged(&s.tag),
+                &img.image.manifest,
+                &img.image.media_type,
+            )
             .await?;
         stats.pushed_manifests += 1;
     }
     // Never trust a tag that has not been read back.
     for s in &to_write {
-        client.verify(&repo.tagged(&s.tag), &s.want).await?;
+        w.client.verify(&w.repo.tagged(&s.tag), &s.want).await?;
     }
     Ok(stats)
-}
-
-fn planned_report(stage: &Stage, planned: &Planned) -> StageReport {
-    match &planned.work {
-        Work::Push(p) => StageReport::from_push(stage, p.planned(), planned.after.clone()),
-        Work::Tags(t) => StageReport::from_tags(
-            stage,
-            &t.steps,
-            t.source.as_ref(),
-            None,
-            planned.after.clone(),
-        )
-        .with_skipped(&t.skipped),
-    }
 }
 
 impl From<Outcome> for StageOutcome {

@@ -137,12 +137,20 @@ Exit status: 0 converged, 1 error, 2 usage, 3 refused by --missing-arch."
 Examples:
   reprise run --config release.toml --dry-run
   reprise run --config release.toml --build 40.20261101.3.0 --json
+  reprise run --config release.toml --check || echo pending
+  reprise run --config release.toml --only aws,gcp
+  reprise run --config release.toml --from cleanup
+
+Stage kinds: container-manifest, arch-tags, copy-tag (within or across registries),
+command (a program, skipped when its done-when already holds) and delete-tags (refused
+when a keep reference still needs the manifest). See schemas/release.schema.json.
 
 Options are spelled in full and each single-valued option is given at most once; only
 push-container-manifest also reads coreos-assembler's shortened spellings.
 
-Exit status: 0 converged, 1 error (a stage failed), 2 usage, 3 a stage was refused by \
-its missing-arch policy.")]
+Exit status: 0 converged (or, with --check, nothing pending), 1 error (a stage failed), \
+2 usage, 3 a stage was refused (its missing-arch policy, a keep reference, or needs not \
+done), 4 --check found work pending.")]
     Run(RunArgs),
 
     /// Show what push-container-manifest would do for each tag and arch, changing nothing;

@@ -33,9 +33,24 @@ pub struct RunArgs {
     #[arg(long, default_value = "60", value_name = "SECONDS", value_parser = parse_seconds)]
     pub lock_timeout: Duration,
 
-    /// Plan every stage and print the release plan; change nothing.
+    /// Plan every stage and print, for each stage and arch, whether it is done and why;
+    /// change nothing (check programs of `done-when` do run).
     #[arg(long)]
     pub dry_run: bool,
+
+    /// Plan like --dry-run and exit 4 when any stage has work to do, 0 when the release is
+    /// complete.
+    #[arg(long, conflicts_with = "dry_run")]
+    pub check: bool,
+
+    /// Run only these stages (comma-separated or repeated); a stage whose `needs` are not
+    /// done is refused.
+    #[arg(long, value_name = "NAME[,NAME]", value_delimiter = ',')]
+    pub only: Vec<String>,
+
+    /// Run this stage and the ones after it.
+    #[arg(long, value_name = "NAME", conflicts_with = "only")]
+    pub from: Option<String>,
 
     /// Print the report as JSON on stdout.
     #[arg(long)]
@@ -51,6 +66,9 @@ impl RunArgs {
             build: self.build,
             force: self.force,
             dry_run: self.dry_run,
+            check: self.check,
+            only: self.only,
+            from: self.from,
             lock_timeout: self.lock_timeout,
         }
     }

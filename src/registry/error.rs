@@ -49,6 +49,16 @@ pub enum Error {
         observed: String,
         waited: Duration,
     },
+    #[error("{target} was deleted but still resolves to {digest} after {waited:?}")]
+    StillPresent {
+        target: String,
+        digest: Digest,
+        waited: Duration,
+    },
+    #[error(
+        "{target}: {registry} does not allow deletes (HTTP 405); turn on storage.delete.enabled in its config, or delete by hand"
+    )]
+    DeletesDisabled { target: String, registry: String },
     #[error("{target}: the token service of {registry} issued no token (down or throttling)")]
     Token { target: String, registry: String },
     #[error("{target}: the registry asked for credentials again during the upload")]

@@ -12,6 +12,7 @@
 //! - `request`: sending a request with the credentials or token it needs;
 //! - `token`: the token exchange (one token for every scope a request needs), whose result
 //!   is cached per set of scopes, marked sensitive, and never logged;
+//! - `delete`: deleting tags and manifests, and listing a repository's tags;
 //! - `upload`: blob uploads, cross-repository mounts and copies, every byte verified as it
 //!   streams ([`crate::hash`]);
 //! - `referrers`: the referrers API's list, and manifest pushes that report `OCI-Subject`;
@@ -31,6 +32,7 @@ use crate::hash::{BlobRef, Mismatch, Verifier, VerifyingReader};
 use crate::media::{self, MAX_REMOTE_MANIFEST};
 use crate::reference::{Digest, Reference, Repository};
 
+mod delete;
 mod error;
 mod referrers;
 mod request;
@@ -40,6 +42,7 @@ mod token;
 mod transient;
 mod upload;
 
+pub use delete::Deleted;
 pub use error::Error;
 use error::*;
 use retry::*;

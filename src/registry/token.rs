@@ -95,6 +95,9 @@ pub(super) fn bearer(headers: &HeaderMap) -> Option<Bearer> {
 pub(super) enum Access {
     Pull,
     Push,
+    /// Deleting a manifest or tag. Docker Distribution checks a `delete` action; other
+    /// registries check `push`, so the token asks for both (a registry grants what it may).
+    Delete,
 }
 
 /// What one token must allow: pull or push on one repository, and, for a mount, pull on the
@@ -129,6 +132,7 @@ impl Scopes {
         let actions = match self.access {
             Access::Pull => "pull",
             Access::Push => "pull,push",
+            Access::Delete => "pull,push,delete",
         };
         let mut out = vec![format!("repository:{}:{actions}", self.repo)];
         if let Some(from) = &self.mount_from {

@@ -5,12 +5,15 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use super::TagStep;
-use super::config::{Kind, Stage};
+use super::command::{Attempt, Predicate, Ran};
+use super::config::{Invocation, Kind, Stage};
+use super::copy::Target;
+use super::delete::DeleteStep;
+use super::stage::{Planned, TagsWork, Work};
 use crate::apply::Stats;
 use crate::plan::TagAction;
 use crate::platform::Arch;
-use crate::reference::{Digest, Repository, Tag};
+use crate::reference::{Digest, Reference, Repository, Tag};
 use crate::report::{Report as PushReport, Skipped, Uploaded};
 
 #[derive(Debug, Clone, Serialize)]
@@ -28,6 +31,15 @@ pub struct Summary {
     /// stage did.
     pub outcome: StageOutcome,
     pub dry_run: bool,
+    /// `--check`: a plan whose pending work is the exit status.
+    pub check: bool,
+}
+
+impl Report {
+    /// Whether any stage planned has work to do (`--check`).
+    pub fn pending(&self) -> bool {
+        self.stages.iter().any(|s| s.pending)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -36,19 +48,28 @@ pub enum StageOutcome {
     Noop,
     Recorded,
     Pushed,
+    /// A command stage ran its program and `done-when` then held.
+    Ran,
+    /// A delete-tags stage deleted something.
+    Deleted,
     Planned,
     Refused,
     Failed,
     /// An earlier stage failed or was refused.
     NotRun,
+    /// Left out by `--only` or `--from`.
+    NotSelected,
 }
 
 #[derive(Debug, Clone, Serialize)]
 pub struct StageReport {
     pub name: String,
     pub kind: Kind,
-    pub repo: Repository,
+    /// The stage's repositories (none for a command stage).
+    pub repos: Vec<Repository>,
     pub outcome: StageOutcome,
+    /// A plan (dry run, --check): whether the stage has work to do.
+    pub pending: bool,
     /// Earlier stages whose planned writes this stage's plan reads (dry run only).
     pub after: Vec<String>,
     pub tags: Vec<TagReport>,
@@ -57,18 +78,32 @@ pub struct StageReport {
     /// Arches of the build the stage leaves out (container-manifest and arch-tags: an
     /// artifact some arches do not have).
     pub skipped: Vec<Skipped>,
-    /// copy-tag: the tag copied and the digest it held.
+    /// copy-tag: the reference copied and the digest it held.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub from: Option<FromReport>,
-    /// container-manifest: the push report, as `push-container-manifest --json` prints it.
+    /// container-manifest: the push report of the first repository, as
+    /// `push-container-manifest --json` prints it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub push: Option<PushReport>,
+    /// container-manifest: the push reports of the other repositories.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub additional_pushes: Vec<PushReport>,
+    /// command: each run of the program.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub runs: Vec<RunReport>,
+    /// delete-tags: each tag.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub deletes: Vec<DeleteStep>,
+    /// Why the stage was refused.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refusal: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
 pub struct TagReport {
+    pub repo: Repository,
     pub tag: Tag,
     /// arch-tags: the arch whose manifest the tag holds.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -81,8 +116,60 @@ pub struct TagReport {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct FromReport {
-    pub tag: Tag,
+    pub reference: Reference,
     pub digest: Digest,
+}
+
+/// One run of a command stage's program (one arch with `per-arch`).
+#[derive(Debug, Clone, Serialize)]
+pub struct RunReport {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub arch: Option<Arch>,
+    pub argv: Vec<String>,
+    /// `done` (done-when held, nothing run), `ran`, `failed`, `would-run`, `not-run`.
+    pub outcome: &'static str,
+    /// done-when before running.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub before: Option<Predicate>,
+    /// done-when after the program exited 0.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub after: Option<Predicate>,
+    pub attempts: Vec<Attempt>,
+}
+
+impl RunReport {
+    fn new(inv: &Invocation, outcome: &'static str, before: Option<Predicate>) -> RunReport {
+        RunReport {
+            arch: inv.arch.clone(),
+            argv: inv.argv.clone(),
+            outcome,
+            before,
+            after: None,
+            attempts: vec![],
+        }
+    }
+
+    pub(super) fn not_run(inv: &Invocation) -> RunReport {
+        RunReport::new(inv, "not-run", None)
+    }
+
+    pub(super) fn done(inv: &Invocation, before: Predicate) -> RunReport {
+        RunReport::new(inv, "done", Some(before))
+    }
+
+    pub(super) fn planned(inv: &Invocation, before: &Predicate) -> RunReport {
+        let outcome = if before.holds { "done" } else { "would-run" };
+        RunReport::new(inv, outcome, Some(before.clone()))
+    }
+
+    pub(super) fn ran(inv: &Invocation, before: Predicate, ran: Ran) -> RunReport {
+        let ok = ran.after.as_ref().is_some_and(|p| p.holds);
+        RunReport {
+            after: ran.after,
+            attempts: ran.attempts,
+            ..RunReport::new(inv, if ok { "ran" } else { "failed" }, Some(before))
+        }
+    }
 }
 
 impl StageReport {
@@ -90,8 +177,9 @@ impl StageReport {
         StageReport {
             name: stage.name.clone(),
             kind: stage.kind.kind(),
-            repo: stage.repo.clone(),
+            repos: stage.repos.clone(),
             outcome,
+            pending: false,
             after: vec![],
             tags: vec![],
             uploaded: Uploaded::default(),
@@ -99,12 +187,20 @@ impl StageReport {
             skipped: vec![],
             from: None,
             push: None,
+            additional_pushes: vec![],
+            runs: vec![],
+            deletes: vec![],
+            refusal: None,
             error: None,
         }
     }
 
     pub fn not_run(stage: &Stage) -> StageReport {
         StageReport::empty(stage, StageOutcome::NotRun)
+    }
+
+    pub fn not_selected(stage: &Stage) -> StageReport {
+        StageReport::empty(stage, StageOutcome::NotSelected)
     }
 
     pub fn failed(stage: &Stage, error: String) -> StageReport {
@@ -114,76 +210,221 @@ impl StageReport {
         }
     }
 
-    pub fn from_push(stage: &Stage, push: PushReport, after: Vec<String>) -> StageReport {
+    pub fn refused(stage: &Stage, why: String) -> StageReport {
         StageReport {
-            outcome: push.outcome.into(),
-            after,
-            tags: push
-                .tags
-                .iter()
-                .map(|t| TagReport {
-                    tag: t.tag.clone(),
-                    arch: None,
-                    before: t.before.clone(),
-                    after: t.after.clone(),
-                    action: t.action,
-                    reason: t.reason,
-                })
-                .collect(),
-            uploaded: push.uploaded.clone(),
-            skipped_blobs: push.skipped_blobs,
-            skipped: push.skipped.clone(),
-            push: Some(push),
-            ..StageReport::empty(stage, StageOutcome::Noop)
+            refusal: Some(why),
+            pending: true,
+            ..StageReport::empty(stage, StageOutcome::Refused)
         }
     }
 
-    /// The same report, listing `skipped` as the arches the stage left out.
-    pub(super) fn with_skipped(mut self, skipped: &[Skipped]) -> StageReport {
-        self.skipped = skipped.to_vec();
+    pub(super) fn with_deletes(mut self, steps: Vec<DeleteStep>) -> StageReport {
+        self.deletes = steps;
         self
     }
 
-    /// An arch-tags or copy-tag stage: planned (`stats` none) or applied.
-    pub(super) fn from_tags(
-        stage: &Stage,
-        steps: &[TagStep],
-        source: Option<&(Tag, Digest)>,
-        stats: Option<Stats>,
-        after: Vec<String>,
-    ) -> StageReport {
-        let writes = steps.iter().any(|s| s.action == TagAction::Push);
-        let outcome = match (&stats, writes) {
-            (None, _) => StageOutcome::Planned,
-            (Some(_), true) => StageOutcome::Pushed,
-            (Some(_), false) => StageOutcome::Noop,
+    /// A container-manifest stage: one push report per repository, the first the record's.
+    pub fn from_pushes(stage: &Stage, pushes: Vec<PushReport>, after: Vec<String>) -> StageReport {
+        let rank = |o: StageOutcome| match o {
+            StageOutcome::Refused => 4,
+            StageOutcome::Pushed => 3,
+            StageOutcome::Recorded => 2,
+            StageOutcome::Planned => 1,
+            _ => 0,
         };
-        let stats = stats.unwrap_or_default();
-        StageReport {
+        let mut report = StageReport {
             after,
-            tags: steps
-                .iter()
-                .map(|s| TagReport {
-                    tag: s.tag.clone(),
-                    arch: s.arch.clone(),
-                    before: s.before.clone(),
-                    after: Some(s.want.clone()),
-                    action: s.action,
-                    reason: s.reason,
-                })
-                .collect(),
-            uploaded: Uploaded {
-                blobs: stats.uploaded_blobs,
-                bytes: stats.uploaded_bytes,
-                mounted: stats.mounted_blobs,
-            },
-            skipped_blobs: stats.skipped_blobs,
-            from: source.map(|(tag, digest)| FromReport {
-                tag: tag.clone(),
-                digest: digest.clone(),
-            }),
-            ..StageReport::empty(stage, outcome)
+            ..StageReport::empty(stage, StageOutcome::Noop)
+        };
+        for push in &pushes {
+            let outcome: StageOutcome = push.outcome.into();
+            if rank(outcome) > rank(report.outcome) {
+                report.outcome = outcome;
+            }
+            report.pending |= push.pending() || push.refusal.is_some();
+            report.tags.extend(push.tags.iter().map(|t| TagReport {
+                repo: push.repo.clone(),
+                tag: t.tag.clone(),
+                arch: None,
+                before: t.before.clone(),
+                after: t.after.clone(),
+                action: t.action,
+                reason: t.reason,
+            }));
+            report.uploaded.blobs += push.uploaded.blobs;
+            report.uploaded.bytes += push.uploaded.bytes;
+            report.uploaded.mounted += push.uploaded.mounted;
+            report.skipped_blobs += push.skipped_blobs;
         }
+        let mut pushes = pushes.into_iter();
+        report.push = pushes.next();
+        report.additional_pushes = pushes.collect();
+        if let Some(first) = &report.push {
+            report.skipped = first.skipped.clone();
+            report.refusal = first.refusal.as_ref().map(|r| r.message.clone());
+        }
+        report
+    }
+
+    fn add_stats(&mut self, stats: &Stats) {
+        self.uploaded.blobs += stats.uploaded_blobs;
+        self.uploaded.bytes += stats.uploaded_bytes;
+        self.uploaded.mounted += stats.mounted_blobs;
+        self.skipped_blobs += stats.skipped_blobs;
+    }
+}
+
+/// The outcome of a stage that writes tags: planned (not applied), pushed, or nothing.
+fn tags_outcome(applied: bool, writes: bool) -> StageOutcome {
+    match (applied, writes) {
+        (false, _) => StageOutcome::Planned,
+        (true, true) => StageOutcome::Pushed,
+        (true, false) => StageOutcome::Noop,
+    }
+}
+
+/// An arch-tags stage, planned (no stats) or applied, over its repositories.
+pub(super) fn from_tags<'a>(
+    stage: &Stage,
+    works: impl IntoIterator<Item = (&'a TagsWork, Option<&'a Stats>)>,
+    after: Vec<String>,
+) -> StageReport {
+    let mut report = StageReport {
+        after,
+        ..StageReport::empty(stage, StageOutcome::Noop)
+    };
+    let mut applied = true;
+    for (w, stats) in works {
+        applied &= stats.is_some();
+        if let Some(stats) = stats {
+            report.add_stats(stats);
+        }
+        report.tags.extend(w.steps.iter().map(|s| TagReport {
+            repo: w.repo.clone(),
+            tag: s.tag.clone(),
+            arch: s.arch.clone(),
+            before: s.before.clone(),
+            after: Some(s.want.clone()),
+            action: s.action,
+            reason: s.reason,
+        }));
+        if report.skipped.is_empty() {
+            report.skipped = w.skipped.clone();
+        }
+    }
+    let writes = report.tags.iter().any(|t| t.action == TagAction::Push);
+    report.pending = writes;
+    report.outcome = tags_outcome(applied, writes);
+    report
+}
+
+/// A copy-tag stage, planned (no stats) or applied.
+pub(super) fn from_copy(
+    stage: &Stage,
+    from: &Reference,
+    want: &Digest,
+    targets: &[Target],
+    stats: Option<Stats>,
+    after: Vec<String>,
+) -> StageReport {
+    let writes = targets.iter().any(|t| t.action == TagAction::Push);
+    let mut report = StageReport {
+        after,
+        pending: writes,
+        from: Some(FromReport {
+            reference: from.clone(),
+            digest: want.clone(),
+        }),
+        tags: targets
+            .iter()
+            .filter_map(|t| match &t.to {
+                Reference::Tagged(repo, tag) => Some(TagReport {
+                    repo: repo.clone(),
+                    tag: tag.clone(),
+                    arch: None,
+                    before: t.before.clone(),
+                    after: Some(want.clone()),
+                    action: t.action,
+                    reason: t.reason,
+                }),
+                Reference::Digested(..) => None,
+            })
+            .collect(),
+        ..StageReport::empty(stage, tags_outcome(stats.is_some(), writes))
+    };
+    if let Some(stats) = &stats {
+        report.add_stats(stats);
+    }
+    report
+}
+
+/// A command stage: its runs, planned or applied; `failure` fails it.
+pub(super) fn from_runs(
+    stage: &Stage,
+    runs: Vec<RunReport>,
+    failure: Option<String>,
+    applied: bool,
+) -> StageReport {
+    let pending = runs.iter().any(|r| r.outcome == "would-run");
+    let outcome = match (&failure, applied) {
+        (Some(_), _) => StageOutcome::Failed,
+        (None, false) => StageOutcome::Planned,
+        (None, true) if runs.iter().any(|r| r.outcome == "ran") => StageOutcome::Ran,
+        (None, true) => StageOutcome::Noop,
+    };
+    StageReport {
+        runs,
+        pending,
+        error: failure,
+        ..StageReport::empty(stage, outcome)
+    }
+}
+
+/// A delete-tags stage, planned or applied; `refusal` refuses it.
+pub(super) fn from_deletes(
+    stage: &Stage,
+    steps: Vec<DeleteStep>,
+    refusal: Option<String>,
+    applied: bool,
+) -> StageReport {
+    let pending = steps
+        .iter()
+        .any(|s| s.before.is_some() && s.deleted_by.is_none());
+    let deleted = steps.iter().any(|s| s.deleted_by.is_some());
+    let outcome = match (&refusal, applied, deleted) {
+        (Some(_), _, _) => StageOutcome::Refused,
+        (None, false, _) => StageOutcome::Planned,
+        (None, true, true) => StageOutcome::Deleted,
+        (None, true, false) => StageOutcome::Noop,
+    };
+    StageReport {
+        deletes: steps,
+        pending: pending || refusal.is_some(),
+        refusal,
+        ..StageReport::empty(stage, outcome)
+    }
+}
+
+/// A stage's plan as a report (dry run, --check).
+pub(super) fn planned(stage: &Stage, planned: &Planned) -> StageReport {
+    let after = planned.after.clone();
+    match &planned.work {
+        Work::Push(p) => {
+            StageReport::from_pushes(stage, p.iter().map(|p| p.planned()).collect(), after)
+        }
+        Work::Tags(works) => from_tags(stage, works.iter().map(|w| (w, None)), after),
+        Work::Copy(c) => from_copy(stage, &c.from, &c.want, &c.targets, None, after),
+        Work::Command(c) => from_runs(
+            stage,
+            c.runs
+                .iter()
+                .map(|(inv, p)| RunReport::planned(inv, p))
+                .collect(),
+            None,
+            false,
+        ),
+        Work::Delete(d) => from_deletes(stage, d.steps.clone(), d.refusal.clone(), false),
+        Work::Blocked(why) => StageReport::refused(stage, why.clone()),
     }
 }
 
@@ -192,10 +433,13 @@ fn outcome_word(o: StageOutcome) -> &'static str {
         StageOutcome::Noop => "nothing to do",
         StageOutcome::Recorded => "recorded (registry already up to date)",
         StageOutcome::Pushed => "pushed",
+        StageOutcome::Ran => "ran",
+        StageOutcome::Deleted => "deleted",
         StageOutcome::Planned => "plan (dry run, nothing changed)",
         StageOutcome::Refused => "refused",
         StageOutcome::Failed => "failed",
         StageOutcome::NotRun => "not run",
+        StageOutcome::NotSelected => "not selected",
     }
 }
 
@@ -209,45 +453,72 @@ impl Report {
     pub fn human(&self) -> String {
         let mut out = String::new();
         let r = &self.release;
+        let mut word = outcome_word(r.outcome).to_owned();
+        if r.check {
+            word = if self.pending() {
+                "work pending (--check)".into()
+            } else {
+                "done, nothing pending (--check)".into()
+            };
+        }
         let _ = writeln!(
             out,
-            "reprise: release {} on build {}: {}",
-            r.config,
-            r.build,
-            outcome_word(r.outcome)
+            "reprise: release {} on build {}: {word}",
+            r.config, r.build,
         );
         let count = self.stages.len();
         for (i, s) in self.stages.iter().enumerate() {
+            let place = match s.repos.as_slice() {
+                [] => String::new(),
+                [one] => format!(", {one}"),
+                [first, rest @ ..] => format!(", {first} and {} more", rest.len()),
+            };
             let _ = writeln!(
                 out,
-                "  [{}/{count}] {} ({}, {}): {}",
+                "  [{}/{count}] {} ({}{place}): {}",
                 i + 1,
                 s.name,
                 s.kind.as_str(),
-                s.repo,
                 outcome_word(s.outcome)
             );
-            if !s.after.is_empty() {
-                let _ = writeln!(out, "      planned as left by stage {}", s.after.join(", "));
-            }
-            if let Some(e) = &s.error {
-                let _ = writeln!(out, "      error: {e}");
-            }
-            match &s.push {
-                Some(push) => push_lines(&mut out, push, &r.config),
-                None => tag_lines(&mut out, s),
-            }
+            stage_lines(&mut out, s, &r.config);
         }
         out
     }
 }
 
+/// The lines under one stage's heading.
+fn stage_lines(out: &mut String, s: &StageReport, config: &str) {
+    if !s.after.is_empty() {
+        let _ = writeln!(out, "      planned as left by stage {}", s.after.join(", "));
+    }
+    if let Some(e) = &s.error {
+        let _ = writeln!(out, "      error: {e}");
+    }
+    if let Some(why) = &s.refusal
+        && s.push.is_none()
+    {
+        let _ = writeln!(out, "      refused: {why}");
+    }
+    match &s.push {
+        Some(push) => {
+            for p in std::iter::once(push).chain(&s.additional_pushes) {
+                push_lines(out, p, config);
+            }
+        }
+        None => tag_lines(out, s),
+    }
+    run_lines(out, s);
+    delete_lines(out, s);
+}
+
 /// A container-manifest stage's lines: the push report's, indented under the stage.
 fn push_lines(out: &mut String, push: &PushReport, config: &str) {
-    // Its first line repeats the outcome and repo said above, except for a refusal, whose
-    // one line is the reason.
+    // Its first line repeats the outcome said above, except for a refusal, whose one line
+    // is the reason.
     let human = push.human();
     let skip = usize::from(push.refusal.is_none());
+    let _ = writeln!(out, "      {}", push.repo);
     if let Some(d) = &push.index_digest {
         let _ = writeln!(out, "      index {d}");
     }
@@ -266,18 +537,23 @@ fn push_lines(out: &mut String, push: &PushReport, config: &str) {
 /// An arch-tags or copy-tag stage's lines: the source, each tag, skipped arches, uploads.
 fn tag_lines(out: &mut String, s: &StageReport) {
     if let Some(from) = &s.from {
-        let _ = writeln!(out, "      from {} = {}", from.tag, from.digest);
+        let _ = writeln!(out, "      from {} = {}", from.reference, from.digest);
     }
+    let several = s.repos.len() > 1 || s.kind == Kind::CopyTag;
     for t in &s.tags {
         let action = match t.action {
             TagAction::Push if s.outcome == StageOutcome::Planned => "would push",
             TagAction::Push => "pushed",
             TagAction::Unchanged => "unchanged",
         };
+        let name = if several {
+            t.repo.tagged(&t.tag).to_string()
+        } else {
+            t.tag.to_string()
+        };
         let _ = writeln!(
             out,
-            "      tag {:<28} {} -> {}  {action} ({})",
-            t.tag.as_str(),
+            "      tag {name:<28} {} -> {}  {action} ({})",
             short(&t.before),
             short(&t.after),
             t.reason
@@ -291,11 +567,53 @@ fn tag_lines(out: &mut String, s: &StageReport) {
             skip.reason.as_str()
         );
     }
-    if s.outcome == StageOutcome::Pushed && s.kind == Kind::ArchTags {
+    let moved = s.uploaded.blobs + s.uploaded.mounted + s.skipped_blobs > 0;
+    if s.outcome == StageOutcome::Pushed && s.kind != Kind::ContainerManifest && moved {
         let _ = writeln!(
             out,
-            "      uploaded {} blobs ({} bytes), {} already present",
-            s.uploaded.blobs, s.uploaded.bytes, s.skipped_blobs
+            "      uploaded {} blobs ({} bytes), mounted {}, {} already present",
+            s.uploaded.blobs, s.uploaded.bytes, s.uploaded.mounted, s.skipped_blobs
         );
+    }
+}
+
+/// A command stage's lines: each run, whether it was done and why.
+fn run_lines(out: &mut String, s: &StageReport) {
+    for r in &s.runs {
+        let who = r.arch.as_ref().map_or("once", |a| a.as_str());
+        let seen = r
+            .after
+            .as_ref()
+            .or(r.before.as_ref())
+            .map(|p| p.value.as_str());
+        let took: f64 = r.attempts.iter().map(|a| a.seconds).sum();
+        let what = match r.outcome {
+            "done" => "done, not run".to_owned(),
+            "would-run" => "would run".to_owned(),
+            "ran" => format!("ran in {took:.1} s ({} attempt(s))", r.attempts.len()),
+            "failed" => format!("failed after {} attempt(s)", r.attempts.len()),
+            other => other.to_owned(),
+        };
+        match seen {
+            Some(v) => {
+                let _ = writeln!(out, "      {who:<8} {what}: {v}");
+            }
+            None => {
+                let _ = writeln!(out, "      {who:<8} {what}");
+            }
+        }
+    }
+}
+
+/// A delete-tags stage's lines: each tag and what happened to it.
+fn delete_lines(out: &mut String, s: &StageReport) {
+    for d in &s.deletes {
+        let what = match (&d.before, d.deleted_by) {
+            (None, _) => "already gone".to_owned(),
+            (Some(_), Some(by)) => format!("deleted (by {by})"),
+            (Some(_), None) if s.outcome == StageOutcome::Planned => "would delete".to_owned(),
+            (Some(_), None) => "kept".to_owned(),
+        };
+        let _ = writeln!(out, "      {} {}  {what}", d.tag, short(&d.before));
     }
 }

@@ -1,5 +1,5 @@
-//! Planning one stage of a release: what each of its tags should hold, read from the
-//! registry and from what earlier stages of the run plan to write (the overlay). Nothing here
+//! Planning one stage of a release: what it would do, read from the registry, the
+//! metadata, and what earlier stages of the run plan to write (the overlay). Nothing here
 //! writes; applying a planned stage is `release.rs`'s, and which digest a tag should hold is
 //! [`super::tag_step`]'s rule.
 
@@ -9,16 +9,20 @@ use crate::apply::ArchImage;
 use crate::plan::TagAction;
 use crate::platform::Arch;
 use crate::push;
-use crate::reference::{Digest, Repository, Tag};
+use crate::reference::{Digest, Reference, Repository, Tag};
 use crate::registry::Client;
 use crate::report::Skipped;
 
+use super::command::{self, Predicate};
+use super::config::Invocation;
+use super::copy::{self, CopyWork};
+use super::delete::{self, DeleteWork};
 use super::{RunRequest, Stage, StageError, StageKind, push_request, tag_step};
 
 /// Tags that earlier stages of this run plan to write, with the digest and the stage.
 pub(super) type Overlay = BTreeMap<(Repository, Tag), (Digest, String)>;
 
-/// One tag an `arch-tags` or `copy-tag` stage owns.
+/// One tag an `arch-tags` stage owns.
 #[derive(Debug, Clone)]
 pub(super) struct TagStep {
     pub(super) tag: Tag,
@@ -31,20 +35,31 @@ pub(super) struct TagStep {
 
 /// A stage planned, ready to apply.
 pub(super) enum Work {
-    Push(Box<push::Prepared>),
-    Tags(Box<TagsWork>),
+    /// container-manifest: one push per repository, the record's own first.
+    Push(Vec<push::Prepared>),
+    /// arch-tags: one per repository.
+    Tags(Vec<TagsWork>),
+    Copy(Box<CopyWork>),
+    Command(CommandWork),
+    Delete(Box<DeleteWork>),
+    /// A stage whose `needs` are not done; it does nothing.
+    Blocked(String),
 }
 
-/// An `arch-tags` or `copy-tag` stage planned.
+/// An `arch-tags` stage planned for one repository.
 pub(super) struct TagsWork {
     pub(super) client: Client,
+    pub(super) repo: Repository,
     pub(super) steps: Vec<TagStep>,
-    /// The arch images an `arch-tags` stage pushes; empty for `copy-tag`.
+    /// The arch images the stage pushes.
     pub(super) images: Vec<ArchImage>,
-    /// For `copy-tag`: the source tag and what it holds.
-    pub(super) source: Option<(Tag, Digest)>,
-    /// For `arch-tags`: the build's arches left out (no artifact), whose tags are not written.
+    /// The build's arches left out (no artifact), whose tags are not written.
     pub(super) skipped: Vec<Skipped>,
+}
+
+/// A command stage planned: each invocation with whether `done-when` already holds.
+pub(super) struct CommandWork {
+    pub(super) runs: Vec<(Invocation, Predicate)>,
 }
 
 pub(super) struct Planned {
@@ -54,54 +69,88 @@ pub(super) struct Planned {
 }
 
 impl Planned {
+    /// Refused: by an arch policy, a `keep` reference, or needs not done.
     pub(super) fn refused(&self) -> bool {
-        matches!(&self.work, Work::Push(p) if p.plan.is_err())
+        match &self.work {
+            Work::Push(p) => p.iter().any(|p| p.plan.is_err()),
+            Work::Delete(d) => d.refusal.is_some(),
+            Work::Blocked(_) => true,
+            _ => false,
+        }
+    }
+
+    /// Whether applying would change anything (or is refused, which is not done either).
+    pub(super) fn has_work(&self) -> bool {
+        match &self.work {
+            Work::Push(p) => p.iter().any(|p| p.plan.is_err() || p.planned().pending()),
+            Work::Tags(t) => t
+                .iter()
+                .any(|t| t.steps.iter().any(|s| s.action == TagAction::Push)),
+            Work::Copy(c) => c.has_work(),
+            Work::Command(c) => c.runs.iter().any(|(_, p)| !p.holds),
+            Work::Delete(d) => d.has_work() || d.refusal.is_some(),
+            Work::Blocked(_) => true,
+        }
     }
 
     /// Records what this stage will write, for the stages after it.
     pub(super) fn project(&self, stage: &Stage, overlay: &mut Overlay) {
-        let mut put = |tag: &Tag, digest: &Digest| {
+        let mut put = |repo: &Repository, tag: &Tag, digest: &Digest| {
             overlay.insert(
-                (stage.repo.clone(), tag.clone()),
+                (repo.clone(), tag.clone()),
                 (digest.clone(), stage.name.clone()),
             );
         };
         match &self.work {
-            Work::Push(p) => {
-                if let Ok(plan) = &p.plan {
-                    for t in plan.tags.iter().filter(|t| t.action == TagAction::Push) {
-                        put(&t.tag, &plan.index.digest);
+            Work::Push(pushes) => {
+                for p in pushes {
+                    if let Ok(plan) = &p.plan {
+                        for t in plan.tags.iter().filter(|t| t.action == TagAction::Push) {
+                            put(&p.req.repo, &t.tag, &plan.index.digest);
+                        }
                     }
                 }
             }
-            Work::Tags(t) => {
-                for s in t.steps.iter().filter(|s| s.action == TagAction::Push) {
-                    put(&s.tag, &s.want);
+            Work::Tags(works) => {
+                for w in works {
+                    for s in w.steps.iter().filter(|s| s.action == TagAction::Push) {
+                        put(&w.repo, &s.tag, &s.want);
+                    }
                 }
             }
+            Work::Copy(c) => {
+                for t in c.targets.iter().filter(|t| t.action == TagAction::Push) {
+                    if let Reference::Tagged(repo, tag) = &t.to {
+                        put(repo, tag, &c.want);
+                    }
+                }
+            }
+            Work::Command(_) | Work::Delete(_) | Work::Blocked(_) => {}
         }
     }
 }
 
 /// What a tag holds for this stage's plan: an earlier stage's planned write if there is one
 /// (and which stage), else what the registry says now.
-async fn read_tag(
+pub(super) async fn read_tag(
     client: &Client,
-    repo: &Repository,
-    tag: &Tag,
+    r: &Reference,
     overlay: &Overlay,
     after: &mut Vec<String>,
 ) -> Result<Option<Digest>, StageError> {
-    if let Some((digest, by)) = overlay.get(&(repo.clone(), tag.clone())) {
+    if let Reference::Tagged(repo, tag) = r
+        && let Some((digest, by)) = overlay.get(&(repo.clone(), tag.clone()))
+    {
         if !after.contains(by) {
             after.push(by.clone());
         }
         return Ok(Some(digest.clone()));
     }
-    Ok(client.resolve(&repo.tagged(tag)).await?)
+    Ok(client.resolve(r).await?)
 }
 
-/// Plans one stage against the registry and the writes earlier stages plan (`overlay`).
+/// Plans one stage against the registry, the metadata and the writes earlier stages plan
+/// (`overlay`).
 pub(super) async fn plan_stage(
     req: &RunRequest,
     build_id: &str,
@@ -109,52 +158,61 @@ pub(super) async fn plan_stage(
     overlay: &Overlay,
 ) -> Result<Planned, StageError> {
     let mut after = Vec::new();
-    let repo = &stage.repo;
     let work = match &stage.kind {
         StageKind::ContainerManifest { tags, .. } => {
             // Planned against the registry as it is; if an earlier stage writes one of these
             // tags it is named, and the stage is planned again before it runs.
-            for t in tags {
-                if let Some((_, by)) = overlay.get(&(repo.clone(), t.clone()))
-                    && !after.contains(by)
-                {
-                    after.push(by.clone());
+            for repo in &stage.repos {
+                for t in tags {
+                    if let Some((_, by)) = overlay.get(&(repo.clone(), t.clone()))
+                        && !after.contains(by)
+                    {
+                        after.push(by.clone());
+                    }
                 }
             }
-            let prepared = push::prepare(&push_request(req, build_id, stage)).await?;
-            Work::Push(Box::new(prepared))
+            let mut pushes = Vec::new();
+            for repo in &stage.repos {
+                pushes.push(push::prepare(&push_request(req, build_id, stage, repo)).await?);
+            }
+            Work::Push(pushes)
         }
         StageKind::ArchTags { tags, .. } => {
-            let prepared = push::prepare(&push_request(req, build_id, stage)).await?;
-            let steps = arch_tag_steps(req, repo, tags, &prepared, overlay, &mut after).await?;
-            Work::Tags(Box::new(TagsWork {
-                client: prepared.client,
-                steps,
-                images: prepared.images,
-                source: None,
-                skipped: prepared.skipped,
-            }))
+            let mut works = Vec::new();
+            for repo in &stage.repos {
+                let prepared = push::prepare(&push_request(req, build_id, stage, repo)).await?;
+                let steps = arch_tag_steps(req, repo, tags, &prepared, overlay, &mut after).await?;
+                works.push(TagsWork {
+                    client: prepared.client,
+                    repo: repo.clone(),
+                    steps,
+                    images: prepared.images,
+                    skipped: prepared.skipped,
+                });
+            }
+            Work::Tags(works)
         }
-        StageKind::CopyTag { from, to } => {
-            let client = Client::connect(repo, &req.connect).await?;
-            let want = read_tag(&client, repo, from, overlay, &mut after)
-                .await?
-                .ok_or_else(|| StageError::FromAbsent(repo.tagged(from).to_string()))?;
-            let steps = tag_steps(req, &client, repo, to, &want, overlay, &mut after).await?;
-            Work::Tags(Box::new(TagsWork {
-                client,
-                steps,
-                images: vec![],
-                source: Some((from.clone(), want)),
-                skipped: vec![],
-            }))
+        StageKind::CopyTag { from, to } => Work::Copy(Box::new(
+            copy::plan(&req.connect, from, to, req.force, overlay, &mut after).await?,
+        )),
+        StageKind::Command { runs, timeout, .. } => {
+            let mut planned = Vec::new();
+            for inv in runs {
+                let label = command::label(&stage.name, inv.arch.as_ref());
+                let p = command::evaluate(&inv.done_when, &req.workdir, &label, *timeout).await?;
+                planned.push((inv.clone(), p));
+            }
+            Work::Command(CommandWork { runs: planned })
         }
+        StageKind::DeleteTags { tags, keep } => Work::Delete(Box::new(
+            delete::plan(&req.connect, &stage.repos, tags, keep).await?,
+        )),
     };
     Ok(Planned { work, after })
 }
 
-/// An arch-tags stage's steps: each tag to the manifest of its arch's image. An arch without
-/// the artifact has no image for its tags, as in a push.
+/// An arch-tags stage's steps in one repository: each tag to the manifest of its arch's
+/// image. An arch without the artifact has no image for its tags, as in a push.
 async fn arch_tag_steps(
     req: &RunRequest,
     repo: &Repository,
@@ -175,38 +233,12 @@ async fn arch_tag_steps(
                 tag: tag.clone(),
             })?;
         let want = img.image.manifest_digest.clone();
-        let before = read_tag(&prepared.client, repo, tag, overlay, after).await?;
+        let before = read_tag(&prepared.client, &repo.tagged(tag), overlay, after).await?;
         let (action, reason) = tag_step(&want, before.as_ref(), req.force);
         steps.push(TagStep {
             tag: tag.clone(),
             arch: Some(arch.clone()),
             want,
-            before,
-            action,
-            reason,
-        });
-    }
-    Ok(steps)
-}
-
-/// A copy-tag stage's steps: each of `to` to `want`.
-async fn tag_steps(
-    req: &RunRequest,
-    client: &Client,
-    repo: &Repository,
-    to: &[Tag],
-    want: &Digest,
-    overlay: &Overlay,
-    after: &mut Vec<String>,
-) -> Result<Vec<TagStep>, StageError> {
-    let mut steps = Vec::new();
-    for tag in to {
-        let before = read_tag(client, repo, tag, overlay, after).await?;
-        let (action, reason) = tag_step(want, before.as_ref(), req.force);
-        steps.push(TagStep {
-            tag: tag.clone(),
-            arch: None,
-            want: want.clone(),
             before,
             action,
             reason,

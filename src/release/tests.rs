@@ -71,6 +71,16 @@ fn build() -> BuildVars {
         arches: vec![arch("x86_64"), arch("aarch64")],
         name: Some("fedora-coreos".into()),
         version: Some("40.20261101.3".into()),
+        metas: vec![
+            (
+                arch("x86_64"),
+                "builds/40.20261101.3.0/x86_64/meta.json".into(),
+            ),
+            (
+                arch("aarch64"),
+                "builds/40.20261101.3.0/aarch64/meta.json".into(),
+            ),
+        ],
     }
 }
 
@@ -86,7 +96,7 @@ fn expand(text: &str, build: &BuildVars) -> Result<Vec<Stage>, String> {
 fn templates_expand_from_the_build_and_vars() {
     let stages = expand(DEMO, &build()).unwrap();
     let repo = Repository::parse("quay.io/fedora/fedora-coreos").unwrap();
-    assert!(stages.iter().all(|s| s.repo == repo));
+    assert!(stages.iter().all(|s| s.repos == [repo.clone()]));
     assert_eq!(
         stages[0].kind,
         StageKind::ArchTags {
@@ -117,8 +127,11 @@ fn templates_expand_from_the_build_and_vars() {
     assert_eq!(
         stages[2].kind,
         StageKind::CopyTag {
-            from: tag("stable"),
-            to: vec![tag("latest"), tag("40.20261101.3.0")],
+            from: repo.tagged(&tag("stable")),
+            to: vec![
+                repo.tagged(&tag("latest")),
+                repo.tagged(&tag("40.20261101.3.0"))
+            ],
         }
     );
 }

@@ -90,13 +90,18 @@ fn writes_to(writes: &[Recorded], tag: &str) -> usize {
 }
 
 #[test]
-fn first_run_does_every_stage_and_a_rerun_writes_nothing() {
+fn first_run_does_every_stage_and_a_rerun_runs_no_program_and_writes_nothing() {
     let env = Env::new();
+    // The build jobs put each arch on a staging tag; the release's clean-up deletes them.
+    env.run(&env.demo_build_jobs_config(), &[]).ok();
     let config = env.demo_release_config();
     let run = env.run(&config, &[]).ok();
     validate("report.schema.json", &run.report);
     assert_eq!(run.release_outcome(), "pushed");
-    assert_eq!(run.outcomes(), ["pushed", "pushed", "pushed"]);
+    assert_eq!(
+        run.outcomes(),
+        ["pushed", "pushed", "pushed", "pushed", "ran", "deleted"]
+    );
 
     // per-arch: each arch's own manifest at <version>-<arch>.
     for w in &env.written {
@@ -122,13 +127,54 @@ fn first_run_does_every_stage_and_a_rerun_writes_nothing() {
     // promote: latest is byte for byte what stable holds.
     assert_eq!(env.digest_at("latest").as_deref(), Some(index.as_str()));
     assert_eq!(run.stage("promote")["from"]["digest"], index.as_str());
+    // mirror: the index and every manifest it lists, readable in the other repository.
+    let mirror = env.repo_named("mirror/fedora-coreos");
+    let copied = inspect_raw(&format!("{mirror}:stable")).expect("mirror:stable");
+    assert_eq!(fixtures::sha256_digest(&copied), index);
+    for w in &env.written {
+        let child = inspect_raw(&format!("{mirror}@{}", w.manifest_digest));
+        assert!(child.is_some(), "{} in the mirror", w.arch);
+    }
+    // cloud: the program ran once per arch and recorded under cosa's lock.
+    for w in &env.written {
+        let meta: Value = serde_json::from_slice(&std::fs::read(&w.meta).unwrap()).unwrap();
+        assert!(meta["demo-uploads"][0]["image"].is_string(), "{}", w.arch);
+        assert!(
+            run.stderr
+                .contains(&format!("[cloud/{0}] uploading {0}", w.arch)),
+            "output streamed behind [stage/arch]: {}",
+            run.stderr
+        );
+    }
+    // cleanup: the staging tags are gone.
+    for w in &env.written {
+        let staging = env.repo_named("fedora/fedora-coreos-staging");
+        assert_eq!(
+            inspect_raw(&format!("{staging}:{}", arch_tag(&w.arch))),
+            None
+        );
+    }
 
     let metas = env.metas();
     env.proxy.clear();
     let again = env.run(&config, &[]).ok();
     validate("report.schema.json", &again.report);
     assert_eq!(again.release_outcome(), "noop");
-    assert_eq!(again.outcomes(), ["noop", "noop", "noop"]);
+    assert_eq!(again.outcomes(), ["noop"; 6]);
+    assert!(
+        !again.stderr.contains("[cloud/"),
+        "no program ran: {}",
+        again.stderr
+    );
+    let runs = again.stage("cloud")["runs"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(runs.len(), 4);
+    assert!(
+        runs.iter()
+            .all(|r| r["outcome"] == "done" && r["attempts"] == serde_json::json!([]))
+    );
     assert_eq!(env.proxy.writes(), vec![], "a rerun must not write");
     assert!(
         !env.proxy.requests().is_empty(),
@@ -148,7 +194,12 @@ fn a_release_that_failed_in_its_second_stage_resumes_there() {
     assert_eq!(failed.code, 1, "{}", failed.stderr);
     validate("report.schema.json", &failed.report);
     assert_eq!(failed.release_outcome(), "failed");
-    assert_eq!(failed.outcomes(), ["pushed", "failed", "not-run"]);
+    assert_eq!(
+        failed.outcomes(),
+        [
+            "pushed", "failed", "not-run", "not-run", "not-run", "not-run"
+        ]
+    );
     let error = failed.stage("base")["error"].as_str().unwrap_or("");
     assert!(error.contains("HTTP 500"), "{error}");
     assert!(failed.stderr.contains("error:"), "{}", failed.stderr);
@@ -168,14 +219,19 @@ fn a_release_that_failed_in_its_second_stage_resumes_there() {
     env.proxy.clear();
     let resumed = env.run(&config, &[]).ok();
     validate("report.schema.json", &resumed.report);
-    assert_eq!(resumed.outcomes(), ["noop", "pushed", "pushed"]);
+    assert_eq!(
+        resumed.outcomes(),
+        ["noop", "pushed", "pushed", "pushed", "ran", "noop"]
+    );
     let writes = env.proxy.writes();
     for w in &env.written {
         assert_eq!(writes_to(&writes, &arch_tag(&w.arch)), 0, "{writes:?}");
     }
     assert!(
-        writes.iter().all(|r| !r.path.contains("/blobs/")),
-        "every blob was pushed by the first run: {writes:?}"
+        writes
+            .iter()
+            .all(|r| !r.path.contains("/v2/fedora/fedora-coreos/blobs/")),
+        "every blob of the release repository was pushed by the first run: {writes:?}"
     );
     let index = env.digest_at("stable").expect("stable");
     assert_eq!(env.digest_at("latest"), Some(index));
@@ -198,7 +254,12 @@ fn arch_tags_publish_the_arches_that_built_while_the_index_stage_refuses() {
     assert_eq!(run.code, 3, "{}", run.stderr);
     validate("report.schema.json", &run.report);
     assert_eq!(run.release_outcome(), "refused");
-    assert_eq!(run.outcomes(), ["pushed", "refused", "not-run"]);
+    assert_eq!(
+        run.outcomes(),
+        [
+            "pushed", "refused", "not-run", "not-run", "not-run", "not-run"
+        ]
+    );
     assert_eq!(run.report["release"]["build"], "40.20261102.3.0");
     assert!(run.stderr.contains("s390x"), "{}", run.stderr);
 
@@ -333,7 +394,7 @@ fn dry_run_plans_every_stage_as_the_earlier_ones_leave_the_registry() {
     let run = env.run(&config, &["--dry-run"]).ok();
     validate("report.schema.json", &run.report);
     assert_eq!(run.release_outcome(), "planned");
-    assert_eq!(run.outcomes(), ["planned", "planned", "planned"]);
+    assert_eq!(run.outcomes(), ["planned"; 6]);
     // stable does not exist yet: promote is planned against what base will write.
     let base_index = run.stage("base")["push"]["index_digest"].clone();
     let promote = run.stage("promote");
@@ -362,13 +423,21 @@ fn an_unknown_variable_fails_before_any_request() {
 }
 
 #[test]
-fn the_demo_config_follows_its_schema() {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/demo/release.toml");
-    let text = std::fs::read_to_string(path).unwrap();
-    let config: toml::Value = toml::from_str(&text).unwrap();
-    let json = serde_json::to_value(config).unwrap();
-    validate("release.schema.json", &json);
-    assert_eq!(json["stage"].as_array().map(Vec::len), Some(3));
+fn the_demo_configs_follow_their_schema() {
+    for (name, stages) in [("release.toml", 6), ("build-jobs.toml", 1)] {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("fixtures/demo")
+            .join(name);
+        let text = std::fs::read_to_string(path).unwrap();
+        let config: toml::Value = toml::from_str(&text).unwrap();
+        let json = serde_json::to_value(config).unwrap();
+        validate("release.schema.json", &json);
+        assert_eq!(
+            json["stage"].as_array().map(Vec::len),
+            Some(stages),
+            "{name}"
+        );
+    }
 }
 
 #[test]

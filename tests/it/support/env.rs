@@ -191,19 +191,39 @@ impl Env {
     }
 
     /// `fixtures/demo/release.toml`, pointed at this test's proxy and written into the working
-    /// directory.
+    /// directory, with the program its command stage runs (`cloud-upload`).
     pub fn demo_release_config(&self) -> PathBuf {
-        let demo = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/demo/release.toml");
-        let text = std::fs::read_to_string(demo).expect("fixtures/demo/release.toml");
+        let demo = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/demo");
+        std::fs::copy(demo.join("cloud-upload"), self.dir().join("cloud-upload"))
+            .expect("copy fixtures/demo/cloud-upload");
+        let text = self.demo_config_text("release.toml");
+        self.release_config(&text)
+    }
+
+    /// `fixtures/demo/build-jobs.toml` (each arch's image to the staging repository), pointed
+    /// at this test's proxy and written into the working directory.
+    pub fn demo_build_jobs_config(&self) -> PathBuf {
+        let text = self.demo_config_text("build-jobs.toml");
+        let path = self.dir().join("build-jobs.toml");
+        std::fs::write(&path, text).expect("write build-jobs.toml");
+        path
+    }
+
+    /// A demo config's text with its `registry` variable set to this test's proxy.
+    fn demo_config_text(&self, name: &str) -> String {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("fixtures/demo")
+            .join(name);
+        let text = std::fs::read_to_string(&path).expect("a demo config");
         let text = text.replace(
             "registry = \"localhost:5000\"",
             &format!("registry = {:?}", self.proxy.host()),
         );
         assert!(
             text.contains(&self.proxy.host()),
-            "the demo config has a registry var"
+            "{name} has a registry var"
         );
-        self.release_config(&text)
+        text
     }
 
     /// Writes `text` as the working directory's `release.toml`.

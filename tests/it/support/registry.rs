@@ -49,6 +49,8 @@ pub struct Options {
     pub tls: Option<(PathBuf, PathBuf)>,
     /// Require bearer tokens from this token service (`auth: token`).
     pub token: Option<TokenAuth>,
+    /// Refuse DELETE (405), as a registry with `storage.delete` off does.
+    pub deletes_disabled: bool,
 }
 
 /// The registry's `auth: token` settings: where clients get tokens, and whose signature it
@@ -92,6 +94,9 @@ impl Registry {
         let storage = dir.path().join("storage");
         let config = dir.path().join("config.yml");
         let mut yaml = config_yaml(&storage.to_string_lossy(), addr);
+        if options.deletes_disabled {
+            yaml = yaml.replace("  delete:\n    enabled: true\n", "");
+        }
         if let Some((cert, key)) = &options.tls {
             yaml.push_str(&format!(
                 "  tls:\n    certificate: {:?}\n    key: {:?}\n",
