@@ -118,6 +118,8 @@ pub enum StageError {
     Vanished(String),
     #[error("copying to {target}: {message}")]
     Copy { target: String, message: String },
+    #[error(transparent)]
+    Referrers(#[from] crate::referrers::Error),
 }
 
 /// The one rule for a tag that must hold exactly one digest (an arch's manifest, or what
@@ -487,15 +489,12 @@ async fn apply_stage(
         Work::Copy(c) => {
             let targets = c.targets.clone();
             let (from, want) = (c.from.clone(), c.want.clone());
+            let referrers = c.referrers_report();
             let stats = copy::apply(*c).await?;
-            Ok(report::from_copy(
-                stage,
-                &from,
-                &want,
-                &targets,
-                Some(stats),
-                vec![],
-            ))
+            Ok(
+                report::from_copy(stage, &from, &want, &targets, Some(stats), vec![])
+                    .with_referrers(referrers),
+            )
         }
         Work::Command(c) => apply_command(req, stage, c).await,
         Work::Delete(d) => {

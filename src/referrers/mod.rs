@@ -6,8 +6,9 @@
 //!   Distribution 2.8);
 //! - and cosign's tags `sha256-<hex>.sig`, `.att` and `.sbom`, each holding one manifest.
 //!
-//! Owns reading those into one list ([`list`]), naming what each referrer is ([`Kind`]), and
-//! what a tag's replacement leaves behind ([`orphans`]). The HTTP is `registry`'s.
+//! Owns reading those into one list ([`list`]), naming what each referrer is ([`Kind`]), what
+//! a tag's replacement leaves behind ([`orphans`]), and bringing referrers along when an
+//! image moves to another repository or registry ([`copy`]). The HTTP is `registry`'s.
 
 use bytes::Bytes;
 use serde::Serialize;
@@ -16,8 +17,10 @@ use serde_json::Value;
 use crate::reference::{Digest, Repository, Tag};
 use crate::registry::{self, Client};
 
+pub mod copy;
 pub mod orphans;
 
+pub use copy::{CopyPlan, CopyStats, Side};
 pub use orphans::{Orphaned, orphans};
 
 /// How a referrer was found.

@@ -132,6 +132,7 @@ fn templates_expand_from_the_build_and_vars() {
                 repo.tagged(&tag("latest")),
                 repo.tagged(&tag("40.20261101.3.0"))
             ],
+            referrers: true,
         }
     );
 }

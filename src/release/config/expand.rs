@@ -67,6 +67,8 @@ pub enum StageKind {
         from: Reference,
         /// Every reference that must end at what `from` holds.
         to: Vec<Reference>,
+        /// Whether the referrers of what `from` holds go along to other repositories.
+        referrers: bool,
     },
     Command {
         per_arch: bool,
@@ -328,7 +330,11 @@ impl Expander<'_> {
                 "to: {r} names a digest; a copy is written to a tag"
             ));
         }
-        Ok(StageKind::CopyTag { from, to })
+        Ok(StageKind::CopyTag {
+            from,
+            to,
+            referrers: true,
+        })
     }
 
     fn command(&self, c: &CommandSpec) -> Result<StageKind, String> {
@@ -423,7 +429,18 @@ impl Expander<'_> {
                 arches: arches.clone(),
                 tags: self.arch_tags(tags, arches)?,
             },
-            KindSpec::CopyTag { from, to } => self.copy_tag(from, to, repos)?,
+            KindSpec::CopyTag {
+                from,
+                to,
+                referrers,
+            } => match self.copy_tag(from, to, repos)? {
+                StageKind::CopyTag { from, to, .. } => StageKind::CopyTag {
+                    from,
+                    to,
+                    referrers: *referrers,
+                },
+                other => other,
+            },
             KindSpec::Command(c) => self.command(c)?,
             KindSpec::DeleteTags { tags, keep, arches } => StageKind::DeleteTags {
                 tags: self.delete_tags(tags, arches)?,

@@ -141,6 +141,10 @@ pub enum KindSpec {
         from: Template,
         #[serde(deserialize_with = "field::to")]
         to: Vec<Template>,
+        /// Copy the referrers (signatures, attestations) of what is copied along with it to
+        /// another repository or registry.
+        #[serde(default = "field::yes")]
+        referrers: bool,
     },
     #[serde(rename_all = "kebab-case")]
     Command(CommandSpec),
@@ -408,7 +412,7 @@ fn check_stage(
             check_templates("tags", tags, vars, PerArch)?;
             dedup_arches(arches);
         }
-        KindSpec::CopyTag { from, to } => {
+        KindSpec::CopyTag { from, to, .. } => {
             // Without a repo, `from` and `to` must expand to full references; that is
             // checked when they are expanded.
             repo_check(false)?;

@@ -18,6 +18,7 @@ pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 const EMPTY: &str = "application/vnd.oci.empty.v1+json";
 pub const NOTARY_SIGNATURE: &str = "application/vnd.cncf.notary.signature";
 pub const IN_TOTO: &str = "application/vnd.in-toto+json";
+pub const SPDX: &str = "application/spdx+json";
 
 /// A manifest another manifest refers to: what a `subject` field names.
 #[derive(Debug, Clone)]
@@ -253,6 +254,27 @@ impl Repo {
         });
         let bytes = serde_json::to_vec(&manifest).unwrap();
         self.put(&subject.cosign_tag("sig"), &bytes, OCI_MANIFEST)
+    }
+}
+
+impl Repo {
+    /// The digests the index at `subject`'s tag-schema tag lists, or `None` without one.
+    pub fn listed(&self, subject: &Subject) -> Option<Vec<String>> {
+        let bytes = inspect_raw(&format!("{}:{}", self.name(), subject.schema_tag()))?;
+        let index: Value = serde_json::from_slice(&bytes).unwrap();
+        Some(
+            index["manifests"]
+                .as_array()
+                .expect("an index")
+                .iter()
+                .map(|d| d["digest"].as_str().unwrap().to_owned())
+                .collect(),
+        )
+    }
+
+    /// What `tag` holds (its digest), or `None`.
+    pub fn tag_digest(&self, tag: &str) -> Option<String> {
+        inspect_raw(&format!("{}:{tag}", self.name())).map(|b| sha256_digest(&b))
     }
 }
 
