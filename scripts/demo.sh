@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The main job on the bundled fixtures: starts a throwaway local registry, pushes the demo
 # build (fixtures/demo, four arches) with push-container-manifest, then runs the same
-# command again to show that the rerun is a no-op. Then runs the demo's whole release
-# (fixtures/demo/release.toml) twice the same way. Nothing outside a temp dir is touched.
+# command again to show that the rerun is a no-op. Then pushes each arch to a staging
+# repository as the build jobs would (fixtures/demo/build-jobs.toml) and runs the demo's whole
+# release (fixtures/demo/release.toml) twice the same way: the second run runs no program and
+# sends no write. Nothing outside a temp dir is touched.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo_root=$(pwd)
@@ -47,10 +49,20 @@ step "the record reprise wrote in builds/*/x86_64/meta.json"
 python3 -c 'import json,sys; print(json.dumps(json.load(open(sys.argv[1]))["base-oscontainer"], indent=4))' \
     builds/*/x86_64/meta.json 2>/dev/null || grep -A8 base-oscontainer builds/*/x86_64/meta.json
 
-step "a whole release (release.toml): per-arch tags, the index, promotion to latest"
-sed -i "s|^registry = .*|registry = \"127.0.0.1:$port\"|" release.toml
+step "the build jobs (build-jobs.toml): each arch's image on a staging tag"
+sed -i "s|^registry = .*|registry = \"127.0.0.1:$port\"|" release.toml build-jobs.toml
+echo "+ reprise run --config build-jobs.toml"
+"$reprise" run --config build-jobs.toml
+step "a whole release (release.toml): per-arch tags, the index, promotion, a mirror copy, a cloud upload per arch, clean-up of the staging tags"
+echo "+ reprise run --config release.toml --check    # exit 4: work pending"
+status=0
+"$reprise" --quiet run --config release.toml --check || status=$?
+echo "exit $status"
 echo "+ reprise run --config release.toml"
 time "$reprise" run --config release.toml
-step "the release again: every stage has nothing to do"
+step "the release again: every stage has nothing to do, no program runs"
 time "$reprise" run --config release.toml
+echo "+ reprise run --config release.toml --check    # exit 0: the release is complete"
+"$reprise" --quiet run --config release.toml --check
+echo "exit $?"
 step "done; stopping the registry and removing $tmp"

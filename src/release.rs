@@ -4,9 +4,10 @@
 //! templates with the build's variables, pick the stages asked for (`--only`, `--from`),
 //! plan them, then apply them one by one, stopping at the first that fails or is refused.
 //! Each stage decides "done" from the registry and the metadata, never from a journal of its
-//! own, so a rerun skips what is done. Planning one stage is `release/stage.rs`'s; each kind
-//! has a file: `copy` (copy-tag, within or across registries), `command` (programs and
-//! `done-when`), `delete` (delete-tags and its safety checks).
+//! own, so a rerun skips what is done. Planning one stage is `release/stage.rs`'s, applying
+//! the planned stages `release/execute.rs`'s; each kind has a file: `copy` (copy-tag, within
+//! or across registries), `command` (programs and `done-when`), `delete` (delete-tags and its
+//! safety checks). The report is `report` (JSON) and `human` (stderr).
 //!
 //! `container-manifest` is exactly [`push::prepare`]/[`push::Prepared::apply`], once per
 //! repository; `arch-tags` writes tags that must hold one given digest, decided by
@@ -25,13 +26,15 @@ mod command;
 pub mod config;
 mod copy;
 mod delete;
+mod execute;
+mod human;
 mod report;
 mod stage;
 mod template;
 
 use camino::{Utf8Path, Utf8PathBuf};
 
-use crate::apply::{self, Apply, ArchImage, Stats};
+use crate::apply;
 use crate::blocking::{self, TaskFailed};
 use crate::builds::{self, BuildsDir, Meta};
 use crate::plan::{Outcome, Policy, TagAction};
@@ -42,7 +45,7 @@ use crate::registry::{self, ConnectOptions};
 
 pub use config::{BuildVars, ConfigError, Kind, Stage, StageKind};
 pub use report::{FromReport, Report, RunReport, StageOutcome, StageReport, Summary, TagReport};
-use stage::{Overlay, Planned, TagsWork, Work, plan_stage};
+use stage::{Overlay, Planned, Work, plan_stage};
 
 /// What `reprise run` was asked to do.
 #[derive(Debug, Clone)]
@@ -157,7 +160,7 @@ pub async fn run(req: &RunRequest) -> Result<Report, Error> {
     let (outcome, stages) = if req.plans_only() {
         dry_run_reports(&stages, &selected, &plans)
     } else {
-        apply_all(req, &build.buildid, &stages, &selected, plans).await
+        execute::apply_all(req, &build.buildid, &stages, &selected, plans).await
     };
     Ok(Report {
         release: Summary {
@@ -248,14 +251,39 @@ async fn plan_all(
                 work: Work::Blocked(why),
                 after: vec![],
             },
-            None => plan_stage(req, build_id, stage, &overlay)
-                .await
-                .map_err(fail)?,
+            None => match plan_stage(req, build_id, stage, &overlay).await {
+                Ok(p) => p,
+                // What a pending command will change is not known before it runs: a stage
+                // after one is planned when its turn comes.
+                Err(e) => match pending_command(&stages[..i], &plans) {
+                    Some(after) => Planned {
+                        work: Work::Deferred {
+                            after: after.clone(),
+                            why: e.to_string(),
+                        },
+                        after: vec![after],
+                    },
+                    None => return Err(fail(e)),
+                },
+            },
         };
         planned.project(stage, &mut overlay);
         plans.push(Some(planned));
     }
     Ok(plans)
+}
+
+/// The last earlier command stage with work to do, if any.
+fn pending_command(before: &[Stage], plans: &[Option<Planned>]) -> Option<String> {
+    before
+        .iter()
+        .zip(plans)
+        .rev()
+        .find(|(_, p)| {
+            p.as_ref()
+                .is_some_and(|p| matches!(p.work, Work::Command(_)) && p.has_work())
+        })
+        .map(|(s, _)| s.name.clone())
 }
 
 /// Why `stage` may not run: a stage it needs is not selected and not done. A need that
@@ -314,40 +342,6 @@ fn dry_run_reports(
         StageOutcome::Planned
     };
     (outcome, reports)
-}
-
-/// Applies the stages in order; the first that fails or is refused stops the rest.
-async fn apply_all(
-    req: &RunRequest,
-    build_id: &str,
-    stages: &[Stage],
-    selected: &[bool],
-    plans: Vec<Option<Planned>>,
-) -> (StageOutcome, Vec<StageReport>) {
-    let mut reports: Vec<StageReport> = Vec::new();
-    let mut changed = false;
-    let mut stop: Option<StageOutcome> = None;
-    for ((stage, planned), selected) in stages.iter().zip(plans).zip(selected) {
-        if !selected {
-            reports.push(StageReport::not_selected(stage));
-            continue;
-        }
-        if stop.is_some() {
-            reports.push(StageReport::not_run(stage));
-            continue;
-        }
-        let report = match apply_stage(req, build_id, stage, planned, changed).await {
-            Ok(r) => r,
-            Err(e) => StageReport::failed(stage, e.to_string()),
-        };
-        match report.outcome {
-            StageOutcome::Failed | StageOutcome::Refused => stop = Some(report.outcome),
-            StageOutcome::Noop => {}
-            _ => changed = true,
-        }
-        reports.push(report);
-    }
-    (stop.unwrap_or_else(|| overall(&reports)), reports)
 }
 
 /// The release's outcome when every stage converged: the most any stage did.
@@ -457,180 +451,6 @@ fn push_request(req: &RunRequest, build_id: &str, stage: &Stage, repo: &Reposito
     }
     push.inputs = Inputs::Build(inputs);
     push
-}
-
-/// Applies one stage; re-plans it first when an earlier stage of this run changed anything,
-/// since its plan was made before that.
-async fn apply_stage(
-    req: &RunRequest,
-    build_id: &str,
-    stage: &Stage,
-    planned: Option<Planned>,
-    replan: bool,
-) -> Result<StageReport, StageError> {
-    let planned = match planned {
-        Some(p) if !replan => p,
-        _ => plan_stage(req, build_id, stage, &Overlay::new()).await?,
-    };
-    match planned.work {
-        Work::Push(pushes) => apply_pushes(req, build_id, stage, pushes).await,
-        Work::Tags(works) => {
-            let mut reports = Vec::new();
-            for w in works {
-                let stats = write_tags(req, stage, &w).await?;
-                reports.push((w, stats));
-            }
-            Ok(report::from_tags(
-                stage,
-                reports.iter().map(|(w, s)| (w, Some(s))),
-                vec![],
-            ))
-        }
-        Work::Copy(c) => {
-            let targets = c.targets.clone();
-            let (from, want) = (c.from.clone(), c.want.clone());
-            let referrers = c.referrers_report();
-            let stats = copy::apply(*c).await?;
-            Ok(
-                report::from_copy(stage, &from, &want, &targets, Some(stats), vec![])
-                    .with_referrers(referrers),
-            )
-        }
-        Work::Command(c) => apply_command(req, stage, c).await,
-        Work::Delete(d) => {
-            if let Some(why) = &d.refusal {
-                return Ok(StageReport::refused(stage, why.clone()).with_deletes(d.steps.clone()));
-            }
-            let applied = delete::apply(*d).await?;
-            Ok(report::from_deletes(
-                stage,
-                applied.steps,
-                applied.refusal,
-                true,
-            ))
-        }
-        Work::Blocked(why) => Ok(StageReport::refused(stage, why)),
-    }
-}
-
-/// A container-manifest stage: the push to each repository in order, the record's own
-/// first. A later one is planned again once an earlier one changed something: its record
-/// then lands in `additional-images`.
-async fn apply_pushes(
-    req: &RunRequest,
-    build_id: &str,
-    stage: &Stage,
-    pushes: Vec<push::Prepared>,
-) -> Result<StageReport, StageError> {
-    let mut done = Vec::new();
-    let mut changed = false;
-    for prepared in pushes {
-        let prepared = if changed {
-            let repo = prepared.req.repo.clone();
-            push::prepare(&push_request(req, build_id, stage, &repo)).await?
-        } else {
-            prepared
-        };
-        let report = prepared.apply().await?;
-        changed |= report.outcome != Outcome::Noop;
-        let stop = report.outcome == Outcome::Refused;
-        done.push(report);
-        if stop {
-            break;
-        }
-    }
-    Ok(StageReport::from_pushes(stage, done, vec![]))
-}
-
-/// A command stage: each invocation whose `done-when` does not hold yet (evaluated again
-/// now: an earlier stage or another run may have done it), run and checked; the first that
-/// fails stops the stage.
-async fn apply_command(
-    req: &RunRequest,
-    stage: &Stage,
-    work: stage::CommandWork,
-) -> Result<StageReport, StageError> {
-    let StageKind::Command {
-        timeout, retries, ..
-    } = &stage.kind
-    else {
-        return Ok(StageReport::failed(stage, "not a command stage".into()));
-    };
-    let mut runs = Vec::new();
-    let mut failure = None;
-    for (inv, _) in work.runs {
-        if failure.is_some() {
-            runs.push(RunReport::not_run(&inv));
-            continue;
-        }
-        let label = command::label(&stage.name, inv.arch.as_ref());
-        let before = command::evaluate(&inv.done_when, &req.workdir, &label, *timeout).await?;
-        if before.holds {
-            runs.push(RunReport::done(&inv, before));
-            continue;
-        }
-        let ran = command::run_invocation(
-            &inv,
-            &stage.name,
-            &req.workdir,
-            *timeout,
-            *retries,
-            req.connect.retry_delay,
-        )
-        .await?;
-        failure = ran
-            .failure(&inv, *timeout)
-            .map(|e| format!("[{label}] {e}"));
-        runs.push(RunReport::ran(&inv, before, ran));
-    }
-    Ok(report::from_runs(stage, runs, failure, true))
-}
-
-/// Writes the tags an arch-tags plan says to write in one repository: the images they name
-/// first, then each tag, then reads every written tag back.
-async fn write_tags(req: &RunRequest, stage: &Stage, w: &TagsWork) -> Result<Stats, StageError> {
-    let to_write: Vec<&stage::TagStep> = w
-        .steps
-        .iter()
-        .filter(|s| s.action == TagAction::Push)
-        .collect();
-    let mut stats = Stats::default();
-    if to_write.is_empty() {
-        return Ok(stats);
-    }
-    let pusher = Apply {
-        client: &w.client,
-        repo: &w.repo,
-        metajsonname: None,
-        force: req.force,
-        lock_timeout: req.lock_timeout,
-        mount_from: &[],
-    };
-    let wanted: Vec<&ArchImage> = w
-        .images
-        .iter()
-        .filter(|img| to_write.iter().any(|s| s.arch.as_ref() == Some(&img.arch)))
-        .collect();
-    pusher.push_images(&wanted, &mut stats).await?;
-    for s in &to_write {
-        let Some(img) = w.images.iter().find(|i| Some(&i.arch) == s.arch.as_ref()) else {
-            continue;
-        };
-        tracing::info!(tag = %s.tag, digest = %s.want, stage = %stage.name, "writing tag");
-        w.client
-            .put_manifest(
-                &w.repo.tagged(&s.tag),
-                &img.image.manifest,
-                &img.image.media_type,
-            )
-            .await?;
-        stats.pushed_manifests += 1;
-    }
-    // Never trust a tag that has not been read back.
-    for s in &to_write {
-        w.client.verify(&w.repo.tagged(&s.tag), &s.want).await?;
-    }
-    Ok(stats)
 }
 
 impl From<Outcome> for StageOutcome {

@@ -44,6 +44,12 @@ pub(super) enum Work {
     Delete(Box<DeleteWork>),
     /// A stage whose `needs` are not done; it does nothing.
     Blocked(String),
+    /// A stage that cannot be planned before an earlier command stage runs (what the program
+    /// will do is not known until it has); planned when its turn comes.
+    Deferred {
+        after: String,
+        why: String,
+    },
 }
 
 /// An `arch-tags` stage planned for one repository.
@@ -89,7 +95,7 @@ impl Planned {
             Work::Copy(c) => c.has_work(),
             Work::Command(c) => c.runs.iter().any(|(_, p)| !p.holds),
             Work::Delete(d) => d.has_work() || d.refusal.is_some(),
-            Work::Blocked(_) => true,
+            Work::Blocked(_) | Work::Deferred { .. } => true,
         }
     }
 
@@ -125,7 +131,7 @@ impl Planned {
                     }
                 }
             }
-            Work::Command(_) | Work::Delete(_) | Work::Blocked(_) => {}
+            Work::Command(_) | Work::Delete(_) | Work::Blocked(_) | Work::Deferred { .. } => {}
         }
     }
 }

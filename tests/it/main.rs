@@ -20,6 +20,7 @@ mod push;
 mod records;
 mod referrers;
 mod release;
+mod release_stages;
 mod reliability;
 mod security;
 mod support_smoke;
