@@ -2,11 +2,27 @@
 # Installs what reprise's tests and demo need on a Debian machine that has only the Rust
 # toolchain: Docker Distribution's registry, skopeo (the independent client the tests
 # cross-check with), openssl (the TLS tests make their own CA), python3 (the record tests'
-# stand-in for another process holding a meta.json lock with flufl.lock's protocol) and
+# stand-in for another process holding a meta.json lock with flufl.lock's protocol),
 # flufl.lock itself for Debian's python3 (the demo release's command stage writes meta.json
-# under coreos-assembler's lock with it). Runs apt-get update once, and only when something
-# is missing.
+# under coreos-assembler's lock with it), and the oras Python SDK (PyPI `oras`, pinned), the
+# independent client the referrers tests sign images with, into target/test-deps/python.
+# Runs apt-get update once, and only when something is missing.
 set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+# Where tests/it/support/referrers.rs looks for the oras SDK.
+oras_dir="$root/target/test-deps/python"
+oras_version="0.2.43"
+
+install_oras() {
+    if PYTHONPATH="$oras_dir" python3 -c "import oras.provider" >/dev/null 2>&1; then
+        return 0
+    fi
+    echo "installing oras==$oras_version (Python) into $oras_dir" >&2
+    # --target keeps it out of the system's Python (which Debian marks externally managed).
+    python3 -m pip install --quiet --disable-pip-version-check --no-warn-script-location \
+        --root-user-action=ignore \
+        --target "$oras_dir" "oras==$oras_version"
+}
 
 missing=()
 command -v docker-registry >/dev/null 2>&1 || missing+=(docker-registry)
@@ -14,8 +30,10 @@ command -v skopeo >/dev/null 2>&1 || missing+=(skopeo)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 command -v curl >/dev/null 2>&1 || missing+=(curl)
 command -v python3 >/dev/null 2>&1 || missing+=(python3)
+python3 -m pip --version >/dev/null 2>&1 || missing+=(python3-pip)
 /usr/bin/python3 -c 'import flufl.lock' >/dev/null 2>&1 || missing+=(python3-flufl.lock)
 if [ ${#missing[@]} -eq 0 ]; then
+    install_oras
     exit 0
 fi
 sudo=""
@@ -25,3 +43,4 @@ fi
 echo "installing ${missing[*]}" >&2
 $sudo apt-get update -qq
 DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+install_oras

@@ -7,6 +7,7 @@
 
 use camino::{Utf8Path, Utf8PathBuf};
 
+use crate::annotations::Annotations;
 use crate::apply::{self, Apply, ArchImage};
 use crate::blocking::{self, TaskFailed};
 use crate::builds::{self, BuildsDir};
@@ -15,6 +16,7 @@ use crate::index;
 use crate::observe;
 use crate::plan::{self, Outcome, Policy};
 use crate::reference::{Repository, Tag};
+use crate::referrers::{self, Orphaned};
 use crate::registry::{self, Client, ConnectOptions};
 use crate::report::{Report, Skipped};
 
@@ -39,6 +41,8 @@ pub struct PushRequest {
     /// Repositories of the same registry to mount blobs from when they hold them
     /// (`--mount-from`); those the records name are tried too.
     pub mount_from: Vec<Repository>,
+    /// Annotations for the index (`--annotation`); none means annotations are not compared.
+    pub annotations: Annotations,
 }
 
 impl PushRequest {
@@ -53,6 +57,7 @@ impl PushRequest {
             } else {
                 index::Format::Oci
             },
+            annotations: self.annotations.clone(),
         }
     }
 }
@@ -90,6 +95,8 @@ pub struct Prepared {
     pub skipped: Vec<Skipped>,
     pub client: Client,
     pub plan: Result<plan::Plan, plan::Refusal>,
+    /// What the tags the plan replaces held that has signatures or attestations.
+    pub orphans: Vec<Orphaned>,
 }
 
 /// Reads the inputs, observes the tags and plans. Sends no write request.
@@ -99,16 +106,24 @@ pub async fn prepare(req: &PushRequest) -> Result<Prepared, Error> {
         images,
         skipped,
     } = desired::load(&req.target(), &req.inputs, &req.connect).await?;
+    // The index this build alone makes: a tag that already holds it is known without
+    // reading its body.
     let own = index::build_with(
         desired.format,
         desired.arches.iter().map(|a| a.entry.clone()).collect(),
         Vec::new(),
+        desired.annotations.as_ref().unwrap_or(&Default::default()),
     );
 
     let client = Client::connect(&req.repo, &req.connect).await?;
     let mut observed = observe::observe(&client, &req.repo, &req.tags, &own.digest).await?;
     observe::read_carry_sources(&client, &desired, &req.policy, &mut observed).await?;
     let plan = plan::plan(&desired, &observed, &req.policy);
+    // Only a replacement can orphan anything, so a run that writes no tag reads nothing more.
+    let orphans = match &plan {
+        Ok(p) if p.pushes() => referrers::orphans(&client, &req.repo, p).await,
+        _ => Vec::new(),
+    };
     Ok(Prepared {
         req: req.clone(),
         desired,
@@ -116,6 +131,7 @@ pub async fn prepare(req: &PushRequest) -> Result<Prepared, Error> {
         skipped,
         client,
         plan,
+        orphans,
     })
 }
 
@@ -126,7 +142,9 @@ impl Prepared {
             Ok(plan) => Report::new(&self.desired, plan, Outcome::Planned, None),
             Err(refusal) => Report::refused(&self.desired, refusal.clone()),
         };
-        report.with_skipped(&self.skipped)
+        report
+            .with_skipped(&self.skipped)
+            .with_orphans(&self.orphans)
     }
 
     /// Applies the plan: uploads, pushes, verifies, records. A refusal changes nothing.
@@ -163,7 +181,9 @@ impl Prepared {
         if let Some(path) = &req.write_digest_to_file {
             write_digest_file(path, plan.index.digest.as_str())?;
         }
-        Ok(Report::new(&self.desired, plan, outcome, Some(stats)).with_skipped(&self.skipped))
+        Ok(Report::new(&self.desired, plan, outcome, Some(stats))
+            .with_skipped(&self.skipped)
+            .with_orphans(&self.orphans))
     }
 }
 

@@ -121,6 +121,8 @@ pub enum StageError {
     Vanished(String),
     #[error("copying to {target}: {message}")]
     Copy { target: String, message: String },
+    #[error(transparent)]
+    Referrers(#[from] crate::referrers::Error),
 }
 
 /// The one rule for a tag that must hold exactly one digest (an arch's manifest, or what
@@ -411,6 +413,7 @@ fn push_request(req: &RunRequest, build_id: &str, stage: &Stage, repo: &Reposito
         v2s2: false,
         wait_lock: false,
         mount_from: vec![],
+        annotations: Default::default(),
     };
     match &stage.kind {
         StageKind::ContainerManifest {
@@ -420,6 +423,7 @@ fn push_request(req: &RunRequest, build_id: &str, stage: &Stage, repo: &Reposito
             arches,
             missing_arch,
             v2s2,
+            annotations,
         } => {
             inputs.artifact = artifact.clone();
             inputs.metajsonname = Some(RecordKey::new(metajsonname.clone()));
@@ -427,6 +431,7 @@ fn push_request(req: &RunRequest, build_id: &str, stage: &Stage, repo: &Reposito
             push.tags = tags.clone();
             push.policy.missing_arch = *missing_arch;
             push.v2s2 = *v2s2;
+            push.annotations = annotations.clone();
             // The repositories before this one in the stage's list hold the same blobs by
             // now: mount from them rather than upload again.
             push.mount_from = stage

@@ -67,7 +67,20 @@ where
     let mut root = Cli::command();
     root.build();
     let args = cosa::expand(args.into_iter().map(Into::into).collect(), &root)?;
-    Cli::try_parse_from(args)
+    let cli = Cli::try_parse_from(args)?;
+    let plan = match &cli.command {
+        Command::PushContainerManifest(a) => Some(&a.plan),
+        Command::Status(a) => Some(&a.plan),
+        _ => None,
+    };
+    if let Some(Err(message)) = plan.map(PlanArgs::check) {
+        // A raw error prints as this one line, without the usage that clap adds to its own.
+        return Err(clap::Error::raw(
+            clap::error::ErrorKind::ArgumentConflict,
+            format!("{message}\n"),
+        ));
+    }
+    Ok(cli)
 }
 
 impl Cli {

@@ -16,6 +16,7 @@
 //! - `chunked`: uploads of large blobs in chunks, resumed where the registry says it is;
 //! - `upload`: blob uploads, cross-repository mounts and copies, every byte verified as it
 //!   streams ([`crate::hash`]);
+//! - `referrers`: the referrers API's list, and manifest pushes that report `OCI-Subject`;
 //! - `tls`: the certificate authorities trusted beyond the system's.
 
 use std::collections::{HashMap, HashSet};
@@ -35,6 +36,7 @@ use crate::reference::{Digest, Reference, Repository};
 mod chunked;
 mod delete;
 mod error;
+mod referrers;
 mod request;
 mod retry;
 mod tls;

@@ -78,15 +78,12 @@ async fn apply_stage(
         Work::Copy(c) => {
             let targets = c.targets.clone();
             let (from, want) = (c.from.clone(), c.want.clone());
+            let referrers = c.referrers_report();
             let stats = copy::apply(*c).await?;
-            Ok(report::from_copy(
-                stage,
-                &from,
-                &want,
-                &targets,
-                Some(stats),
-                vec![],
-            ))
+            Ok(
+                report::from_copy(stage, &from, &want, &targets, Some(stats), vec![])
+                    .with_referrers(referrers),
+            )
         }
         Work::Command(c) => apply_command(req, stage, c).await,
         Work::Delete(d) => {

@@ -6,6 +6,7 @@
 
 mod support;
 
+mod annotations;
 mod arch_policy;
 mod bad_input;
 mod crash;
@@ -17,6 +18,7 @@ mod pipelines;
 mod properties;
 mod push;
 mod records;
+mod referrers;
 mod release;
 mod release_stages;
 mod reliability;

@@ -8,6 +8,7 @@ pub mod check;
 pub mod cosa;
 pub mod env;
 pub mod proxy;
+pub mod referrers;
 pub mod registry;
 pub mod run;
 pub mod skopeo;
