@@ -281,6 +281,7 @@ impl Client {
             self.put_manifest_once(r, bytes, media_type)
         })
         .await
+        .map(|_| ())
     }
 
     /// A HEAD or GET of a manifest: `None` on 404, the response on 200, and an error for
@@ -400,12 +401,13 @@ impl Client {
         }
     }
 
+    /// One PUT of a manifest; the headers of the registry's 201.
     async fn put_manifest_once(
         &self,
         r: &Reference,
         bytes: &[u8],
         media_type: &str,
-    ) -> Result<(), Error> {
+    ) -> Result<HeaderMap, Error> {
         let target = r.to_string();
         let content_type = HeaderValue::from_str(media_type).map_err(|_| Error::Protocol {
             target: target.clone(),
@@ -428,7 +430,7 @@ impl Client {
         if response.status() != StatusCode::CREATED {
             return Err(status_error(&target, r.repository(), response).await);
         }
-        Ok(())
+        Ok(response.headers().clone())
     }
 
     /// Reads `r` back until it resolves to `expected`, with backoff, for at most the

@@ -86,30 +86,8 @@ impl Client {
         bytes: &[u8],
         media_type: &str,
     ) -> Result<Option<Digest>, Error> {
-        let target = r.to_string();
-        let content_type = HeaderValue::from_str(media_type).map_err(|_| Error::Protocol {
-            target: target.clone(),
-            message: format!("media type {media_type:?} is not a valid header value"),
-        })?;
-        let url = self.manifest_url(r);
-        let body = Bytes::copy_from_slice(bytes);
-        let response = self
-            .send(
-                r.repository(),
-                &Scopes::new(r.repository(), Access::Push),
-                &target,
-                |http| {
-                    http.put(&url)
-                        .header(header::CONTENT_TYPE, content_type.clone())
-                        .body(body.clone())
-                },
-            )
-            .await?;
-        if response.status() != StatusCode::CREATED {
-            return Err(status_error(&target, r.repository(), response).await);
-        }
-        Ok(response
-            .headers()
+        let headers = self.put_manifest_once(r, bytes, media_type).await?;
+        Ok(headers
             .get("oci-subject")
             .and_then(|v| v.to_str().ok())
             .and_then(|v| Digest::parse(v.trim()).ok()))
@@ -118,7 +96,8 @@ impl Client {
 
 /// The `rel="next"` target of a `Link` header (RFC 5988), resolved against the page's URL;
 /// only on the same origin, since the next request carries this registry's credentials.
-fn next_link(url: &str, headers: &HeaderMap) -> Option<String> {
+/// Paged lists (referrers, tags) follow it.
+pub(super) fn next_link(url: &str, headers: &HeaderMap) -> Option<String> {
     let base = reqwest::Url::parse(url).ok()?;
     headers
         .get_all(header::LINK)
