@@ -160,7 +160,7 @@ pub async fn run(req: &RunRequest) -> Result<Report, Error> {
     let (outcome, stages) = if req.plans_only() {
         dry_run_reports(&stages, &selected, &plans)
     } else {
-        execute::apply_all(req, &build.buildid, &stages, &selected, plans).await
+        execute::apply_all(req, &build, &stages, &selected, plans).await
     };
     Ok(Report {
         release: Summary {
