@@ -234,15 +234,6 @@ pub struct ConnectArgs {
     #[arg(long, default_value_t = 4, value_name = "N",
           value_parser = clap::value_parser!(u16).range(1..=64))]
     pub jobs: u16,
-
-    /// Blobs of this size or more are uploaded in chunks, and an upload cut by a reset goes on
-    /// where the registry says it is (K, M, G suffixes: powers of 1024).
-    #[arg(long, default_value = "64M", value_name = "SIZE", value_parser = parse_size)]
-    pub chunked_upload_threshold: u64,
-
-    /// The size of those chunks; each is held in memory until the registry has it.
-    #[arg(long, default_value = "8M", value_name = "SIZE", value_parser = parse_size)]
-    pub upload_chunk_size: u64,
 }
 
 impl ConnectArgs {
@@ -256,36 +247,7 @@ impl ConnectArgs {
             retry_times: self.retry_times,
             retry_delay: self.retry_delay,
             jobs: usize::from(self.jobs),
-            chunked_threshold: self.chunked_upload_threshold,
-            chunk_size: self.upload_chunk_size,
         }
-    }
-}
-
-/// A size in bytes: a number, optionally followed by K, M or G (powers of 1024).
-fn parse_size(s: &str) -> Result<u64, String> {
-    let t = s.trim();
-    let (digits, unit) = match t.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
-        Some((at, _)) => t.split_at(at),
-        None => (t, ""),
-    };
-    let shift = match unit.to_ascii_uppercase().as_str() {
-        "" | "B" => 0,
-        "K" | "KIB" => 10,
-        "M" | "MIB" => 20,
-        "G" | "GIB" => 30,
-        _ => {
-            return Err(format!(
-                "{s:?} is not a size (write 64M, 512K or a number of bytes)"
-            ));
-        }
-    };
-    let n: u64 = digits
-        .parse()
-        .map_err(|_| format!("{s:?} is not a size (write 64M, 512K or a number of bytes)"))?;
-    match n.checked_mul(1 << shift) {
-        Some(0) | None => Err(format!("{s:?} is not a usable size")),
-        Some(bytes) => Ok(bytes),
     }
 }
 

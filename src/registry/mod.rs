@@ -13,7 +13,6 @@
 //! - `token`: the token exchange (one token for every scope a request needs), whose result
 //!   is cached per set of scopes, marked sensitive, and never logged;
 //! - `delete`: deleting tags and manifests, and listing a repository's tags;
-//! - `chunked`: uploads of large blobs in chunks, resumed where the registry says it is;
 //! - `upload`: blob uploads, cross-repository mounts and copies, every byte verified as it
 //!   streams ([`crate::hash`]);
 //! - `referrers`: the referrers API's list, and manifest pushes that report `OCI-Subject`;
@@ -33,7 +32,6 @@ use crate::hash::{BlobRef, Mismatch, Verifier, VerifyingReader};
 use crate::media::{self, MAX_REMOTE_MANIFEST};
 use crate::reference::{Digest, Reference, Repository};
 
-mod chunked;
 mod delete;
 mod error;
 mod referrers;
@@ -88,18 +86,7 @@ pub struct ConnectOptions {
     pub retry_delay: Duration,
     /// How many blobs are checked for or moved at once.
     pub jobs: usize,
-    /// Blobs of this many bytes or more go up in chunks that survive a reset (see
-    /// `chunked.rs`); smaller ones in one PUT.
-    pub chunked_threshold: u64,
-    /// The size of those chunks (more if the registry asks for more).
-    pub chunk_size: u64,
 }
-
-/// Above this, a reset costs more than a few extra requests: 64 MiB.
-pub const DEFAULT_CHUNKED_THRESHOLD: u64 = 64 << 20;
-/// Held in memory per upload (so a resend needs no re-read): 8 MiB, so four uploads at once
-/// stay within a few tens of MiB.
-pub const DEFAULT_CHUNK_SIZE: u64 = 8 << 20;
 
 impl Default for ConnectOptions {
     fn default() -> Self {
@@ -112,8 +99,6 @@ impl Default for ConnectOptions {
             retry_times: 5,
             retry_delay: Duration::from_secs(1),
             jobs: 4,
-            chunked_threshold: DEFAULT_CHUNKED_THRESHOLD,
-            chunk_size: DEFAULT_CHUNK_SIZE,
         }
     }
 }
@@ -152,8 +137,6 @@ pub struct Client {
     retry_times: u32,
     retry_delay: Duration,
     jobs: usize,
-    chunked_threshold: u64,
-    chunk_size: u64,
 }
 
 impl Client {
@@ -225,8 +208,6 @@ impl Client {
             retry_times: opts.retry_times,
             retry_delay: opts.retry_delay,
             jobs: opts.jobs.max(1),
-            chunked_threshold: opts.chunked_threshold,
-            chunk_size: opts.chunk_size.max(1),
         })
     }
 

@@ -5,10 +5,9 @@
 use super::*;
 
 impl Client {
-    /// Uploads one blob, streaming it from a reader `open` returns (which verifies it as it
-    /// goes): in one monolithic PUT, or in chunks that survive a reset when it is large (see
-    /// `chunked.rs`). A failed monolithic upload restarts from a fresh session and a fresh
-    /// reader.
+    /// Uploads one blob in one monolithic PUT, streaming it from a reader `open` returns
+    /// (which verifies it as it goes). A failed upload restarts from a fresh session and a
+    /// fresh reader.
     pub async fn push_blob<R, E>(
         &self,
         repo: &Repository,
@@ -19,9 +18,6 @@ impl Client {
         R: std::io::Read + Send + 'static,
         E: std::error::Error + Send + Sync + 'static,
     {
-        if self.chunked(blob) {
-            return self.push_blob_chunked(repo, blob, open).await;
-        }
         self.retry(&format!("uploading blob {}", blob.digest), || async {
             let reader = open().map_err(|e| Error::Source(Box::new(e)))?;
             self.push_blob_once(repo, blob, reader).await

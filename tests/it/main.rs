@@ -27,4 +27,3 @@ mod security;
 mod soak;
 mod support_smoke;
 mod token_auth;
-mod uploads;

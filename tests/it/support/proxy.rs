@@ -166,8 +166,6 @@ pub struct Fault {
     pub action: Action,
     /// How many more times the rule fires; `None` = always. Stale rules fire once per stale read.
     pub times: Option<u32>,
-    /// How many matching requests pass untouched before the rule starts firing.
-    pub skip: u32,
 }
 
 impl Fault {
@@ -176,7 +174,6 @@ impl Fault {
             matcher,
             action,
             times: None,
-            skip: 0,
         }
     }
 
@@ -226,12 +223,6 @@ impl Fault {
             body: Bytes::from(body),
         };
         Fault::new(Match::new(method, path_contains), action)
-    }
-
-    /// Lets the first `n` matching requests through before the rule fires.
-    pub fn skip(mut self, n: u32) -> Fault {
-        self.skip = n;
-        self
     }
 
     pub fn times(mut self, n: u32) -> Fault {
@@ -317,21 +308,8 @@ impl Proxy {
             .collect()
     }
 
-    /// Request body bytes the proxy received from the client for requests whose method is
-    /// `method` and whose path (with query) contains `path_contains`, resets included.
-    pub fn body_bytes(&self, method: &str, path_contains: &str) -> u64 {
-        self.lock()
-            .body_bytes
-            .iter()
-            .filter(|(m, p, _)| m == method && p.contains(path_contains))
-            .map(|(_, _, n)| n)
-            .sum()
-    }
-
     pub fn clear(&self) {
-        let mut state = self.lock();
-        state.recorded.clear();
-        state.body_bytes.clear();
+        self.lock().recorded.clear();
     }
 
     pub fn inject(&self, fault: Fault) {
@@ -368,8 +346,6 @@ impl Drop for Proxy {
 struct State {
     faults: Vec<Fault>,
     recorded: Vec<Recorded>,
-    /// Request body bytes received from the client, per method and path (with query).
-    body_bytes: Vec<(String, String, u64)>,
     rewrite: Option<AuthorizationRewrite>,
     /// Keyed by manifest path (no query).
     snapshots: HashMap<String, Snapshot>,
@@ -475,8 +451,7 @@ impl Ctx {
                 body,
             } => canned(code, &content_type, body, req.method() == Method::HEAD),
             Plan::Reset(limit) => {
-                let seen = read_some(req.into_body(), limit).await;
-                self.count_body(&method, &full_path, seen);
+                read_some(req.into_body(), limit).await;
                 self.record(method, full_path, 0);
                 // A service error makes hyper drop the connection without writing a response.
                 return Err(io::Error::new(
@@ -488,11 +463,7 @@ impl Ctx {
                 if let Some(gate) = hold {
                     gate.pass().await;
                 }
-                let counted = Arc::new(std::sync::atomic::AtomicU64::new(0));
-                let req = counting(req, Arc::clone(&counted));
                 let response = self.forward(req, &path).await;
-                let seen = counted.load(std::sync::atomic::Ordering::Relaxed);
-                self.count_body(&method, &full_path, seen);
                 if let Some(delay) = delay {
                     tokio::time::sleep(delay).await;
                 }
@@ -526,13 +497,6 @@ impl Ctx {
                 hold: None,
             };
         };
-        if rule.skip > 0 {
-            rule.skip -= 1;
-            return Plan::Forward {
-                delay: None,
-                hold: None,
-            };
-        }
         rule.fire();
         match rule.action {
             Action::Status { code, retry_after } => Plan::Status { code, retry_after },
@@ -574,7 +538,7 @@ impl Ctx {
             .find_map(Fault::stale_window)
     }
 
-    async fn forward(&self, req: Request<Body>, path: &str) -> Response<Body> {
+    async fn forward(&self, req: Request<Incoming>, path: &str) -> Response<Body> {
         let (mut parts, body) = req.into_parts();
         let stale_window = if parts.method == Method::PUT && is_manifest_path(path) {
             self.wants_snapshot(path)
@@ -592,7 +556,11 @@ impl Ctx {
             .expect("upstream URI");
         strip_hop_by_hop(&mut parts.headers);
         self.rewrite_authorization(&mut parts.headers);
-        let response = match self.client.request(Request::from_parts(parts, body)).await {
+        let response = match self
+            .client
+            .request(Request::from_parts(parts, body.boxed()))
+            .await
+        {
             Ok(response) => response,
             Err(e) => {
                 let message = format!("test proxy: upstream request failed: {e}");
@@ -664,16 +632,6 @@ impl Ctx {
         })
     }
 
-    fn count_body(&self, method: &str, path: &str, bytes: u64) {
-        if bytes > 0 {
-            self.state
-                .lock()
-                .expect("proxy state lock")
-                .body_bytes
-                .push((method.to_owned(), path.to_owned(), bytes));
-        }
-    }
-
     fn record(&self, method: String, path: String, status: u16) {
         let recorded = Recorded {
             method,
@@ -697,9 +655,8 @@ fn is_manifest_path(path: &str) -> bool {
         })
 }
 
-/// Stops at `limit` bytes, at the end of the body, or when the client goes away; returns the
-/// bytes read.
-async fn read_some(mut body: Incoming, limit: u64) -> u64 {
+/// Stops at `limit` bytes, at the end of the body, or when the client goes away.
+async fn read_some(mut body: Incoming, limit: u64) {
     let mut seen = 0u64;
     while seen < limit {
         match body.frame().await {
@@ -709,20 +666,6 @@ async fn read_some(mut body: Incoming, limit: u64) -> u64 {
             Some(Err(_)) | None => break,
         }
     }
-    seen
-}
-
-/// `req` with its body counted into `counted` as upstream reads it.
-fn counting(req: Request<Incoming>, counted: Arc<std::sync::atomic::AtomicU64>) -> Request<Body> {
-    req.map(|body| {
-        body.map_frame(move |frame| {
-            if let Some(data) = frame.data_ref() {
-                counted.fetch_add(data.len() as u64, std::sync::atomic::Ordering::Relaxed);
-            }
-            frame
-        })
-        .boxed()
-    })
 }
 
 fn injected(code: u16, retry_after: Option<u64>) -> Response<Body> {
