@@ -26,7 +26,7 @@ use crate::failpoint;
 use crate::plan::{Conversion, Plan, TagAction};
 use crate::platform::Arch;
 use crate::progress::Progress;
-use crate::reference::{Digest, Repository, Tag};
+use crate::reference::Repository;
 use crate::registry::{self, Client};
 
 #[derive(Debug, thiserror::Error)]
@@ -44,14 +44,6 @@ pub enum Error {
         path: Utf8PathBuf,
         expected: String,
         actual: String,
-    },
-    #[error(
-        "{target} moved while this run was pushing: it held {planned} when the run planned and now holds {now}, written by another run; nothing was written to it or recorded (rerun to plan against it)"
-    )]
-    TagMoved {
-        target: String,
-        planned: String,
-        now: String,
     },
     #[error(transparent)]
     Task(#[from] TaskFailed),
@@ -88,9 +80,6 @@ pub struct Stats {
     pub mounted_blobs: u64,
     pub pushed_manifests: u64,
     pub records_written: Vec<Arch>,
-    /// Tags that no longer held the index when read again after recording: another writer
-    /// moved them, and the record names a tag this run no longer holds.
-    pub moved_after_record: Vec<(Tag, Option<Digest>)>,
 }
 
 pub struct Apply<'a> {
@@ -127,11 +116,6 @@ impl Apply<'_> {
             .iter()
             .filter(|t| t.action == TagAction::Push)
             .collect();
-        // Another run may have written a tag since this one planned: read them all again,
-        // at once, right before writing, and never overwrite a write not planned against.
-        if !to_push.is_empty() {
-            self.check_unmoved(plan).await?;
-        }
         for t in &to_push {
             tracing::info!(tag = %t.tag, digest = %plan.index.digest, "pushing index");
             self.client
@@ -187,49 +171,8 @@ impl Apply<'_> {
                     stats.records_written.push(arch);
                 }
             }
-            // A record names the tags; one another writer moved meanwhile is reported.
-            if !stats.records_written.is_empty() {
-                stats.moved_after_record = self.moved_tags(plan).await?;
-            }
         }
         Ok(stats)
-    }
-
-    /// What every tag of the plan holds now, read at once.
-    async fn read_tags(&self, plan: &Plan) -> Result<Vec<(Tag, Option<Digest>)>, Error> {
-        let reads = plan.tags.iter().map(|t| async move {
-            let now = self.client.resolve(&self.repo.tagged(&t.tag)).await?;
-            Ok::<_, Error>((t.tag.clone(), now))
-        });
-        futures_util::future::try_join_all(reads).await
-    }
-
-    /// Fails when a tag holds neither what the plan saw nor this run's index: another run
-    /// wrote it since the plan.
-    async fn check_unmoved(&self, plan: &Plan) -> Result<(), Error> {
-        for ((tag, now), t) in self.read_tags(plan).await?.into_iter().zip(&plan.tags) {
-            if now != t.before && now.as_ref() != Some(&plan.index.digest) {
-                let show = |d: &Option<Digest>| {
-                    d.as_ref()
-                        .map_or_else(|| "nothing".to_owned(), ToString::to_string)
-                };
-                return Err(Error::TagMoved {
-                    target: self.repo.tagged(&tag).to_string(),
-                    planned: show(&t.before),
-                    now: show(&now),
-                });
-            }
-        }
-        Ok(())
-    }
-
-    /// The tags that no longer hold this run's index.
-    async fn moved_tags(&self, plan: &Plan) -> Result<Vec<(Tag, Option<Digest>)>, Error> {
-        let read = self.read_tags(plan).await?;
-        Ok(read
-            .into_iter()
-            .filter(|(_, now)| now.as_ref() != Some(&plan.index.digest))
-            .collect())
     }
 
     /// Pushes every image of `images` whose manifest the registry lacks (every one under

@@ -38,23 +38,11 @@ pub struct Report {
     /// What the replaced tags held that signatures or attestations refer to: they stay with
     /// the old digest.
     pub orphaned_referrers: Vec<Orphaned>,
-    /// Tags another writer moved after this run recorded them: the records name a tag this
-    /// run no longer holds (exit 1).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub moved_after_record: Vec<MovedTag>,
     /// The annotations the index carries, when they were asked for.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub annotations: Option<BTreeMap<String, String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub refusal: Option<RefusalReport>,
-}
-
-/// A tag that holds something else than this run wrote and recorded.
-#[derive(Debug, Clone, Serialize)]
-pub struct MovedTag {
-    pub tag: Tag,
-    /// What it holds now (`None`: deleted).
-    pub now: Option<Digest>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -190,14 +178,6 @@ impl Report {
                 .collect(),
             skipped: vec![],
             orphaned_referrers: vec![],
-            moved_after_record: stats
-                .moved_after_record
-                .iter()
-                .map(|(tag, now)| MovedTag {
-                    tag: tag.clone(),
-                    now: now.clone(),
-                })
-                .collect(),
             annotations: desired.annotations.clone(),
             refusal: None,
         }
@@ -238,7 +218,6 @@ impl Report {
             duplicates: vec![],
             skipped: vec![],
             orphaned_referrers: vec![],
-            moved_after_record: vec![],
             annotations: desired.annotations.clone(),
             refusal: Some(RefusalReport {
                 message: refusal.to_string(),
@@ -385,18 +364,6 @@ impl Report {
         }
         for o in &self.orphaned_referrers {
             let _ = writeln!(out, "  warning: {}", o.warning());
-        }
-        for m in &self.moved_after_record {
-            let now = m
-                .now
-                .as_ref()
-                .map_or_else(|| "nothing".to_owned(), ToString::to_string);
-            let _ = writeln!(
-                out,
-                "  error: tag {} moved after it was recorded: it now holds {now}, written by \
-                 another run; the meta.json records name a tag this run no longer holds",
-                m.tag
-            );
         }
     }
 

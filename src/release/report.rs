@@ -277,20 +277,6 @@ impl StageReport {
             report.uploaded.mounted += push.uploaded.mounted;
             report.skipped_blobs += push.skipped_blobs;
         }
-        if let Some((push, moved)) = pushes
-            .iter()
-            .find_map(|p| Some((p, p.moved_after_record.first()?)))
-        {
-            report.outcome = StageOutcome::Failed;
-            report.error = Some(format!(
-                "{} moved after it was recorded: it now holds {}, written by another run",
-                push.repo.tagged(&moved.tag),
-                moved
-                    .now
-                    .as_ref()
-                    .map_or_else(|| "nothing".to_owned(), ToString::to_string)
-            ));
-        }
         let mut pushes = pushes.into_iter();
         report.push = pushes.next();
         report.additional_pushes = pushes.collect();

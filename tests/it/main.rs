@@ -17,7 +17,6 @@ mod pipeline_shapes;
 mod pipelines;
 mod properties;
 mod push;
-mod races;
 mod records;
 mod referrers;
 mod release;
