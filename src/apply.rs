@@ -366,7 +366,7 @@ impl Apply<'_> {
             Origin::Local { archive, .. } => {
                 tracing::info!(arch = %img.arch, digest = %blob.digest, size = blob.size, "uploading blob");
                 self.client
-                    .push_blob(self.repo, blob, || archive.blob_reader(blob))
+                    .push_blob(self.repo, blob, &archive.blob_source(blob)?)
                     .await?;
             }
             Origin::Registry { client, repo } => {

@@ -1,4 +1,5 @@
 use super::*;
+use sha2::{Digest as _, Sha256};
 
 /// The sha256 of a whole file, read plainly, to check `Archive::verify` against.
 fn file_sha256(path: &Utf8Path) -> io::Result<(String, u64)> {

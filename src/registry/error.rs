@@ -51,6 +51,9 @@ pub enum Error {
     },
     #[error("{target}: the token service of {registry} issued no token (down or throttling)")]
     Token { target: String, registry: String },
+    /// The registry does not take blobs in chunks (it refused the first one outright).
+    #[error("{target}: the registry refuses chunked uploads: {message}")]
+    ChunksRefused { target: String, message: String },
     #[error("{target}: the registry asked for credentials again during the upload")]
     Reauthenticate { target: String },
     #[error(

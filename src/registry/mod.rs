@@ -14,6 +14,7 @@
 //!   is cached per set of scopes, marked sensitive, and never logged;
 //! - `upload`: blob uploads, cross-repository mounts and copies, every byte verified as it
 //!   streams ([`crate::hash`]);
+//! - `chunked`: big blobs uploaded in chunks, resumed where the registry says it stopped;
 //! - `tls`: the certificate authorities trusted beyond the system's.
 
 use std::collections::{HashMap, HashSet};
@@ -26,10 +27,11 @@ use reqwest::header::{self, HeaderMap, HeaderValue};
 use reqwest::{Method, StatusCode};
 
 use crate::auth::Credentials;
-use crate::hash::{BlobRef, Mismatch, Verifier, VerifyingReader};
+use crate::hash::{BlobRef, BlobSource, Mismatch, Verifier, VerifyingReader};
 use crate::media::{self, MAX_REMOTE_MANIFEST};
 use crate::reference::{Digest, Reference, Repository};
 
+mod chunked;
 mod error;
 mod request;
 mod retry;
@@ -81,7 +83,14 @@ pub struct ConnectOptions {
     pub retry_delay: Duration,
     /// How many blobs are checked for or moved at once.
     pub jobs: usize,
+    /// Blobs over twice this many bytes are uploaded in chunks of it, so a failure costs at
+    /// most one chunk; smaller ones in one PUT.
+    pub chunk_size: u64,
 }
+
+/// The default [`ConnectOptions::chunk_size`]: blobs over 64 MiB go in 32 MiB chunks, so a
+/// reset late in a 256 MiB layer resends at most an eighth of it.
+pub const DEFAULT_CHUNK_SIZE: u64 = 32 << 20;
 
 impl Default for ConnectOptions {
     fn default() -> Self {
@@ -94,6 +103,7 @@ impl Default for ConnectOptions {
             retry_times: 5,
             retry_delay: Duration::from_secs(1),
             jobs: 4,
+            chunk_size: DEFAULT_CHUNK_SIZE,
         }
     }
 }
@@ -132,12 +142,30 @@ pub struct Client {
     retry_times: u32,
     retry_delay: Duration,
     jobs: usize,
+    chunk_size: u64,
+    /// Set once the registry refused a chunked upload: every later blob goes whole.
+    chunks_refused: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Client {
     /// How many blobs callers should check for or move at once.
     pub fn jobs(&self) -> usize {
         self.jobs
+    }
+
+    /// Whether a blob of `size` bytes goes in chunks.
+    fn chunking(&self, size: u64) -> bool {
+        size > self.chunk_size.saturating_mul(2)
+    }
+
+    fn chunks_refused(&self) -> bool {
+        self.chunks_refused
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn refuse_chunks(&self) {
+        self.chunks_refused
+            .store(true, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// [`Client::new`] on a blocking thread: it reads auth files and cert dirs and may run a
@@ -203,6 +231,8 @@ impl Client {
             retry_times: opts.retry_times,
             retry_delay: opts.retry_delay,
             jobs: opts.jobs.max(1),
+            chunk_size: opts.chunk_size.max(1),
+            chunks_refused: Arc::default(),
         })
     }
 

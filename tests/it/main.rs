@@ -19,6 +19,7 @@ mod push;
 mod records;
 mod release;
 mod reliability;
+mod resumable;
 mod security;
 mod support_smoke;
 mod token_auth;
