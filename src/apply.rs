@@ -17,6 +17,7 @@ use std::time::Duration;
 use camino::Utf8PathBuf;
 use serde::Serialize;
 
+use futures_util::future::try_join_all;
 use futures_util::{StreamExt as _, TryStreamExt as _, stream};
 
 use crate::archive::{self, Archive, BlobRef, Image};
@@ -26,7 +27,7 @@ use crate::failpoint;
 use crate::plan::{Conversion, Plan, TagAction};
 use crate::platform::Arch;
 use crate::progress::Progress;
-use crate::reference::Repository;
+use crate::reference::{Digest, Repository, Tag};
 use crate::registry::{self, Client};
 
 #[derive(Debug, thiserror::Error)]
@@ -47,6 +48,25 @@ pub enum Error {
     },
     #[error(transparent)]
     Task(#[from] TaskFailed),
+    /// A tag changed under the run twice: after its plan, and again after planning anew.
+    #[error(
+        "{target}: another writer put {found} there while this run was publishing, again after \
+         it planned anew; not written"
+    )]
+    MovedAgain { target: String, found: String },
+    #[error(
+        "{target}: another writer put {found} there after this run recorded it; the record \
+         names a tag this run no longer holds"
+    )]
+    TakenAfterRecording { target: String, found: String },
+}
+
+/// A tag read back holding another writer's digest, or nothing.
+fn moved(r: &crate::reference::Reference, found: Option<Digest>) -> registry::Error {
+    registry::Error::Moved {
+        target: r.to_string(),
+        found,
+    }
 }
 
 /// One arch's image, ready to push.
@@ -105,11 +125,58 @@ enum Moved {
 impl Apply<'_> {
     pub async fn run(&self, plan: &Plan, images: &[ArchImage]) -> Result<Stats, Error> {
         let mut stats = Stats::default();
+        self.push_content(plan, images, &mut stats).await?;
+        self.publish(plan, images, &mut stats).await?;
+        Ok(stats)
+    }
+
+    /// Everything the tags will point at: each arch's blobs and manifest, and each carried
+    /// manifest converted to the list's format. Writes no tag.
+    pub async fn push_content(
+        &self,
+        plan: &Plan,
+        images: &[ArchImage],
+        stats: &mut Stats,
+    ) -> Result<(), Error> {
         if plan.push_images {
             let all: Vec<&ArchImage> = images.iter().collect();
-            self.push_images(&all, &mut stats).await?;
-            self.push_conversions(&plan.converted, &mut stats).await?;
+            self.push_images(&all, stats).await?;
+            self.push_conversions(&plan.converted, stats).await?;
         }
+        Ok(())
+    }
+
+    /// The tags of `plan` that no longer hold what it saw, each with what it holds now
+    /// (`None`: nothing), read all at once: another writer got there since the plan.
+    pub async fn moved_tags(&self, plan: &Plan) -> Result<Vec<(Tag, Option<Digest>)>, Error> {
+        let now = self.read_tags(plan).await?;
+        Ok(plan
+            .tags
+            .iter()
+            .zip(now)
+            .filter(|(t, now)| &t.before != now)
+            .map(|(t, now)| (t.tag.clone(), now))
+            .collect())
+    }
+
+    /// What every tag of `plan` resolves to now, read concurrently.
+    async fn read_tags(&self, plan: &Plan) -> Result<Vec<Option<Digest>>, Error> {
+        let reads = plan
+            .tags
+            .iter()
+            .map(|t| async move { self.client.resolve(&self.repo.tagged(&t.tag)).await });
+        Ok(try_join_all(reads).await?)
+    }
+
+    /// Writes the tags that differ, reads back every written tag and every arch manifest,
+    /// records, and reads the tags once more: a record must name only tags this run holds,
+    /// and one another writer took meanwhile is reported, never hidden.
+    pub async fn publish(
+        &self,
+        plan: &Plan,
+        images: &[ArchImage],
+        stats: &mut Stats,
+    ) -> Result<(), Error> {
         let pushed_images = stats.pushed_manifests > 0;
         let to_push: Vec<_> = plan
             .tags
@@ -127,52 +194,109 @@ impl Apply<'_> {
                 .await?;
             failpoint::hit(&format!("after-tag:{}", t.tag));
         }
-        // Never trust a tag that has not been read back.
-        for t in &to_push {
-            self.client
-                .verify(&self.repo.tagged(&t.tag), &plan.index.digest)
-                .await?;
-        }
-        // Nor record an arch whose manifest the registry cannot serve by digest.
         let planned: Vec<_> = plan.records_to_write().collect();
         if pushed_images || !to_push.is_empty() || !planned.is_empty() {
-            for img in images {
-                let digest = &img.image.manifest_digest;
-                self.client
-                    .verify(&self.repo.digested(digest), digest)
-                    .await?;
-            }
+            self.read_back(plan, images).await?;
         }
-        let mut records = Vec::new();
-        let mut arches = Vec::new();
-        for rec in planned {
-            let Some(path) = images
-                .iter()
-                .find(|i| i.arch == rec.arch)
-                .and_then(|i| i.meta_path.clone())
-            else {
-                continue;
-            };
-            records.push((path, rec.record.clone()));
-            arches.push(rec.arch.clone());
+        let records = self.records(&planned, images);
+        if records.is_empty() {
+            return Ok(());
         }
-        if let (Some(key), false) = (self.metajsonname, records.is_empty()) {
-            let key = key.to_owned();
-            let lock_timeout = self.lock_timeout;
-            failpoint::hit("before-records");
-            // Blocking: it may wait for other writers' locks.
-            let changed = blocking::run("writing the meta.json records", move || {
-                builds::write_records(&records, &key, lock_timeout)
-            })
-            .await??;
-            failpoint::hit("after-records");
-            for (arch, changed) in arches.into_iter().zip(changed) {
-                if changed {
-                    stats.records_written.push(arch);
+        self.write_records(records, stats).await?;
+        self.check_held(plan).await
+    }
+
+    /// Never trust a tag that has not been read back, nor record an arch whose manifest the
+    /// registry cannot serve by digest: every written tag (until it shows the index, unless
+    /// another writer's shows instead), every tag the records will name, and every arch
+    /// manifest, all read at once.
+    async fn read_back(&self, plan: &Plan, images: &[ArchImage]) -> Result<(), Error> {
+        let index = &plan.index.digest;
+        let tags = plan.tags.iter().map(|t| async move {
+            let r = self.repo.tagged(&t.tag);
+            match t.action {
+                TagAction::Push => {
+                    self.client
+                        .verify_written(&r, index, t.before.as_ref())
+                        .await
                 }
+                // Held when planned: it must still be, or the records would claim it wrongly.
+                _ => match self.client.resolve(&r).await? {
+                    Some(d) if &d == index => Ok(()),
+                    found => Err(moved(&r, found)),
+                },
+            }
+        });
+        let manifests = images.iter().map(|img| async move {
+            let digest = &img.image.manifest_digest;
+            self.client
+                .verify(&self.repo.digested(digest), digest)
+                .await
+        });
+        futures_util::try_join!(try_join_all(tags), try_join_all(manifests))?;
+        Ok(())
+    }
+
+    /// The records to write: the planned ones of arches that have a meta.json.
+    fn records(
+        &self,
+        planned: &[&crate::plan::RecordPlan],
+        images: &[ArchImage],
+    ) -> Vec<(Arch, Utf8PathBuf, builds::Record)> {
+        planned
+            .iter()
+            .filter_map(|rec| {
+                let path = images
+                    .iter()
+                    .find(|i| i.arch == rec.arch)
+                    .and_then(|i| i.meta_path.clone())?;
+                Some((rec.arch.clone(), path, rec.record.clone()))
+            })
+            .collect()
+    }
+
+    async fn write_records(
+        &self,
+        records: Vec<(Arch, Utf8PathBuf, builds::Record)>,
+        stats: &mut Stats,
+    ) -> Result<(), Error> {
+        let Some(key) = self.metajsonname else {
+            return Ok(());
+        };
+        let key = key.to_owned();
+        let lock_timeout = self.lock_timeout;
+        let (arches, records): (Vec<_>, Vec<_>) = records
+            .into_iter()
+            .map(|(arch, path, record)| (arch, (path, record)))
+            .unzip();
+        failpoint::hit("before-records");
+        // Blocking: it may wait for other writers' locks.
+        let changed = blocking::run("writing the meta.json records", move || {
+            builds::write_records(&records, &key, lock_timeout)
+        })
+        .await??;
+        failpoint::hit("after-records");
+        for (arch, changed) in arches.into_iter().zip(changed) {
+            if changed {
+                stats.records_written.push(arch);
             }
         }
-        Ok(stats)
+        Ok(())
+    }
+
+    /// After recording, every tag must still hold the index: one another writer took in the
+    /// meantime is an error naming it, so the record's claim does not go unnoticed.
+    async fn check_held(&self, plan: &Plan) -> Result<(), Error> {
+        let now = self.read_tags(plan).await?;
+        for (t, now) in plan.tags.iter().zip(now) {
+            if now.as_ref() != Some(&plan.index.digest) {
+                return Err(Error::TakenAfterRecording {
+                    target: self.repo.tagged(&t.tag).to_string(),
+                    found: registry::found_text(now.as_ref()),
+                });
+            }
+        }
+        Ok(())
     }
 
     /// Pushes every image of `images` whose manifest the registry lacks (every one under

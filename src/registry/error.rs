@@ -49,6 +49,16 @@ pub enum Error {
         observed: String,
         waited: Duration,
     },
+    /// Another writer changed a tag while this run was publishing to it.
+    /// `found: None`: the tag was deleted.
+    #[error(
+        "{target}: another writer put {} there while this run was publishing",
+        found_text(found.as_ref())
+    )]
+    Moved {
+        target: String,
+        found: Option<Digest>,
+    },
     #[error("{target}: the token service of {registry} issued no token (down or throttling)")]
     Token { target: String, registry: String },
     /// The registry does not take blobs in chunks (it refused the first one outright).
@@ -91,6 +101,11 @@ impl Error {
             _ => None,
         }
     }
+}
+
+/// A tag's digest as a message names it; one that vanished holds nothing.
+pub fn found_text(found: Option<&Digest>) -> String {
+    found.map_or_else(|| "nothing (deleted)".to_owned(), ToString::to_string)
 }
 
 /// A request that failed below HTTP. The URL is left out: after a redirect it may be a

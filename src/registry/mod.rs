@@ -40,8 +40,8 @@ mod token;
 mod transient;
 mod upload;
 
-pub use error::Error;
 use error::*;
+pub use error::{Error, found_text};
 use retry::*;
 use tls::*;
 
@@ -441,12 +441,42 @@ impl Client {
     /// configured verify timeout: a registry or a cache in front of it may answer the old
     /// digest or a 404 for a while after a write.
     pub async fn verify(&self, r: &Reference, expected: &Digest) -> Result<(), Error> {
+        self.read_back(r, expected, None).await
+    }
+
+    /// [`Client::verify`] of a tag that held `before` (`None`: nothing) when the run looked:
+    /// a stale read answers that or a 404, so any third digest was put there by another
+    /// writer, and waiting would not bring this run's back. That stops the wait at once.
+    pub async fn verify_written(
+        &self,
+        r: &Reference,
+        expected: &Digest,
+        before: Option<&Digest>,
+    ) -> Result<(), Error> {
+        self.read_back(r, expected, Some(before)).await
+    }
+
+    /// Reads `r` back until it shows `expected`; `before`, when known, is what it held.
+    async fn read_back(
+        &self,
+        r: &Reference,
+        expected: &Digest,
+        before: Option<Option<&Digest>>,
+    ) -> Result<(), Error> {
         let start = Instant::now();
         let mut delay = Duration::from_millis(100);
         loop {
             let observed = self.resolve(r).await?;
             if observed.as_ref() == Some(expected) {
                 return Ok(());
+            }
+            if let (Some(found), Some(before)) = (&observed, before)
+                && Some(found) != before
+            {
+                return Err(Error::Moved {
+                    target: r.to_string(),
+                    found: Some(found.clone()),
+                });
             }
             let waited = start.elapsed();
             if waited + delay > self.verify_timeout {

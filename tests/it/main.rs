@@ -16,6 +16,7 @@ mod pipeline_shapes;
 mod pipelines;
 mod properties;
 mod push;
+mod race;
 mod records;
 mod release;
 mod reliability;

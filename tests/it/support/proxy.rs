@@ -128,7 +128,8 @@ pub enum Action {
 pub struct Gate {
     arrived: Mutex<u32>,
     arrival: Condvar,
-    open: tokio::sync::watch::Sender<bool>,
+    /// (open for all, how many of the first arrivals are let through).
+    open: tokio::sync::watch::Sender<(bool, u32)>,
 }
 
 impl Gate {
@@ -136,7 +137,7 @@ impl Gate {
         Arc::new(Gate {
             arrived: Mutex::new(0),
             arrival: Condvar::new(),
-            open: tokio::sync::watch::Sender::new(false),
+            open: tokio::sync::watch::Sender::new((false, 0)),
         })
     }
 
@@ -153,15 +154,27 @@ impl Gate {
 
     /// Lets every held request, and every later one, through.
     pub fn open(&self) {
-        self.open.send_replace(true);
+        self.open.send_modify(|(open, _)| *open = true);
+    }
+
+    /// Lets the next `n` requests through, in the order they arrived (those already waiting
+    /// first); the rest stay held.
+    pub fn release(&self, n: u32) {
+        self.open.send_modify(|(_, released)| *released += n);
     }
 
     async fn pass(&self) {
-        *self.arrived.lock().expect("gate lock") += 1;
+        let ticket = {
+            let mut arrived = self.arrived.lock().expect("gate lock");
+            *arrived += 1;
+            *arrived - 1
+        };
         self.arrival.notify_all();
         let mut open = self.open.subscribe();
         // Err only if the sender is gone, which the Arc held here rules out.
-        let _ = open.wait_for(|o| *o).await;
+        let _ = open
+            .wait_for(|(open, released)| *open || ticket < *released)
+            .await;
     }
 }
 
@@ -171,6 +184,8 @@ pub struct Fault {
     pub action: Action,
     /// How many more times the rule fires; `None` = always. Stale rules fire once per stale read.
     pub times: Option<u32>,
+    /// How many matching requests go by untouched before the rule starts firing.
+    pub skip: u32,
 }
 
 impl Fault {
@@ -179,6 +194,7 @@ impl Fault {
             matcher,
             action,
             times: None,
+            skip: 0,
         }
     }
 
@@ -234,6 +250,12 @@ impl Fault {
             body: Bytes::from(body),
         };
         Fault::new(Match::new(method, path_contains), action)
+    }
+
+    /// Leaves the first `n` matching requests alone (not for stale rules).
+    pub fn after(mut self, n: u32) -> Fault {
+        self.skip = n;
+        self
     }
 
     pub fn times(mut self, n: u32) -> Fault {
@@ -522,9 +544,18 @@ impl Ctx {
                 return Plan::Stale(snapshot.clone());
             }
         }
-        let rule = state.faults.iter_mut().find(|f| {
-            f.stale_window().is_none() && f.armed() && f.matcher.matches(method, full_path)
-        });
+        let mut rule = None;
+        for f in state.faults.iter_mut() {
+            if f.stale_window().is_some() || !f.armed() || !f.matcher.matches(method, full_path) {
+                continue;
+            }
+            if f.skip > 0 {
+                f.skip -= 1;
+                continue;
+            }
+            rule = Some(f);
+            break;
+        }
         let forward = Plan::Forward {
             delay: None,
             hold: None,
