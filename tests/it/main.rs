@@ -24,3 +24,4 @@ mod resumable;
 mod security;
 mod support_smoke;
 mod token_auth;
+mod verification;
