@@ -98,6 +98,8 @@ pub struct Archive {
     layout: Layout,
     entries: BTreeMap<String, Entry>,
     bytes_read: Arc<AtomicU64>,
+    /// Bytes of the file (a tar) or of every file (a layout directory).
+    size: u64,
 }
 
 /// Where the entries' bytes live.
@@ -118,6 +120,7 @@ impl Archive {
         };
         let bytes_read = Arc::new(AtomicU64::new(0));
         let file = File::open(path).map_err(|e| err(e.into()))?;
+        let size = file.metadata().map_err(|e| err(e.into()))?.len();
         let reader = CountingReader {
             inner: BufReader::with_capacity(4096, file),
             count: bytes_read.clone(),
@@ -166,6 +169,7 @@ impl Archive {
             layout: Layout::Tar,
             entries,
             bytes_read,
+            size,
         })
     }
 
@@ -220,6 +224,7 @@ impl Archive {
         Ok(Archive {
             path: path.to_owned(),
             layout: Layout::Dir,
+            size: entries.values().map(|e| e.size).sum(),
             entries,
             bytes_read: Arc::new(AtomicU64::new(0)),
         })
@@ -227,6 +232,17 @@ impl Archive {
 
     pub fn path(&self) -> &Utf8Path {
         &self.path
+    }
+
+    /// Bytes of the archive: what one check pass reads.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// Where `blob` starts in the archive (0 for a layout directory's files), to read
+    /// blobs in file order.
+    pub fn offset_of(&self, blob: &BlobRef) -> u64 {
+        self.blob_entry(&blob.digest).map_or(0, |e| e.offset)
     }
 
     /// How many bytes of the archive file have been read through this handle (headers,
@@ -487,6 +503,7 @@ impl From<crate::hash::Mismatch> for ErrorKind {
 mod check;
 mod source;
 
+pub use check::{FedBlob, Tap};
 pub use source::ArchiveBlob;
 
 #[cfg(test)]

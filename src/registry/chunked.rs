@@ -276,9 +276,9 @@ impl<S: BlobSource> Upload<'_, S> {
     /// after checking the hash of what was sent.
     async fn commit(&self, s: &Session, hashed: &Hashed) -> Result<Step, Error> {
         if let Err(mismatch) = hashed.verifier.clone().finish() {
-            return Err(Error::Protocol {
+            return Err(Error::Mismatch {
                 target: self.target.clone(),
-                message: format!("not uploaded: {mismatch}"),
+                mismatch,
             });
         }
         let mut url = s.url.clone();

@@ -61,6 +61,9 @@ pub enum Error {
     },
     #[error("{target}: the token service of {registry} issued no token (down or throttling)")]
     Token { target: String, registry: String },
+    /// A blob's bytes were not what its descriptor says; nothing was committed.
+    #[error("{target}: not uploaded: {mismatch}")]
+    Mismatch { target: String, mismatch: Mismatch },
     /// The registry does not take blobs in chunks (it refused the first one outright).
     #[error("{target}: the registry refuses chunked uploads: {message}")]
     ChunksRefused { target: String, message: String },

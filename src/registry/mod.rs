@@ -153,6 +153,13 @@ impl Client {
         self.jobs
     }
 
+    /// How many small requests (HEADs, manifests, small blobs) callers should have in flight
+    /// at once: four times [`Client::jobs`], since they move few bytes and each costs a
+    /// round trip that only concurrency hides.
+    pub fn small_jobs(&self) -> usize {
+        self.jobs * 4
+    }
+
     /// Whether a blob of `size` bytes goes in chunks.
     fn chunking(&self, size: u64) -> bool {
         size > self.chunk_size.saturating_mul(2)

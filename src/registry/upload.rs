@@ -59,11 +59,8 @@ impl Client {
             .await;
         // The producer ends once the body is consumed or dropped.
         let _ = producer.await;
-        if let Some(kind) = mismatch.lock().map(|mut m| m.take()).unwrap_or(None) {
-            return Err(Error::Protocol {
-                target,
-                message: format!("not uploaded: {kind}"),
-            });
+        if let Some(mismatch) = mismatch.lock().map(|mut m| m.take()).unwrap_or(None) {
+            return Err(Error::Mismatch { target, mismatch });
         }
         pushed
     }
