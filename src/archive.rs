@@ -14,7 +14,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use camino::{Utf8Path, Utf8PathBuf};
 use oci_spec::image::{ImageConfiguration, ImageIndex, ImageManifest};
-use sha2::{Digest as _, Sha256};
 
 use crate::platform::Platform;
 use crate::reference::Digest;
@@ -99,6 +98,8 @@ pub struct Archive {
     layout: Layout,
     entries: BTreeMap<String, Entry>,
     bytes_read: Arc<AtomicU64>,
+    /// Bytes of the file (a tar) or of every file (a layout directory).
+    size: u64,
 }
 
 /// Where the entries' bytes live.
@@ -119,6 +120,7 @@ impl Archive {
         };
         let bytes_read = Arc::new(AtomicU64::new(0));
         let file = File::open(path).map_err(|e| err(e.into()))?;
+        let size = file.metadata().map_err(|e| err(e.into()))?.len();
         let reader = CountingReader {
             inner: BufReader::with_capacity(4096, file),
             count: bytes_read.clone(),
@@ -167,6 +169,7 @@ impl Archive {
             layout: Layout::Tar,
             entries,
             bytes_read,
+            size,
         })
     }
 
@@ -221,6 +224,7 @@ impl Archive {
         Ok(Archive {
             path: path.to_owned(),
             layout: Layout::Dir,
+            size: entries.values().map(|e| e.size).sum(),
             entries,
             bytes_read: Arc::new(AtomicU64::new(0)),
         })
@@ -228,6 +232,17 @@ impl Archive {
 
     pub fn path(&self) -> &Utf8Path {
         &self.path
+    }
+
+    /// Bytes of the archive: what one check pass reads.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// Where `blob` starts in the archive (0 for a layout directory's files), to read
+    /// blobs in file order.
+    pub fn offset_of(&self, blob: &BlobRef) -> u64 {
+        self.blob_entry(&blob.digest).map_or(0, |e| e.offset)
     }
 
     /// How many bytes of the archive file have been read through this handle (headers,
@@ -439,7 +454,7 @@ fn normalise_entry_name(raw: &str) -> Result<String, ErrorKind> {
     Ok(parts.join("/"))
 }
 
-struct CountingReader<R> {
+pub(crate) struct CountingReader<R> {
     inner: R,
     count: Arc<AtomicU64>,
 }
@@ -455,90 +470,6 @@ impl<R: Read> Read for CountingReader<R> {
 impl<R: Seek> Seek for CountingReader<R> {
     fn seek(&mut self, pos: SeekFrom) -> io::Result<u64> {
         self.inner.seek(pos)
-    }
-}
-
-impl Archive {
-    /// Reads the archive once, front to back, hashing the whole file (for cosa's recorded
-    /// sha256) and checking every blob in `blobs` against its digest and size on the way, so
-    /// a push reads its data once to check it and once to send it. Returns the file's sha256
-    /// (hex); `None` for an OCI layout directory, which has no single file to hash.
-    pub fn verify(&self, blobs: &[&BlobRef]) -> Result<Option<String>, Error> {
-        if self.layout == Layout::Dir {
-            for blob in blobs {
-                io::copy(&mut self.blob_reader(blob)?, &mut io::sink())
-                    .map_err(|e| self.error(mismatch_kind(e)))?;
-            }
-            return Ok(None);
-        }
-        // Blob ranges in file order; a blob listed twice is checked once.
-        let mut ranges: Vec<(u64, u64, &BlobRef)> = Vec::with_capacity(blobs.len());
-        for blob in blobs {
-            let entry = self.sized_blob_entry(blob)?;
-            if !ranges.iter().any(|(_, _, b)| b.digest == blob.digest) {
-                ranges.push((entry.offset, entry.offset + entry.size, blob));
-            }
-        }
-        ranges.sort_by_key(|(start, _, _)| *start);
-        let mut file = CountingReader {
-            inner: File::open(&self.path).map_err(|e| self.error(e.into()))?,
-            count: self.bytes_read.clone(),
-        };
-        let mut whole = Sha256::new();
-        let mut current: Option<(usize, Sha256)> = None;
-        let mut next = 0usize;
-        let mut buf = vec![0u8; 1 << 20];
-        let mut pos = 0u64;
-        loop {
-            let n = file.read(&mut buf).map_err(|e| self.error(e.into()))?;
-            if n == 0 {
-                break;
-            }
-            let chunk = &buf[..n];
-            whole.update(chunk);
-            let end = pos + n as u64;
-            // Feed every blob range this chunk overlaps; ranges never overlap each other.
-            let mut at = pos;
-            while at < end {
-                if current.is_none() {
-                    match ranges.get(next) {
-                        Some(&(start, _, _)) if start < end => {
-                            at = at.max(start);
-                            current = Some((next, Sha256::new()));
-                            next += 1;
-                        }
-                        _ => break,
-                    }
-                }
-                let Some((i, hasher)) = current.as_mut() else {
-                    break;
-                };
-                let (_, stop, blob) = ranges[*i];
-                let upto = stop.min(end);
-                hasher.update(&chunk[(at - pos) as usize..(upto - pos) as usize]);
-                at = upto;
-                if upto == stop {
-                    let Some((_, hasher)) = current.take() else {
-                        break;
-                    };
-                    let actual = Digest::from_sha256(hasher);
-                    if actual != blob.digest {
-                        return Err(self.error(ErrorKind::DigestMismatch {
-                            expected: blob.digest.clone(),
-                            actual,
-                        }));
-                    }
-                }
-            }
-            pos = end;
-        }
-        if current.is_some() || next < ranges.len() {
-            return Err(self.error(ErrorKind::Io(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "the archive ends inside a blob",
-            ))));
-        }
-        Ok(Some(hex::encode(whole.finalize())))
     }
 }
 
@@ -568,6 +499,12 @@ impl From<crate::hash::Mismatch> for ErrorKind {
         }
     }
 }
+
+mod check;
+mod source;
+
+pub use check::{FedBlob, Tap};
+pub use source::ArchiveBlob;
 
 #[cfg(test)]
 mod tests;

@@ -95,7 +95,7 @@ pub struct Prepared {
     pub skipped: Vec<Skipped>,
     pub client: Client,
     pub plan: Result<plan::Plan, plan::Refusal>,
-    /// What the tags the plan replaces held that has signatures or attestations.
+    /// Referrers of what the tags to be replaced hold, which stay with the old digest.
     pub orphans: Vec<Orphaned>,
 }
 
@@ -106,19 +106,8 @@ pub async fn prepare(req: &PushRequest) -> Result<Prepared, Error> {
         images,
         skipped,
     } = desired::load(&req.target(), &req.inputs, &req.connect).await?;
-    // The index this build alone makes: a tag that already holds it is known without
-    // reading its body.
-    let own = index::build_with(
-        desired.format,
-        desired.arches.iter().map(|a| a.entry.clone()).collect(),
-        Vec::new(),
-        desired.annotations.as_ref().unwrap_or(&Default::default()),
-    );
-
     let client = Client::connect(&req.repo, &req.connect).await?;
-    let mut observed = observe::observe(&client, &req.repo, &req.tags, &own.digest).await?;
-    observe::read_carry_sources(&client, &desired, &req.policy, &mut observed).await?;
-    let plan = plan::plan(&desired, &observed, &req.policy);
+    let plan = observe_and_plan(&client, req, &desired).await?;
     // Only a replacement can orphan anything, so a run that writes no tag reads nothing more.
     let orphans = match &plan {
         Ok(p) if p.pushes() => referrers::orphans(&client, &req.repo, p).await,
@@ -135,6 +124,25 @@ pub async fn prepare(req: &PushRequest) -> Result<Prepared, Error> {
     })
 }
 
+/// Reads what the tags hold and plans against it.
+async fn observe_and_plan(
+    client: &Client,
+    req: &PushRequest,
+    desired: &plan::Desired,
+) -> Result<Result<plan::Plan, plan::Refusal>, Error> {
+    // The index this build alone makes: a tag that already holds it is known without
+    // reading its body.
+    let own = index::build_with(
+        desired.format,
+        desired.arches.iter().map(|a| a.entry.clone()).collect(),
+        Vec::new(),
+        desired.annotations.as_ref().unwrap_or(&Default::default()),
+    );
+    let mut observed = observe::observe(client, &req.repo, &req.tags, &own.digest).await?;
+    observe::read_carry_sources(client, desired, &req.policy, &mut observed).await?;
+    Ok(plan::plan(desired, &observed, &req.policy))
+}
+
 impl Prepared {
     /// The report of the plan alone: what a run would do (or why it refuses).
     pub fn planned(&self) -> Report {
@@ -148,17 +156,16 @@ impl Prepared {
     }
 
     /// Applies the plan: uploads, pushes, verifies, records. A refusal changes nothing.
+    ///
+    /// Just before the tags are written they are read again, all at once: if another writer
+    /// moved one since the plan, the run plans anew once (which may then refuse), and if one
+    /// moved again it stops, naming the tag and what the other writer put there.
     pub async fn apply(self) -> Result<Report, Error> {
         let req = &self.req;
-        let plan = match &self.plan {
-            Ok(p) => p,
-            Err(refusal) => {
-                return Ok(
-                    Report::refused(&self.desired, refusal.clone()).with_skipped(&self.skipped)
-                );
-            }
+        let mut plan = match &self.plan {
+            Ok(p) => p.clone(),
+            Err(refusal) => return Ok(self.refused(refusal)),
         };
-        let outcome = plan.outcome();
         let (metajsonname, lock_timeout) = match &req.inputs {
             Inputs::Build(b) => (
                 b.metajsonname.as_ref().map(RecordKey::as_str),
@@ -168,22 +175,58 @@ impl Prepared {
             Inputs::Images(_) => (None, crate::metalock::DEFAULT_TIMEOUT),
         };
         let mount_from = desired::mount_sources(&self.desired, &req.mount_from);
-        let stats = Apply {
+        let apply = Apply {
             client: &self.client,
             repo: &req.repo,
             metajsonname,
             force: req.policy.force,
             lock_timeout,
             mount_from: &mount_from,
+        };
+        let mut stats = apply::Stats::default();
+        apply.push_content(&plan, &self.images, &mut stats).await?;
+        if plan.pushes() {
+            let moved = apply.moved_tags(&plan).await?;
+            if let Some((tag, found)) = moved.first() {
+                tracing::warn!(
+                    "{}: another writer put {} there since the plan; planning anew",
+                    req.repo.tagged(tag),
+                    registry::found_text(found.as_ref())
+                );
+                plan = match observe_and_plan(&self.client, req, &self.desired).await? {
+                    Ok(p) => p,
+                    Err(refusal) => return Ok(self.refused(&refusal)),
+                };
+                apply.push_content(&plan, &self.images, &mut stats).await?;
+                self.check_unmoved(&apply, &plan).await?;
+            }
         }
-        .run(plan, &self.images)
-        .await?;
+        apply.publish(&plan, &self.images, &mut stats).await?;
         if let Some(path) = &req.write_digest_to_file {
             write_digest_file(path, plan.index.digest.as_str())?;
         }
-        Ok(Report::new(&self.desired, plan, outcome, Some(stats))
+        let outcome = plan.outcome();
+        Ok(Report::new(&self.desired, &plan, outcome, Some(stats))
             .with_skipped(&self.skipped)
             .with_orphans(&self.orphans))
+    }
+
+    /// After planning anew, a tag that moved again stops the run.
+    async fn check_unmoved(&self, apply: &Apply<'_>, plan: &plan::Plan) -> Result<(), Error> {
+        if !plan.pushes() {
+            return Ok(());
+        }
+        match apply.moved_tags(plan).await?.into_iter().next() {
+            Some((tag, found)) => Err(Error::Apply(apply::Error::MovedAgain {
+                target: self.req.repo.tagged(&tag).to_string(),
+                found: registry::found_text(found.as_ref()),
+            })),
+            None => Ok(()),
+        }
+    }
+
+    fn refused(&self, refusal: &plan::Refusal) -> Report {
+        Report::refused(&self.desired, refusal.clone()).with_skipped(&self.skipped)
     }
 }
 
