@@ -115,27 +115,41 @@ pub struct Apply<'a> {
 }
 
 impl Apply<'_> {
-    pub async fn run(&self, plan: &Plan, images: &[ArchImage]) -> Result<Stats, Error> {
-        let mut stats = Stats::default();
-        self.push_content(plan, images, &mut stats).await?;
-        self.publish(plan, images, &mut stats).await?;
-        Ok(stats)
-    }
-
     /// Everything the tags will point at: each arch's blobs and manifest, and each carried
-    /// manifest converted to the list's format. Writes no tag.
+    /// manifest converted to the list's format. Writes no tag. While the manifests go out,
+    /// the tags are read again (when the plan writes any), all at once: returns those that
+    /// moved since the plan, each with what it holds now.
     pub async fn push_content(
         &self,
         plan: &Plan,
         images: &[ArchImage],
         stats: &mut Stats,
-    ) -> Result<(), Error> {
-        if plan.push_images {
+    ) -> Result<Vec<(Tag, Option<Digest>)>, Error> {
+        let needed = if plan.push_images {
             let all: Vec<&ArchImage> = images.iter().collect();
-            self.push_images(&all, stats).await?;
-            self.push_conversions(&plan.converted, stats).await?;
-        }
-        Ok(())
+            self.push_blobs(&all, stats).await?
+        } else {
+            Vec::new()
+        };
+        let conversions = if plan.push_images {
+            &plan.converted[..]
+        } else {
+            &[]
+        };
+        let check = async {
+            if plan.pushes() {
+                self.moved_tags(plan).await
+            } else {
+                Ok(Vec::new())
+            }
+        };
+        let (manifests, converted, moved) = futures_util::try_join!(
+            self.push_manifests(&needed),
+            self.push_conversions(conversions),
+            check
+        )?;
+        stats.pushed_manifests += manifests + converted;
+        Ok(moved)
     }
 
     /// The tags of `plan` that no longer hold what it saw, each with what it holds now

@@ -184,21 +184,23 @@ impl Prepared {
             mount_from: &mount_from,
         };
         let mut stats = apply::Stats::default();
-        apply.push_content(&plan, &self.images, &mut stats).await?;
-        if plan.pushes() {
-            let moved = apply.moved_tags(&plan).await?;
-            if let Some((tag, found)) = moved.first() {
-                tracing::warn!(
-                    "{}: another writer put {} there since the plan; planning anew",
-                    req.repo.tagged(tag),
-                    registry::found_text(found.as_ref())
-                );
-                plan = match observe_and_plan(&self.client, req, &self.desired).await? {
-                    Ok(p) => p,
-                    Err(refusal) => return Ok(self.refused(&refusal)),
-                };
-                apply.push_content(&plan, &self.images, &mut stats).await?;
-                self.check_unmoved(&apply, &plan).await?;
+        let moved = apply.push_content(&plan, &self.images, &mut stats).await?;
+        if let Some((tag, found)) = moved.first() {
+            tracing::warn!(
+                "{}: another writer put {} there since the plan; planning anew",
+                req.repo.tagged(tag),
+                registry::found_text(found.as_ref())
+            );
+            plan = match observe_and_plan(&self.client, req, &self.desired).await? {
+                Ok(p) => p,
+                Err(refusal) => return Ok(self.refused(&refusal)),
+            };
+            let moved = apply.push_content(&plan, &self.images, &mut stats).await?;
+            if let Some((tag, found)) = moved.into_iter().next() {
+                return Err(Error::Apply(apply::Error::MovedAgain {
+                    target: req.repo.tagged(&tag).to_string(),
+                    found: registry::found_text(found.as_ref()),
+                }));
             }
         }
         apply.publish(&plan, &self.images, &mut stats).await?;
@@ -209,20 +211,6 @@ impl Prepared {
         Ok(Report::new(&self.desired, &plan, outcome, Some(stats))
             .with_skipped(&self.skipped)
             .with_orphans(&self.orphans))
-    }
-
-    /// After planning anew, a tag that moved again stops the run.
-    async fn check_unmoved(&self, apply: &Apply<'_>, plan: &plan::Plan) -> Result<(), Error> {
-        if !plan.pushes() {
-            return Ok(());
-        }
-        match apply.moved_tags(plan).await?.into_iter().next() {
-            Some((tag, found)) => Err(Error::Apply(apply::Error::MovedAgain {
-                target: self.req.repo.tagged(&tag).to_string(),
-                found: registry::found_text(found.as_ref()),
-            })),
-            None => Ok(()),
-        }
     }
 
     fn refused(&self, refusal: &plan::Refusal) -> Report {

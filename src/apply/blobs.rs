@@ -70,6 +70,17 @@ impl Apply<'_> {
     /// `--force`): moves its missing blobs while its archive is checked, then, once every
     /// image's blobs are in and every archive passed, puts each manifest by digest.
     pub async fn push_images(&self, images: &[&ArchImage], stats: &mut Stats) -> Result<(), Error> {
+        let needed = self.push_blobs(images, stats).await?;
+        stats.pushed_manifests += self.push_manifests(&needed).await?;
+        Ok(())
+    }
+
+    /// The blobs of [`Apply::push_images`]: returns the images whose manifest must go out.
+    pub(super) async fn push_blobs<'i>(
+        &self,
+        images: &[&'i ArchImage],
+        stats: &mut Stats,
+    ) -> Result<Vec<&'i ArchImage>, Error> {
         let limits = Limits {
             uploads: Semaphore::new(self.client.jobs()),
             small: Semaphore::new(self.client.small_jobs()),
@@ -108,7 +119,7 @@ impl Apply<'_> {
                 needed.push(*img);
             }
         }
-        self.push_manifests(&needed, stats).await
+        Ok(needed)
     }
 
     /// One arch: whether its manifest and the blobs it owns are there, asked at once, then
@@ -250,8 +261,9 @@ impl Apply<'_> {
         Ok(moved)
     }
 
-    /// Puts each image's manifest by digest, all at once, once its blobs are in.
-    async fn push_manifests(&self, needed: &[&ArchImage], stats: &mut Stats) -> Result<(), Error> {
+    /// Puts each image's manifest by digest, all at once, once its blobs are in; returns
+    /// how many.
+    pub(super) async fn push_manifests(&self, needed: &[&ArchImage]) -> Result<u64, Error> {
         let puts = needed.iter().map(|img| async move {
             failpoint::hit(&format!("after-blobs:{}", img.arch));
             tracing::info!(arch = %img.arch, digest = %img.image.manifest_digest, "pushing manifest");
@@ -265,19 +277,13 @@ impl Apply<'_> {
             failpoint::hit(&format!("after-manifest:{}", img.arch));
             Ok::<_, Error>(())
         });
-        let pushed = try_join_all(puts).await?;
-        stats.pushed_manifests += pushed.len() as u64;
-        Ok(())
+        Ok(try_join_all(puts).await?.len() as u64)
     }
 
     /// Puts each carried manifest in the list's format by digest, unless the registry has it
-    /// (every one under `--force`). Its blobs are those of the manifest it was converted from,
-    /// which the repository holds, so nothing is uploaded.
-    pub(super) async fn push_conversions(
-        &self,
-        conversions: &[Conversion],
-        stats: &mut Stats,
-    ) -> Result<(), Error> {
+    /// (every one under `--force`); returns how many. Its blobs are those of the manifest it
+    /// was converted from, which the repository holds, so nothing is uploaded.
+    pub(super) async fn push_conversions(&self, conversions: &[Conversion]) -> Result<u64, Error> {
         let puts = conversions.iter().map(|c| async move {
             let target = self.repo.digested(&c.digest);
             if !self.force && self.client.resolve(&target).await?.is_some() {
@@ -290,8 +296,7 @@ impl Apply<'_> {
             Ok(true)
         });
         let pushed = try_join_all(puts).await?;
-        stats.pushed_manifests += pushed.into_iter().filter(|p| *p).count() as u64;
-        Ok(())
+        Ok(pushed.into_iter().filter(|p| *p).count() as u64)
     }
 
     /// Gets one blob the registry lacks into the repository: by mount from another

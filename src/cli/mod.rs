@@ -231,7 +231,7 @@ pub struct ConnectArgs {
     pub retry_delay: Duration,
 
     /// How many blobs of 1 MiB or more are uploaded at once. Small requests (HEADs, smaller
-    /// blobs, manifests, read-backs) go four times as many at once.
+    /// blobs, manifests, read-backs) go sixteen times as many at once.
     #[arg(long, default_value_t = 4, value_name = "N",
           value_parser = clap::value_parser!(u16).range(1..=64))]
     pub jobs: u16,

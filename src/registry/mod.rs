@@ -159,10 +159,10 @@ impl Client {
     }
 
     /// How many small requests (HEADs, manifests, small blobs) callers should have in flight
-    /// at once: four times [`Client::jobs`], since they move few bytes and each costs a
+    /// at once: sixteen times [`Client::jobs`], since they move few bytes and each costs a
     /// round trip that only concurrency hides.
     pub fn small_jobs(&self) -> usize {
-        self.jobs * 4
+        self.jobs * 16
     }
 
     /// Whether a blob of `size` bytes goes in chunks.

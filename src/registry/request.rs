@@ -5,7 +5,7 @@
 use super::*;
 
 /// How many times one request gets a replacement for a refused token.
-const MAX_TOKEN_REFRESHES: u32 = 4;
+const MAX_TOKEN_REFRESHES: u32 = 8;
 
 impl Client {
     /// The `Authorization` header for a request needing `scopes` on `repo`'s registry: the
