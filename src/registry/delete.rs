@@ -125,23 +125,17 @@ impl Client {
     /// Reads `r` until the registry says it is gone, for at most the verify timeout: the
     /// delete is trusted only once read back.
     pub async fn verify_absent(&self, r: &Reference) -> Result<(), Error> {
-        let start = Instant::now();
-        let mut delay = Duration::from_millis(100);
-        loop {
-            let Some(observed) = self.resolve(r).await? else {
-                return Ok(());
-            };
-            let waited = start.elapsed();
-            if waited + delay > self.verify_timeout {
-                return Err(Error::StillPresent {
-                    target: r.to_string(),
-                    digest: observed,
-                    waited,
-                });
-            }
-            tokio::time::sleep(delay).await;
-            delay = (delay * 2).min(Duration::from_secs(5));
-        }
+        self.read_until(
+            r,
+            "deleted, but still there",
+            |observed| Ok(observed.is_none()),
+            |observed, waited| Error::StillPresent {
+                target: r.to_string(),
+                observed: found_text(observed),
+                waited,
+            },
+        )
+        .await
     }
 }
 

@@ -49,10 +49,10 @@ pub enum Error {
         observed: String,
         waited: Duration,
     },
-    #[error("{target} was deleted but still resolves to {digest} after {waited:?}")]
+    #[error("{target} was deleted but still resolves to {observed} after {waited:?}")]
     StillPresent {
         target: String,
-        digest: Digest,
+        observed: String,
         waited: Duration,
     },
     #[error(

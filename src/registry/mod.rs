@@ -477,32 +477,54 @@ impl Client {
         expected: &Digest,
         before: Option<Option<&Digest>>,
     ) -> Result<(), Error> {
+        self.read_until(
+            r,
+            "not yet showing the pushed digest",
+            |observed| {
+                if observed == Some(expected) {
+                    return Ok(true);
+                }
+                match (observed, before) {
+                    (Some(found), Some(before)) if Some(found) != before => Err(Error::Moved {
+                        target: r.to_string(),
+                        found: Some(found.clone()),
+                    }),
+                    _ => Ok(false),
+                }
+            },
+            |observed, waited| Error::Verify {
+                target: r.to_string(),
+                expected: expected.clone(),
+                observed: observed.map_or_else(|| "nothing (404)".to_owned(), ToString::to_string),
+                waited,
+            },
+        )
+        .await
+    }
+
+    /// Reads `r` until `done` says what it resolves to is what was wanted (or fails), with
+    /// backoff, for at most the verify timeout; then `timed_out` with the last answer and the
+    /// time waited. A registry, or a cache in front of it, may answer an old state for a while
+    /// after a write: the one read-after-write loop, for writes and deletes alike.
+    pub(super) async fn read_until(
+        &self,
+        r: &Reference,
+        waiting_for: &str,
+        done: impl Fn(Option<&Digest>) -> Result<bool, Error>,
+        timed_out: impl Fn(Option<&Digest>, Duration) -> Error,
+    ) -> Result<(), Error> {
         let start = Instant::now();
         let mut delay = Duration::from_millis(100);
         loop {
             let observed = self.resolve(r).await?;
-            if observed.as_ref() == Some(expected) {
+            if done(observed.as_ref())? {
                 return Ok(());
-            }
-            if let (Some(found), Some(before)) = (&observed, before)
-                && Some(found) != before
-            {
-                return Err(Error::Moved {
-                    target: r.to_string(),
-                    found: Some(found.clone()),
-                });
             }
             let waited = start.elapsed();
             if waited + delay > self.verify_timeout {
-                return Err(Error::Verify {
-                    target: r.to_string(),
-                    expected: expected.clone(),
-                    observed: observed
-                        .map_or_else(|| "nothing (404)".to_owned(), |d| d.to_string()),
-                    waited,
-                });
+                return Err(timed_out(observed.as_ref(), waited));
             }
-            tracing::info!(target = %r, "not yet showing the pushed digest; reading again in {delay:?}");
+            tracing::info!(target = %r, "{waiting_for}; reading again in {delay:?}");
             tokio::time::sleep(delay).await;
             delay = (delay * 2).min(Duration::from_secs(5));
         }
