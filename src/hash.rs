@@ -125,6 +125,19 @@ pub trait BlobSource: Sync {
     fn open_at(&self, offset: u64) -> Result<Self::Reader, Self::Error>;
 }
 
+/// Fills `buf` as far as the reader allows (short only at its end), so blobs are read in
+/// full-sized pieces whatever sizes the reader hands out.
+pub fn read_full(reader: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match reader.read(&mut buf[filled..])? {
+            0 => break,
+            n => filled += n,
+        }
+    }
+    Ok(filled)
+}
+
 /// The [`Mismatch`] a failed verifying read carries, if that is why it failed.
 pub fn mismatch_of(e: &io::Error) -> Option<&Mismatch> {
     e.get_ref()

@@ -16,6 +16,7 @@ use bytes::Bytes;
 use sha2::{Digest as _, Sha256};
 
 use super::*;
+use crate::hash::read_full;
 
 /// How much of the file the pass reads at a time.
 const PASS_CHUNK: usize = 512 << 10;
@@ -221,18 +222,6 @@ impl Pass<'_, '_> {
         }
         Ok(Some(hex::encode(self.whole.finalize())))
     }
-}
-
-/// Fills `buf` as far as the reader allows.
-fn read_full(reader: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
-    let mut filled = 0;
-    while filled < buf.len() {
-        match reader.read(&mut buf[filled..])? {
-            0 => break,
-            n => filled += n,
-        }
-    }
-    Ok(filled)
 }
 
 /// An upload's end of a handed-over blob, and where it stands in it.

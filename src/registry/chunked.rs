@@ -14,8 +14,9 @@
 //! 404 and the blob starts over; behind a proxy that buffers request bodies (nginx's default)
 //! a cut chunk never reaches it and the upload resumes.
 
-use super::upload::{STREAM_CHUNK, read_full, upload_location};
+use super::upload::{STREAM_CHUNK, upload_location};
 use super::*;
+use crate::hash::read_full;
 
 /// What the registry holds of one upload session: its latest `Location` and how many bytes.
 #[derive(Debug, Clone)]

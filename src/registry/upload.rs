@@ -4,6 +4,7 @@
 //! when a mount is not possible.
 
 use super::*;
+use crate::hash::read_full;
 
 impl Client {
     /// Uploads one blob whose bytes `source` holds. A blob over twice the chunk size goes in
@@ -346,18 +347,6 @@ pub(super) fn pump<R: std::io::Read>(
             return;
         }
     }
-}
-
-/// Fills `buf` as far as the reader allows, so chunks are full-sized except the last.
-pub(super) fn read_full(reader: &mut impl std::io::Read, buf: &mut [u8]) -> std::io::Result<usize> {
-    let mut filled = 0;
-    while filled < buf.len() {
-        match reader.read(&mut buf[filled..])? {
-            0 => break,
-            n => filled += n,
-        }
-    }
-    Ok(filled)
 }
 
 /// Where the registry wants the blob: its `Location`, relative or absolute.
