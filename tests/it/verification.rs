@@ -144,31 +144,6 @@ fn an_archive_whose_sha256_is_not_the_recorded_one_publishes_no_manifest_and_no_
     publishes_nothing(&env, &[], &["ostree.aarch64.ociarchive", "sha256 is"]);
 }
 
-/// The push request the CLI would make for `args` (after `push-container-manifest`).
-fn request(env: &Env, args: &[&str]) -> reprise::push::PushRequest {
-    use clap::Parser as _;
-    use reprise::cli::{Cli, Command};
-    let repo = env.repo();
-    let dir = env.dir().to_str().unwrap().to_owned();
-    let mut argv = vec![
-        "reprise",
-        "push-container-manifest",
-        "--repo",
-        &repo,
-        "--artifact",
-        "ostree",
-        "--metajsonname",
-        crate::support::env::KEY,
-        "--workdir",
-        &dir,
-    ];
-    argv.extend_from_slice(args);
-    match Cli::try_parse_from(argv).expect("valid arguments").command {
-        Command::PushContainerManifest(a) => a.into_request(),
-        _ => unreachable!(),
-    }
-}
-
 #[test]
 fn a_first_push_reads_each_archive_byte_once() {
     let rt = tokio::runtime::Runtime::new().unwrap();
@@ -177,7 +152,7 @@ fn a_first_push_reads_each_archive_byte_once() {
         let mut args = vec!["--tag", "stable"];
         args.extend(chunks.iter().flat_map(|c| ["--chunk-size", c]));
         let prepared = rt
-            .block_on(reprise::push::prepare(&request(env, &args)))
+            .block_on(reprise::push::prepare(&env.push_request(&args)))
             .unwrap();
         let counters: Vec<_> = prepared
             .images
