@@ -7,7 +7,7 @@
 //! own, so a rerun skips what is done. Planning one stage is `release/stage.rs`'s, applying
 //! the planned stages `release/execute.rs`'s; each kind has a file: `copy` (copy-tag, within
 //! or across registries), `command` (programs and `done-when`), `delete` (delete-tags and its
-//! safety checks). The report is `report` (JSON) and `human` (stderr).
+//! safety checks), sharing `clients` (one registry client per host). The report is `report` (JSON) and `human` (stderr).
 //!
 //! `container-manifest` is exactly [`push::prepare`]/[`push::Prepared::apply`], once per
 //! repository; `arch-tags` writes tags that must hold one given digest, decided by
@@ -22,6 +22,7 @@
 //! A stage whose `needs` were not selected is planned (read-only) to see whether it is done;
 //! if not, the stage that needs it is refused.
 
+mod clients;
 mod command;
 pub mod config;
 mod copy;

@@ -5,11 +5,10 @@
 //! otherwise; then the manifest itself at each tag, read back. A target already holding the
 //! digest costs one HEAD.
 
-use std::collections::HashMap;
-
 use futures_util::{StreamExt as _, TryStreamExt as _};
 
 use super::StageError;
+use super::clients::Clients;
 use super::stage::{Overlay, read_tag};
 use crate::apply::Stats;
 use crate::hash::BlobRef;
@@ -21,32 +20,6 @@ use crate::registry::{Client, ConnectOptions};
 
 /// How deep indexes may nest inside an index before the copy gives up.
 const MAX_DEPTH: usize = 4;
-
-/// One client per registry, made when first needed: a copy across registries talks to two.
-#[derive(Clone)]
-pub(super) struct Clients {
-    opts: ConnectOptions,
-    by_registry: HashMap<String, Client>,
-}
-
-impl Clients {
-    pub(super) fn new(opts: &ConnectOptions) -> Clients {
-        Clients {
-            opts: opts.clone(),
-            by_registry: HashMap::new(),
-        }
-    }
-
-    pub(super) async fn get(&mut self, repo: &Repository) -> Result<Client, StageError> {
-        if let Some(c) = self.by_registry.get(repo.registry()) {
-            return Ok(c.clone());
-        }
-        let c = Client::connect(repo, &self.opts).await?;
-        self.by_registry
-            .insert(repo.registry().to_owned(), c.clone());
-        Ok(c)
-    }
-}
 
 /// One `to` reference of a copy.
 #[derive(Debug, Clone)]
