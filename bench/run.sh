@@ -13,9 +13,16 @@
 #   - no-op rerun: wall time and registry requests per tag, at BENCH_MB and at BENCH_BIG_MB
 #     (the cost must not grow with archive size);
 #   - partial change: one arch's layer changed; bytes uploaded against that arch's new bytes;
+#   - latency: a registry far away (bench/delay-proxy.py holds every response BENCH_DELAY_MS,
+#     default 200, long enough that this machine's own work blurs the count little): round trips on the critical path (wall time / delay) of a first push of
+#     4 arches x 8 layers with 2 tags, and of a no-op with 2 and with 8 tags;
+#   - realistic shapes: a 64-layer-per-arch build (rpm-ostree's chunking) and a build of
+#     BENCH_XL_MB (default 1536) MiB per arch, each pushed to a fresh registry: time and
+#     peak RSS.
 #   - full push from S3 (--builds-url s3://, s3s-fs on loopback, records written back into the
 #     bucket) beside the same push from local disk.
 # Timings are medians of BENCH_RUNS runs; each full push goes to a fresh registry.
+# BENCH_ONLY=latency|shapes runs only those rows (skipping the long full-push section).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo_root=$(pwd)
@@ -25,6 +32,9 @@ if [ ! -x /usr/bin/time ]; then
 fi
 
 MB=${BENCH_MB:-256}
+XL_MB=${BENCH_XL_MB:-1536}
+DELAY_MS=${BENCH_DELAY_MS:-200}
+ONLY=${BENCH_ONLY:-}
 BIG_MB=${BENCH_BIG_MB:-1024}
 RUNS=${BENCH_RUNS:-3}
 NOOP_RUNS=${BENCH_NOOP_RUNS:-5}
@@ -68,6 +78,9 @@ push() { # workdir repo [extra...]
 rows=()
 row() { rows+=("$(printf '%-58s %s' "$1" "$2")"); }
 
+ratio() { python3 -c "import sys; print(f'{float(sys.argv[1]) / float(sys.argv[2]):.2f}')" "$1" "$2"; }
+
+if [ -z "$ONLY" ]; then
 # --- Full push, peak RSS -------------------------------------------------------------------
 make_tree "$tmp/tree" "$MB"
 blob_bytes=$(find "$tmp/tree/builds/$ID" -name '*.ociarchive' -printf '%s\n' | awk '{s+=$1} END {print s}')
@@ -221,13 +234,8 @@ partial_json=$(push "$tmp/work" "127.0.0.1:$REGISTRY_PORT/fcos" --json)
 partial_bytes=$(python3 -c 'import json,sys; print(json.load(sys.stdin)["uploaded"]["bytes"])' <<<"$partial_json")
 stop_registries
 
-ratio() { python3 -c "import sys; print(f'{float(sys.argv[1]) / float(sys.argv[2]):.2f}')" "$1" "$2"; }
 rss_mib=$(python3 -c "import sys; print(f'{max(int(x) for x in sys.argv[1:]) / 1024:.1f}')" "${rss[@]}")
-
-echo
-echo "reprise benchmark: 4 arches x $MB MiB layers ($(mib "$blob_bytes") MiB of archives), 2 tags,"
-echo "loopback registry, $(nproc) cores; medians of $RUNS runs (no-op: $NOOP_RUNS)"
-echo
+row "full push, 4 arches x $MB MiB layers ($(mib "$blob_bytes") MiB of archives), 2 tags" ""
 row "full push, reprise (s)" "$push_s   [${push_times[*]}]"
 row "full push, curl monolithic PUT per blob, 1 at a time (s)" "$curl_s   [${curl_times[*]}]"
 row "full push, curl monolithic PUT per blob, 4 at a time (s)" "$curl4_s   [${curl4_times[*]}]"
@@ -244,4 +252,97 @@ row "no-op rerun at $BIG_MB MiB (ms)" "$big_noop_ms"
 row "no-op requests per tag at $MB MiB (target <= 3)" "$(python3 -c "print($noop_req / 2)")"
 row "no-op requests per tag at $BIG_MB MiB" "$(python3 -c "print($big_noop_req / 2)")"
 row "partial change: uploaded / changed arch's bytes (<= 1.05)" "$(ratio "$partial_bytes" "$changed_bytes")   [$partial_bytes / $changed_bytes]"
+fi
+
+# A proxy in front of the registry at $1 that holds every response $DELAY_MS ms; sets
+# PROXY_PORT and PROXY_PID.
+start_delay_proxy() {
+    rm -f "$tmp/proxy-port"
+    python3 bench/delay-proxy.py --upstream "127.0.0.1:$1" --delay-ms "$DELAY_MS" \
+        --port-file "$tmp/proxy-port" &
+    PROXY_PID=$!
+    for _ in $(seq 1 100); do
+        [ -s "$tmp/proxy-port" ] && break
+        sleep 0.1
+    done
+    PROXY_PORT=$(cat "$tmp/proxy-port")
+}
+
+# Round trips on the critical path of a run of $@ against a far registry: wall / delay.
+round_trips() { # workdir repo tag...
+    local work=$1 repo=$2 t0 t1 tags=()
+    shift 2
+    for t in "$@"; do tags+=(--tag "$t"); done
+    t0=$(now)
+    (cd "$work" && "$reprise" -q push-container-manifest --repo "$repo" "${tags[@]}" \
+        --artifact ostree --metajsonname base-oscontainer)
+    t1=$(now)
+    python3 -c "import sys; w = float(sys.argv[2]) - float(sys.argv[1]); \
+print(f'{w / (float(sys.argv[3]) / 1000):.1f}   [{w:.3f} s at {sys.argv[3]} ms a request]')" \
+        "$t0" "$t1" "$DELAY_MS"
+}
+
+if [ -z "$ONLY" ] || [ "$ONLY" = latency ]; then
+    "$gen" --out "$tmp/lat-tree" --id "$ID" --arches "$ARCHES" --layers 8 --layer-size 65536 >/dev/null
+    first_rts=()
+    for i in $(seq 1 "$RUNS"); do
+        rm -rf "$tmp/lat" && cp -r "$tmp/lat-tree" "$tmp/lat"
+        start_registry "$tmp/reg-lat-$i"
+        start_delay_proxy "$REGISTRY_PORT"
+        far="127.0.0.1:$PROXY_PORT/fcos"
+        first_rts+=("$(round_trips "$tmp/lat" "$far" stable 40)")
+        first_req=$(registry_requests "$tmp/reg-lat-$i")
+        if [ "$i" -lt "$RUNS" ]; then
+            kill "$PROXY_PID"
+            stop_registries
+            rm -rf "$tmp/reg-lat-$i"
+        fi
+    done
+    first_rt=$(printf '%s\n' "${first_rts[@]}" | sort -g | awk '{a[NR]=$0} END {print a[int((NR+1)/2)]}')
+    noop2_rt=$(round_trips "$tmp/lat" "$far" stable 40)
+    round_trips "$tmp/lat" "$far" stable 40 t3 t4 t5 t6 t7 t8 >/dev/null
+    noop8_rt=$(round_trips "$tmp/lat" "$far" stable 40 t3 t4 t5 t6 t7 t8)
+    kill "$PROXY_PID"
+    stop_registries
+    rm -rf "$tmp/lat" "$tmp/lat-tree" "$tmp"/reg-lat-*
+    row "latency: every request held $DELAY_MS ms (a registry far away)" ""
+    row "round trips, first push 4 arches x 8 layers, 2 tags (target <= 15)" "$first_rt   $first_req requests; runs: $(printf '%s ' "${first_rts[@]}" | awk '{for (i = 1; i <= NF; i += 8) printf "%s ", $i}')"
+    row "round trips, no-op, 2 tags (target <= 2)" "$noop2_rt"
+    row "round trips, no-op, 8 tags (target <= 2)" "$noop8_rt"
+fi
+
+# A full push of the tree in $1 to a fresh registry: "seconds peak-RSS-MiB requests".
+shape_push() {
+    local reg="$tmp/reg-shape" t0 t1
+    start_registry "$reg"
+    t0=$(now)
+    /usr/bin/time -f %M -o "$tmp/rss" \
+        bash -c "cd '$1' && '$reprise' -q push-container-manifest \
+            --repo 127.0.0.1:$REGISTRY_PORT/fcos --tag stable --tag 40 \
+            --artifact ostree --metajsonname base-oscontainer"
+    t1=$(now)
+    echo "$(elapsed "$t0" "$t1") $(python3 -c "print(f'{$(cat "$tmp/rss") / 1024:.1f}')") $(registry_requests "$reg")"
+    stop_registries
+    rm -rf "$reg"
+}
+
+if [ -z "$ONLY" ] || [ "$ONLY" = shapes ]; then
+    "$gen" --out "$tmp/l64" --id "$ID" --arches "$ARCHES" --encapsulated \
+        --layer-size $((MB * 1048576)) >/dev/null
+    read -r l64_s l64_rss l64_req <<<"$(shape_push "$tmp/l64")"
+    l64_bytes=$(find "$tmp/l64/builds/$ID" -name '*.ociarchive' -printf '%s\n' | awk '{s+=$1} END {print s}')
+    rm -rf "$tmp/l64"
+    row "64 layers per arch, 4 arches ($(mib "$l64_bytes") MiB): full push (s)" "$l64_s   $l64_req requests"
+    row "64 layers per arch: peak RSS (MiB, target <= 64)" "$l64_rss"
+    "$gen" --out "$tmp/xl" --id "$ID" --arches "$ARCHES" --layer-size $((XL_MB * 1048576)) >/dev/null
+    xl_bytes=$(find "$tmp/xl/builds/$ID" -name '*.ociarchive' -printf '%s\n' | awk '{s+=$1} END {print s}')
+    read -r xl_s xl_rss xl_req <<<"$(shape_push "$tmp/xl")"
+    rm -rf "$tmp/xl"
+    row "$XL_MB MiB per arch, 4 arches ($(mib "$xl_bytes") MiB): full push (s)" "$xl_s   $(python3 -c "print(f'{$xl_bytes / 1048576 / $xl_s:.0f}')") MiB/s, $xl_req requests"
+    row "$XL_MB MiB per arch: peak RSS (MiB, target <= 64)" "$xl_rss"
+fi
+
+echo
+echo "reprise benchmark: loopback registry, $(nproc) cores; medians of $RUNS runs (no-op: $NOOP_RUNS)"
+echo
 printf '%s\n' "${rows[@]}"

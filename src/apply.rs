@@ -1,12 +1,10 @@
 //! Runs a plan: uploads the blobs the registry lacks, pushes each arch manifest (and each
 //! carried manifest converted to the list's format) by digest, pushes the index to the tags
-//! that differ, reads every written tag back, and only then
-//! writes the meta.json records.
+//! that differ, reads every written tag back, and only then writes the meta.json records.
 //!
-//! Every archive is read once to check it (its whole-file sha256 and every blob's digest)
-//! before the first write, so bad input never reaches the registry; then blobs move `jobs`
-//! at a time, each streamed from its archive by offset and verified again as it goes.
-//! Between every step that changes state sits a named [`failpoint`](crate::failpoint), so
+//! Moving the blobs, and checking each archive on the way, is `blobs`: each archive is read
+//! once, its check pass handing the blobs to their uploads, and no manifest goes out before
+//! every archive passed, so bad input publishes nothing. Between every step that changes state sits a named [`failpoint`](crate::failpoint), so
 //! tests can crash a run there and check a rerun converges.
 //!
 //! It decides nothing the plan did not decide; it only checks what it must see with its own
@@ -17,7 +15,8 @@ use std::time::Duration;
 use camino::Utf8PathBuf;
 use serde::Serialize;
 
-use futures_util::{StreamExt as _, TryStreamExt as _, stream};
+use futures_util::StreamExt as _;
+use futures_util::future::try_join_all;
 
 use crate::archive::{self, Archive, BlobRef, Image};
 use crate::blocking::{self, TaskFailed};
@@ -26,7 +25,7 @@ use crate::failpoint;
 use crate::plan::{Conversion, Plan, TagAction};
 use crate::platform::Arch;
 use crate::progress::Progress;
-use crate::reference::Repository;
+use crate::reference::{Digest, Repository, Tag};
 use crate::registry::{self, Client};
 
 #[derive(Debug, thiserror::Error)]
@@ -49,6 +48,33 @@ pub enum Error {
     Task(#[from] TaskFailed),
     #[error(transparent)]
     Store(#[from] crate::store::Error),
+    /// A tag changed under the run twice: after its plan, and again after planning anew.
+    #[error(
+        "{target}: another writer put {found} there while this run was publishing, again after \
+         it planned anew; not written"
+    )]
+    MovedAgain { target: String, found: String },
+    #[error(
+        "{target}: another writer put {found} there after this run recorded it; the record \
+         names a tag this run no longer holds"
+    )]
+    TakenAfterRecording { target: String, found: String },
+}
+
+/// One record to write, and where.
+struct Record {
+    arch: Arch,
+    path: Utf8PathBuf,
+    store: Option<crate::store::Store>,
+    record: builds::Record,
+}
+
+/// A tag read back holding another writer's digest, or nothing.
+fn moved(r: &crate::reference::Reference, found: Option<Digest>) -> registry::Error {
+    registry::Error::Moved {
+        target: r.to_string(),
+        found,
+    }
 }
 
 /// One arch's image, ready to push.
@@ -59,7 +85,7 @@ pub struct ArchImage {
     /// The meta.json that records this arch; `None` for images given with `--image`.
     pub meta_path: Option<Utf8PathBuf>,
     /// The build store `meta_path` is in, when it was read from one (`--builds-url`) rather
-    /// than from a local file.
+    /// than from a local file: records go back there by conditional write.
     pub meta_store: Option<crate::store::Store>,
 }
 
@@ -76,11 +102,6 @@ pub enum Origin {
 }
 
 /// What applying did, for the report.
-/// Whether an image's blobs are read from an archive in a build store.
-fn from_store(img: &ArchImage) -> bool {
-    matches!(&img.origin, Origin::Local { archive, .. } if archive.is_remote())
-}
-
 #[derive(Debug, Default, Clone, Serialize)]
 pub struct Stats {
     pub uploaded_blobs: u64,
@@ -106,27 +127,82 @@ pub struct Apply<'a> {
     pub mount_from: &'a [Repository],
 }
 
-/// How one blob reached the registry.
-enum Moved {
-    Uploaded(u64),
-    Mounted,
-}
-
 impl Apply<'_> {
-    pub async fn run(&self, plan: &Plan, images: &[ArchImage]) -> Result<Stats, Error> {
-        let mut stats = Stats::default();
-        if plan.push_images {
+    /// Everything the tags will point at: each arch's blobs and manifest, and each carried
+    /// manifest converted to the list's format. Writes no tag. While the manifests go out,
+    /// the tags are read again (when the plan writes any), all at once: returns those that
+    /// moved since the plan, each with what it holds now.
+    pub async fn push_content(
+        &self,
+        plan: &Plan,
+        images: &[ArchImage],
+        stats: &mut Stats,
+    ) -> Result<Vec<(Tag, Option<Digest>)>, Error> {
+        let needed = if plan.push_images {
             let all: Vec<&ArchImage> = images.iter().collect();
-            self.push_images(&all, &mut stats).await?;
-            self.push_conversions(&plan.converted, &mut stats).await?;
-        }
+            self.push_blobs(&all, stats).await?
+        } else {
+            Vec::new()
+        };
+        let conversions = if plan.push_images {
+            &plan.converted[..]
+        } else {
+            &[]
+        };
+        let check = async {
+            if plan.pushes() {
+                self.moved_tags(plan).await
+            } else {
+                Ok(Vec::new())
+            }
+        };
+        let (manifests, converted, moved) = futures_util::try_join!(
+            self.push_manifests(&needed),
+            self.push_conversions(conversions),
+            check
+        )?;
+        stats.pushed_manifests += manifests + converted;
+        Ok(moved)
+    }
+
+    /// The tags of `plan` that no longer hold what it saw, each with what it holds now
+    /// (`None`: nothing), read all at once: another writer got there since the plan.
+    pub async fn moved_tags(&self, plan: &Plan) -> Result<Vec<(Tag, Option<Digest>)>, Error> {
+        let now = self.read_tags(plan).await?;
+        Ok(plan
+            .tags
+            .iter()
+            .zip(now)
+            .filter(|(t, now)| &t.before != now)
+            .map(|(t, now)| (t.tag.clone(), now))
+            .collect())
+    }
+
+    /// What every tag of `plan` resolves to now, read concurrently.
+    async fn read_tags(&self, plan: &Plan) -> Result<Vec<Option<Digest>>, Error> {
+        let reads = plan
+            .tags
+            .iter()
+            .map(|t| async move { self.client.resolve(&self.repo.tagged(&t.tag)).await });
+        Ok(try_join_all(reads).await?)
+    }
+
+    /// Writes the tags that differ, reads back every written tag and every arch manifest,
+    /// records, and reads the tags once more: a record must name only tags this run holds,
+    /// and one another writer took meanwhile is reported, never hidden.
+    pub async fn publish(
+        &self,
+        plan: &Plan,
+        images: &[ArchImage],
+        stats: &mut Stats,
+    ) -> Result<(), Error> {
         let pushed_images = stats.pushed_manifests > 0;
         let to_push: Vec<_> = plan
             .tags
             .iter()
             .filter(|t| t.action == TagAction::Push)
             .collect();
-        for t in &to_push {
+        let puts = to_push.iter().map(|t| async move {
             tracing::info!(tag = %t.tag, digest = %plan.index.digest, "pushing index");
             self.client
                 .put_manifest(
@@ -136,306 +212,100 @@ impl Apply<'_> {
                 )
                 .await?;
             failpoint::hit(&format!("after-tag:{}", t.tag));
-        }
-        // Never trust a tag that has not been read back.
-        for t in &to_push {
-            self.client
-                .verify(&self.repo.tagged(&t.tag), &plan.index.digest)
-                .await?;
-        }
-        // Nor record an arch whose manifest the registry cannot serve by digest.
+            Ok::<_, Error>(())
+        });
+        try_join_all(puts).await?;
         let planned: Vec<_> = plan.records_to_write().collect();
         if pushed_images || !to_push.is_empty() || !planned.is_empty() {
-            for img in images {
-                let digest = &img.image.manifest_digest;
-                self.client
-                    .verify(&self.repo.digested(digest), digest)
-                    .await?;
-            }
+            self.read_back(plan, images).await?;
         }
-        let mut records = Vec::new();
-        let mut arches = Vec::new();
-        let mut in_store = Vec::new();
-        for rec in planned {
-            let Some(img) = images.iter().find(|i| i.arch == rec.arch) else {
-                continue;
-            };
-            let Some(path) = img.meta_path.clone() else {
-                continue;
-            };
-            if let Some(store) = &img.meta_store {
-                in_store.push((store.clone(), path, rec.record.clone(), rec.arch.clone()));
-                continue;
-            }
-            records.push((path, rec.record.clone()));
-            arches.push(rec.arch.clone());
-        }
-        if let (Some(key), false) = (self.metajsonname, in_store.is_empty()) {
-            self.write_store_records(key, in_store, &mut stats).await?;
-        }
-        if let (Some(key), false) = (self.metajsonname, records.is_empty()) {
-            let key = key.to_owned();
-            let lock_timeout = self.lock_timeout;
-            failpoint::hit("before-records");
-            // Blocking: it may wait for other writers' locks.
-            let changed = blocking::run("writing the meta.json records", move || {
-                builds::write_records(&records, &key, lock_timeout)
-            })
-            .await??;
-            failpoint::hit("after-records");
-            for (arch, changed) in arches.into_iter().zip(changed) {
-                if changed {
-                    stats.records_written.push(arch);
-                }
-            }
-        }
-        Ok(stats)
-    }
-
-    /// Pushes every image of `images` whose manifest the registry lacks (every one under
-    /// `--force`): checks their archives, moves the missing blobs, then puts each manifest by
-    /// digest. Nothing is written before every archive has passed its check.
-    pub async fn push_images(&self, images: &[&ArchImage], stats: &mut Stats) -> Result<(), Error> {
-        let needed = self.images_needed(images, stats).await?;
-        if needed.is_empty() {
+        let records = self.records(&planned, images);
+        if records.is_empty() {
             return Ok(());
         }
-        // One read of each local archive, all before the first write. An archive in a build
-        // store is checked by the one read that also sends its blobs (`stream_from_stores`):
-        // a blob reaches the registry only if it matches its digest, and no manifest is put
-        // before every archive has matched its sha256.
-        stream::iter(
-            needed
-                .iter()
-                .filter(|img| !from_store(img))
-                .map(|img| self.check_archive(img)),
-        )
-        .buffer_unordered(self.client.jobs())
-        .try_collect::<Vec<()>>()
-        .await?;
-        let (streamed, moved): (Vec<_>, Vec<_>) = self
-            .missing_blobs(&needed, stats)
-            .await?
-            .into_iter()
-            .partition(|(img, _)| from_store(img));
-        self.move_blobs(&needed, &moved, stats).await?;
-        self.stream_from_stores(&needed, &streamed, stats).await?;
-        self.push_manifests(&needed, stats).await
+        self.write_records(records, stats).await?;
+        self.check_held(plan).await
     }
 
-    /// The images whose manifest the registry lacks, or all of them under `--force`; the
-    /// blobs of the others count as skipped.
-    async fn images_needed<'i>(
-        &self,
-        images: &[&'i ArchImage],
-        stats: &mut Stats,
-    ) -> Result<Vec<&'i ArchImage>, Error> {
-        let present: Vec<bool> = stream::iter(images.iter().map(|img| async move {
+    /// Never trust a tag that has not been read back, nor record an arch whose manifest the
+    /// registry cannot serve by digest: every written tag (until it shows the index, unless
+    /// another writer's shows instead), every tag the records will name, and every arch
+    /// manifest, all read at once.
+    async fn read_back(&self, plan: &Plan, images: &[ArchImage]) -> Result<(), Error> {
+        let index = &plan.index.digest;
+        let tags = plan.tags.iter().map(|t| async move {
+            let r = self.repo.tagged(&t.tag);
+            match t.action {
+                TagAction::Push => {
+                    self.client
+                        .verify_written(&r, index, t.before.as_ref())
+                        .await
+                }
+                // Held when planned: it must still be, or the records would claim it wrongly.
+                _ => match self.client.resolve(&r).await? {
+                    Some(d) if &d == index => Ok(()),
+                    found => Err(moved(&r, found)),
+                },
+            }
+        });
+        let manifests = images.iter().map(|img| async move {
             let digest = &img.image.manifest_digest;
-            Ok::<_, Error>(
-                self.client
-                    .resolve(&self.repo.digested(digest))
-                    .await?
-                    .is_some(),
-            )
-        }))
-        .buffered(self.client.jobs())
-        .try_collect()
-        .await?;
-        let mut needed = Vec::new();
-        for (img, present) in images.iter().zip(present) {
-            if present && !self.force {
-                tracing::debug!(arch = %img.arch, "manifest already in the registry");
-                stats.skipped_blobs += img.image.blobs().count() as u64;
-            } else {
-                needed.push(*img);
-            }
-        }
-        Ok(needed)
-    }
-
-    /// The blobs of `needed` the repository lacks, each once though arches share some (the
-    /// base layer), with an image that has it; every other reference counts as skipped.
-    async fn missing_blobs<'i>(
-        &self,
-        needed: &[&'i ArchImage],
-        stats: &mut Stats,
-    ) -> Result<Vec<(&'i ArchImage, &'i BlobRef)>, Error> {
-        let mut unique: Vec<(&ArchImage, &BlobRef)> = Vec::new();
-        let mut references = 0u64;
-        for img in needed {
-            for blob in img.image.blobs() {
-                references += 1;
-                if !unique.iter().any(|(_, b)| b.digest == blob.digest) {
-                    unique.push((img, blob));
-                }
-            }
-        }
-        let exists: Vec<bool> = stream::iter(
-            unique
-                .iter()
-                .map(|(_, blob)| self.client.blob_exists(self.repo, &blob.digest)),
-        )
-        .buffered(self.client.jobs())
-        .try_collect()
-        .await?;
-        let missing: Vec<(&ArchImage, &BlobRef)> = unique
-            .into_iter()
-            .zip(exists)
-            .filter_map(|(job, exists)| (!exists).then_some(job))
-            .collect();
-        stats.skipped_blobs += references - missing.len() as u64;
-        Ok(missing)
-    }
-
-    /// Uploads or mounts the missing blobs, `jobs` at a time, with progress over the bytes
-    /// read from local archives.
-    async fn move_blobs(
-        &self,
-        needed: &[&ArchImage],
-        missing: &[(&ArchImage, &BlobRef)],
-        stats: &mut Stats,
-    ) -> Result<(), Error> {
-        let total = missing
-            .iter()
-            .filter(|(img, _)| matches!(img.origin, Origin::Local { .. }))
-            .map(|(_, b)| b.size)
-            .sum();
-        let counters = needed
-            .iter()
-            .filter_map(|img| match &img.origin {
-                Origin::Local { archive, .. } => {
-                    Some((archive.read_counter(), archive.bytes_read()))
-                }
-                Origin::Registry { .. } => None,
-            })
-            .collect();
-        let progress = Progress::start(total, counters);
-        let moved = stream::iter(missing.iter().map(|(img, blob)| self.move_blob(img, blob)))
-            .buffer_unordered(self.client.jobs())
-            .try_collect::<Vec<Moved>>()
-            .await;
-        progress.finish().await;
-        for m in moved? {
-            match m {
-                Moved::Uploaded(bytes) => {
-                    stats.uploaded_blobs += 1;
-                    stats.uploaded_bytes += bytes;
-                }
-                Moved::Mounted => stats.mounted_blobs += 1,
-            }
-        }
-        Ok(())
-    }
-
-    /// Puts each image's manifest by digest, once its blobs are in.
-    async fn push_manifests(&self, needed: &[&ArchImage], stats: &mut Stats) -> Result<(), Error> {
-        for img in needed {
-            failpoint::hit(&format!("after-blobs:{}", img.arch));
-            tracing::info!(arch = %img.arch, digest = %img.image.manifest_digest, "pushing manifest");
             self.client
-                .put_manifest(
-                    &self.repo.digested(&img.image.manifest_digest),
-                    &img.image.manifest,
-                    &img.image.media_type,
-                )
-                .await?;
-            stats.pushed_manifests += 1;
-            failpoint::hit(&format!("after-manifest:{}", img.arch));
-        }
+                .verify(&self.repo.digested(digest), digest)
+                .await
+        });
+        futures_util::try_join!(try_join_all(tags), try_join_all(manifests))?;
         Ok(())
     }
 
-    /// Puts each carried manifest in the list's format by digest, unless the registry has it
-    /// (every one under `--force`). Its blobs are those of the manifest it was converted from,
-    /// which the repository holds, so nothing is uploaded.
-    async fn push_conversions(
-        &self,
-        conversions: &[Conversion],
-        stats: &mut Stats,
-    ) -> Result<(), Error> {
-        for c in conversions {
-            let target = self.repo.digested(&c.digest);
-            if !self.force && self.client.resolve(&target).await?.is_some() {
-                continue;
-            }
-            tracing::info!(platform = %c.platform, from = %c.from, digest = %c.digest, "pushing converted manifest");
-            self.client
-                .put_manifest(&target, &c.bytes, &c.media_type)
-                .await?;
-            stats.pushed_manifests += 1;
-        }
-        Ok(())
-    }
-
-    /// Gets one blob the registry lacks into the repository: by mount from another
-    /// repository of the same registry that holds it, else by streaming it from its origin.
-    async fn move_blob(&self, img: &ArchImage, blob: &BlobRef) -> Result<Moved, Error> {
-        if self.try_mount(img, blob).await? {
-            return Ok(Moved::Mounted);
-        }
-        match &img.origin {
-            Origin::Local { archive, .. } => {
-                tracing::info!(arch = %img.arch, digest = %blob.digest, size = blob.size, "uploading blob");
-                self.client
-                    .push_blob(self.repo, blob, || archive.blob_reader(blob))
-                    .await?;
-            }
-            Origin::Registry { client, repo } => {
-                tracing::info!(arch = %img.arch, digest = %blob.digest, size = blob.size, from = %repo, "copying blob");
-                self.client.copy_blob(self.repo, client, repo, blob).await?;
-            }
-        }
-        Ok(Moved::Uploaded(blob.size))
-    }
-
-    /// Mounts `blob` from another repository of the same registry that holds it, if any.
-    async fn try_mount(&self, img: &ArchImage, blob: &BlobRef) -> Result<bool, Error> {
-        let same_registry = |r: &Repository| r.registry() == self.repo.registry() && r != self.repo;
-        if let Origin::Registry { repo, .. } = &img.origin
-            && same_registry(repo)
-            && self
-                .client
-                .mount_blob(self.repo, repo, &blob.digest)
-                .await?
-        {
-            tracing::info!(arch = %img.arch, digest = %blob.digest, from = %repo, "mounted blob");
-            return Ok(true);
-        }
-        for from in self.mount_from.iter().filter(|r| same_registry(r)) {
-            if self
-                .client
-                .mount_if_present(self.repo, from, &blob.digest)
-                .await?
-            {
-                tracing::info!(arch = %img.arch, digest = %blob.digest, from = %from, "mounted blob");
-                return Ok(true);
-            }
-        }
-        Ok(false)
-    }
-
-    /// Writes records into meta.json files kept in a build store, each by conditional write
-    /// (see [`crate::store::write_record`]).
-    async fn write_store_records(
-        &self,
-        key: &str,
-        records: Vec<(crate::store::Store, Utf8PathBuf, builds::Record, Arch)>,
-        stats: &mut Stats,
-    ) -> Result<(), Error> {
-        let key = key.to_owned();
-        failpoint::hit("before-records");
-        let written = blocking::run("writing the records into the build store", move || {
-            records
-                .into_iter()
-                .map(|(store, path, record, arch)| {
-                    let changed = crate::store::write_record(&store, &path, &key, &record)?;
-                    Ok::<_, crate::store::Error>((arch, changed))
+    /// The records to write: the planned ones of arches that have a meta.json, each with the
+    /// build store its meta.json is in (`None`: a local file).
+    fn records(&self, planned: &[&crate::plan::RecordPlan], images: &[ArchImage]) -> Vec<Record> {
+        planned
+            .iter()
+            .filter_map(|rec| {
+                let img = images.iter().find(|i| i.arch == rec.arch)?;
+                Some(Record {
+                    arch: rec.arch.clone(),
+                    path: img.meta_path.clone()?,
+                    store: img.meta_store.clone(),
+                    record: rec.record.clone(),
                 })
-                .collect::<Result<Vec<_>, _>>()
+            })
+            .collect()
+    }
+
+    /// Writes `records`: local meta.json files under their lock, those in a build store by
+    /// conditional write (see [`crate::store::write_record`]).
+    async fn write_records(&self, records: Vec<Record>, stats: &mut Stats) -> Result<(), Error> {
+        let Some(key) = self.metajsonname else {
+            return Ok(());
+        };
+        let key = key.to_owned();
+        let lock_timeout = self.lock_timeout;
+        failpoint::hit("before-records");
+        // Blocking: it may wait for other writers' locks, or for the store.
+        let changed = blocking::run("writing the meta.json records", move || {
+            let (remote, local): (Vec<_>, Vec<_>) =
+                records.into_iter().partition(|r| r.store.is_some());
+            let mut changed = Vec::with_capacity(remote.len() + local.len());
+            for r in remote {
+                if let Some(store) = &r.store {
+                    let done = crate::store::write_record(store, &r.path, &key, &r.record)?;
+                    changed.push((r.arch, done));
+                }
+            }
+            let (arches, files): (Vec<_>, Vec<_>) = local
+                .into_iter()
+                .map(|r| (r.arch, (r.path, r.record)))
+                .unzip();
+            let done = builds::write_records(&files, &key, lock_timeout)?;
+            changed.extend(arches.into_iter().zip(done));
+            Ok::<_, Error>(changed)
         })
         .await??;
-        for (arch, changed) in written {
+        failpoint::hit("after-records");
+        for (arch, changed) in changed {
             if changed {
                 stats.records_written.push(arch);
             }
@@ -443,45 +313,20 @@ impl Apply<'_> {
         Ok(())
     }
 
-    /// Reads a local image's archive once: every blob against its digest and size, and (cosa
-    /// parity) the whole file against the sha256 meta.json records. Only done when something
-    /// is pushed from it, so a no-op never reads an archive.
-    pub async fn check_archive(&self, img: &ArchImage) -> Result<(), Error> {
-        let Origin::Local { archive, sha256 } = &img.origin else {
-            return Ok(());
-        };
-        let blobs: Vec<BlobRef> = img.image.blobs().cloned().collect();
-        let reader = archive.clone();
-        let started = std::time::Instant::now();
-        let expected = sha256.clone();
-        let actual = blocking::run(format!("checking {}", archive.path()), move || {
-            let actual = reader.verify(&blobs.iter().collect::<Vec<_>>())?;
-            // A build store's archive that checked out is kept in mind, so a rerun plans
-            // without reading it (archive::cache).
-            if let (Some(e), Some(a)) = (&expected, &actual)
-                && a.eq_ignore_ascii_case(e)
-            {
-                reader.remember(e);
+    /// After recording, every tag must still hold the index: one another writer took in the
+    /// meantime is an error naming it, so the record's claim does not go unnoticed.
+    async fn check_held(&self, plan: &Plan) -> Result<(), Error> {
+        let now = self.read_tags(plan).await?;
+        for (t, now) in plan.tags.iter().zip(now) {
+            if now.as_ref() != Some(&plan.index.digest) {
+                return Err(Error::TakenAfterRecording {
+                    target: self.repo.tagged(&t.tag).to_string(),
+                    found: registry::found_text(now.as_ref()),
+                });
             }
-            Ok::<_, archive::Error>(actual)
-        })
-        .await??;
-        tracing::debug!(
-            archive = %archive.path(),
-            elapsed_ms = started.elapsed().as_millis() as u64,
-            "archive checked"
-        );
-        if let (Some(expected), Some(actual)) = (sha256, actual)
-            && !actual.eq_ignore_ascii_case(expected)
-        {
-            return Err(Error::Checksum {
-                path: archive.path().to_owned(),
-                expected: expected.clone(),
-                actual,
-            });
         }
         Ok(())
     }
 }
 
-mod from_store;
+mod blobs;

@@ -70,7 +70,6 @@ struct Entry {
 
 pub use crate::hash::BlobRef;
 use crate::hash::VerifyingReader;
-pub use stream::ChunkReader;
 
 /// The image inside an archive, as far as pushing it needs: the exact manifest bytes and
 /// what they refer to.
@@ -106,6 +105,8 @@ pub struct Archive {
     store: Option<Store>,
     /// The image [`Archive::image`] read, for [`Archive::remember`].
     read_image: Arc<OnceLock<Image>>,
+    /// Bytes of the file (a tar) or of every file (a layout directory).
+    size: u64,
 }
 
 /// Where the entries' bytes live.
@@ -123,10 +124,12 @@ impl Archive {
     /// Reads the tar headers of `path`, seeking over every body.
     pub fn open(path: &Utf8Path) -> Result<Archive, Error> {
         let bytes_read = Arc::new(AtomicU64::new(0));
-        let file = File::open(path).map_err(|e| Error {
+        let err = |kind| Error {
             path: path.to_owned(),
-            kind: e.into(),
-        })?;
+            kind,
+        };
+        let file = File::open(path).map_err(|e| err(e.into()))?;
+        let size = file.metadata().map_err(|e| err(e.into()))?.len();
         let reader = CountingReader {
             inner: BufReader::with_capacity(4096, file),
             count: bytes_read.clone(),
@@ -139,6 +142,7 @@ impl Archive {
             bytes_read,
             store: None,
             read_image: Default::default(),
+            size,
         })
     }
 
@@ -150,6 +154,7 @@ impl Archive {
             path: url.to_owned(),
             kind: ErrorKind::Store(e),
         })?;
+        let size = reader.object_size();
         let reader = CountingReader {
             inner: reader,
             count: bytes_read.clone(),
@@ -162,6 +167,7 @@ impl Archive {
             bytes_read,
             store: Some(store.clone()),
             read_image: Default::default(),
+            size,
         })
     }
 
@@ -216,6 +222,7 @@ impl Archive {
         Ok(Archive {
             path: path.to_owned(),
             layout: Layout::Dir,
+            size: entries.values().map(|e| e.size).sum(),
             entries,
             bytes_read: Arc::new(AtomicU64::new(0)),
             store: None,
@@ -230,6 +237,17 @@ impl Archive {
     /// Whether this is an archive in a build store, read by range.
     pub fn is_remote(&self) -> bool {
         self.layout == Layout::Remote
+    }
+
+    /// Bytes of the archive: what one check pass reads.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// Where `blob` starts in the archive (0 for a layout directory's files), to read
+    /// blobs in file order.
+    pub fn offset_of(&self, blob: &BlobRef) -> u64 {
+        self.blob_entry(&blob.digest).map_or(0, |e| e.offset)
     }
 
     /// How many bytes of the archive file have been read through this handle (headers,
@@ -508,7 +526,7 @@ fn normalise_entry_name(raw: &str) -> Result<String, ErrorKind> {
     Ok(parts.join("/"))
 }
 
-struct CountingReader<R> {
+pub(crate) struct CountingReader<R> {
     inner: R,
     count: Arc<AtomicU64>,
 }
@@ -555,8 +573,11 @@ impl From<crate::hash::Mismatch> for ErrorKind {
 }
 
 mod cache;
-mod stream;
-mod verify;
+mod check;
+mod source;
+
+pub use check::{FedBlob, Tap};
+pub use source::ArchiveBlob;
 
 #[cfg(test)]
 mod tests;

@@ -14,6 +14,7 @@ use std::fmt;
 use camino::{Utf8Path, Utf8PathBuf};
 use serde::Serialize;
 
+use crate::annotations::{self, Annotations, ArchFields, BuildFields};
 use crate::apply::{ArchImage, Origin};
 use crate::archive::{self, Archive};
 use crate::blocking::{self, TaskFailed};
@@ -166,6 +167,12 @@ pub enum Error {
         other: String,
         arch: Arch,
     },
+    /// An annotation whose value cannot be worked out from the build records.
+    #[error(transparent)]
+    Annotation(#[from] annotations::Error),
+    /// Annotations asked for on a Docker manifest list, which cannot carry them.
+    #[error("a Docker manifest list (--v2s2) cannot carry annotations; publish an OCI index")]
+    AnnotationsOnDockerList,
     /// An image that cannot be published in the list's format.
     #[error("{what}: {source}; {hint}")]
     Convert {
@@ -188,6 +195,8 @@ pub struct Target {
     /// `--builds-url`: where builds.json and the archives are read from instead of
     /// `workdir/builds`.
     pub builds_url: Option<BuildsUrl>,
+    /// The annotations asked for on the index (none: not compared).
+    pub annotations: Annotations,
 }
 
 /// The inputs of a push, read: what to publish, the images, and the arches left out.
@@ -198,19 +207,27 @@ pub struct Loaded {
 }
 
 impl Loaded {
-    fn new(target: &Target, arches: Vec<(DesiredArch, ArchImage)>, records: bool) -> Loaded {
+    /// The inputs read; `build` is what the build's records say for annotation values (none
+    /// for `--image`).
+    fn new(
+        target: &Target,
+        arches: Vec<(DesiredArch, ArchImage)>,
+        records: bool,
+        build: Option<&BuildFields>,
+    ) -> Result<Loaded, Error> {
         let (arches, images) = arches.into_iter().unzip();
-        Loaded {
+        Ok(Loaded {
             desired: Desired {
                 repo: target.repo.clone(),
                 tags: target.tags.clone(),
                 arches,
                 format: target.format,
                 records,
+                annotations: target.annotations.expand(build)?,
             },
             images,
             skipped: Vec::new(),
-        }
+        })
     }
 }
 
@@ -220,6 +237,9 @@ pub async fn load(
     inputs: &Inputs,
     connect: &ConnectOptions,
 ) -> Result<Loaded, Error> {
+    if target.format == index::Format::Docker && !target.annotations.is_empty() {
+        return Err(Error::AnnotationsOnDockerList);
+    }
     match inputs {
         Inputs::Build(build) => {
             let (target, build) = (target.clone(), build.clone());
@@ -246,8 +266,13 @@ pub fn load_build(target: &Target, inputs: &BuildInputs) -> Result<Loaded, Error
     let by_name = !inputs.arches.is_empty();
     let mut loaded = Vec::new();
     let mut skipped = Vec::new();
+    let mut fields = BuildFields {
+        buildid: build.id.clone(),
+        arches: Vec::new(),
+    };
     for arch in select_arches(build, &inputs.arches)? {
         let meta = source.meta(&dir, build, &arch)?;
+        fields.arches.push(ArchFields::of(&meta.meta));
         match load_arch(target, inputs, &source, &meta, &arch)? {
             Some(both) => loaded.push(both),
             None if by_name => {
@@ -276,7 +301,7 @@ pub fn load_build(target: &Target, inputs: &BuildInputs) -> Result<Loaded, Error
     let records = inputs.metajsonname.is_some();
     Ok(Loaded {
         skipped,
-        ..Loaded::new(target, loaded, records)
+        ..Loaded::new(target, loaded, records, Some(&fields))?
     })
 }
 
@@ -434,7 +459,7 @@ pub async fn load_images(
         };
         loaded.push((desired, image));
     }
-    Ok(Loaded::new(target, loaded, false))
+    Loaded::new(target, loaded, false, None)
 }
 
 /// One `--image` source's image, and where its blobs are read from.

@@ -4,8 +4,8 @@
 //! read from an archive cannot be read to completion unless it matches. The registry's copy
 //! path feeds its stream through a [`Verifier`] the same way.
 //!
-//! Owns the blob descriptor ([`BlobRef`]) and the mismatch; knows nothing of archives or
-//! registries.
+//! Owns the blob descriptor ([`BlobRef`]), the mismatch, and [`BlobSource`] (where a blob's
+//! bytes can be read from, at any offset); knows nothing of archives or registries.
 
 use std::io::{self, Read};
 
@@ -112,6 +112,30 @@ impl<R: Read> Read for VerifyingReader<R> {
             _ => Ok(0),
         }
     }
+}
+
+/// Where one blob's bytes can be read, from any offset and as often as needed: an upload that
+/// is retried, or resumed where the registry says it stopped, opens it again. The bytes are
+/// raw; whoever reads them checks them ([`Verifier`], [`VerifyingReader`]).
+pub trait BlobSource: Sync {
+    type Reader: Read + Send + 'static;
+    type Error: std::error::Error + Send + Sync + 'static;
+
+    /// A reader over the blob's bytes from `offset` (within the blob) to its end.
+    fn open_at(&self, offset: u64) -> Result<Self::Reader, Self::Error>;
+}
+
+/// Fills `buf` as far as the reader allows (short only at its end), so blobs are read in
+/// full-sized pieces whatever sizes the reader hands out.
+pub fn read_full(reader: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match reader.read(&mut buf[filled..])? {
+            0 => break,
+            n => filled += n,
+        }
+    }
+    Ok(filled)
 }
 
 /// The [`Mismatch`] a failed verifying read carries, if that is why it failed.

@@ -95,6 +95,8 @@ struct IndexDoc<'a> {
     schema_version: u32,
     media_type: &'a str,
     manifests: Vec<IndexItem<'a>>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    annotations: &'a BTreeMap<String, String>,
 }
 
 /// An entry of a built index: one of this build's platforms, or a carried entry without a
@@ -129,24 +131,31 @@ struct PlatformDoc<'a> {
 /// entries: they are sorted by platform and written as canonical JSON (sorted keys, no
 /// insignificant whitespace), so any run over the same inputs pushes the same digest.
 pub fn build(entries: Vec<Entry>) -> BuiltIndex {
-    build_with(Format::Oci, entries, Vec::new())
+    build_with(Format::Oci, entries, Vec::new(), &BTreeMap::new())
 }
 
 /// Builds the index of `format` listing `entries` and then `carried` (entries without a
-/// platform, kept verbatim), each group in a fixed order, as canonical JSON.
+/// platform, kept verbatim), each group in a fixed order, with `annotations` at its top level
+/// (an OCI index only: a Docker manifest list has no place for them), as canonical JSON.
 pub fn build_with(
     format: Format,
     mut entries: Vec<Entry>,
     mut carried: Vec<OtherEntry>,
+    annotations: &BTreeMap<String, String>,
 ) -> BuiltIndex {
     entries.sort_by(|a, b| (&a.platform, &a.digest).cmp(&(&b.platform, &b.digest)));
     entries.dedup();
     carried.sort_by(|a, b| a.digest.cmp(&b.digest));
     carried.dedup_by(|a, b| a.digest == b.digest);
     let media_type = format.index_media_type();
+    let none = BTreeMap::new();
     let doc = IndexDoc {
         schema_version: 2,
         media_type,
+        annotations: match format {
+            Format::Oci => annotations,
+            Format::Docker => &none,
+        },
         manifests: entries
             .iter()
             .map(|e| {
@@ -191,6 +200,8 @@ pub struct Remote {
     pub platforms: Vec<Entry>,
     /// Entries that are not images for a platform (attestations, `unknown/unknown`).
     pub other: Vec<OtherEntry>,
+    /// The index's own annotations (its top-level `annotations`).
+    pub annotations: BTreeMap<String, String>,
 }
 
 /// An index entry that names no runnable platform.
@@ -216,6 +227,8 @@ struct RemoteDoc<'a> {
     manifests: Option<Vec<RemoteEntryDoc<'a>>>,
     #[serde(default)]
     config: Option<serde_json::Value>,
+    #[serde(default)]
+    annotations: Option<BTreeMap<String, String>>,
 }
 
 #[derive(Deserialize)]
@@ -303,6 +316,7 @@ pub fn parse_remote(bytes: &[u8], content_type: Option<&str>) -> Result<Parsed, 
             },
             platforms,
             other,
+            annotations: doc.annotations.unwrap_or_default(),
         }));
     }
     let config = doc
@@ -454,11 +468,46 @@ mod tests {
         );
         assert!(remote.other[1].raw.is_some());
         // Building with both still works: the float entry is simply left out.
-        let built = build_with(Format::Oci, vec![], remote.other.clone());
+        let built = build_with(Format::Oci, vec![], remote.other.clone(), &BTreeMap::new());
         let text = String::from_utf8(built.bytes).unwrap();
         assert!(
             text.contains(d('b').as_str()) && !text.contains(d('a').as_str()),
             "{text}"
+        );
+    }
+
+    #[test]
+    fn annotations_are_part_of_the_bytes_and_read_back() {
+        let entries = vec![entry("amd64", None, 'a')];
+        let mut annotations = BTreeMap::new();
+        annotations.insert(
+            "org.opencontainers.image.version".to_owned(),
+            "40.1".to_owned(),
+        );
+        annotations.insert("a.first".to_owned(), "x".to_owned());
+        let plain = build(entries.clone());
+        let annotated = build_with(Format::Oci, entries.clone(), vec![], &annotations);
+        assert_ne!(plain.digest, annotated.digest);
+        assert_eq!(
+            annotated,
+            build_with(Format::Oci, entries.clone(), vec![], &annotations)
+        );
+        let text = String::from_utf8(annotated.bytes.clone()).unwrap();
+        assert!(
+            text.starts_with(
+                r#"{"annotations":{"a.first":"x","org.opencontainers.image.version":"40.1"},"manifests""#
+            ),
+            "{text}"
+        );
+        let Parsed::Index(remote) = parse_remote(&annotated.bytes, None).unwrap() else {
+            panic!()
+        };
+        assert_eq!(remote.annotations, annotations);
+        // A Docker manifest list has no place for them.
+        let docker = build_with(Format::Docker, entries.clone(), vec![], &annotations);
+        assert_eq!(
+            docker,
+            build_with(Format::Docker, entries, vec![], &BTreeMap::new())
         );
     }
 

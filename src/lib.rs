@@ -5,6 +5,7 @@
 //! The binary is a thin shell over [`run`]; every module owns one concept (see each module's
 //! first lines).
 
+pub mod annotations;
 pub mod apply;
 pub mod archive;
 pub(crate) mod auth;
@@ -25,6 +26,7 @@ pub mod platform;
 pub mod progress;
 pub mod push;
 pub mod reference;
+pub mod referrers;
 pub mod registry;
 pub mod release;
 pub mod report;

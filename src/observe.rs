@@ -140,6 +140,7 @@ async fn observe_tag(
             kind: ContentKind::Index,
             platforms: remote.platforms,
             other: remote.other,
+            annotations: remote.annotations,
         },
         Parsed::Image { config } => {
             let platform = client.fetch_platform(repo, &config).await?;
@@ -159,6 +160,7 @@ async fn observe_tag(
                     })
                     .collect(),
                 other: vec![],
+                annotations: Default::default(),
             }
         }
     };

@@ -26,60 +26,29 @@ pub struct Progress {
 }
 
 impl Progress {
-    /// Shows progress towards `total` bytes, counted as the sum of what each counter has
-    /// gained since its baseline.
-    pub fn start(total: u64, counters: Vec<(Arc<AtomicU64>, u64)>) -> Progress {
-        if !ENABLED.load(Ordering::Relaxed) || total < MIN_BYTES {
+    /// Shows progress towards `total` bytes (which may grow as work is found), counted as
+    /// the sum of what each counter has gained since its baseline. Nothing is drawn while the
+    /// total is too small to be worth it.
+    pub fn start(total: Arc<AtomicU64>, counters: Vec<(Arc<AtomicU64>, u64)>) -> Progress {
+        if !ENABLED.load(Ordering::Relaxed) {
             return Progress {
                 stop: None,
                 task: None,
             };
         }
-        let done = move || -> u64 {
+        let done = move || -> (u64, u64) {
+            let total = total.load(Ordering::Relaxed);
             let sum: u64 = counters
                 .iter()
                 .map(|(c, base)| c.load(Ordering::Relaxed).saturating_sub(*base))
                 .sum();
-            sum.min(total)
+            (sum.min(total), total)
         };
-        let (tx, mut rx) = tokio::sync::oneshot::channel::<()>();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let task = if std::io::stderr().is_terminal() {
-            let bar = indicatif::ProgressBar::new(total);
-            bar.set_style(
-                indicatif::ProgressStyle::with_template(
-                    "uploading {bar:30} {bytes}/{total_bytes} {bytes_per_sec} ETA {eta}",
-                )
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-            );
-            tokio::spawn(async move {
-                let mut tick = tokio::time::interval(Duration::from_millis(200));
-                loop {
-                    tokio::select! {
-                        _ = &mut rx => break,
-                        _ = tick.tick() => bar.set_position(done()),
-                    }
-                }
-                bar.finish_and_clear();
-            })
+            tokio::spawn(bar(rx, done))
         } else {
-            tokio::spawn(async move {
-                let start = Instant::now();
-                let mut tick =
-                    tokio::time::interval_at(tokio::time::Instant::now() + LINE_EVERY, LINE_EVERY);
-                loop {
-                    tokio::select! {
-                        _ = &mut rx => break,
-                        _ = tick.tick() => {
-                            let d = done();
-                            let rate = d as f64 / start.elapsed().as_secs_f64().max(0.001);
-                            eprintln!(
-                                "reprise: uploaded {:.1} of {:.1} MiB ({:.1} MiB/s)",
-                                mib(d), mib(total), mib(rate as u64)
-                            );
-                        }
-                    }
-                }
-            })
+            tokio::spawn(lines(rx, done))
         };
         Progress {
             stop: Some(tx),
@@ -93,6 +62,54 @@ impl Progress {
         }
         if let Some(task) = self.task.take() {
             let _ = task.await;
+        }
+    }
+}
+
+/// A bar on a terminal, redrawn five times a second once the total is worth it.
+async fn bar(mut stop: tokio::sync::oneshot::Receiver<()>, done: impl Fn() -> (u64, u64)) {
+    let bar = indicatif::ProgressBar::hidden();
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "uploading {bar:30} {bytes}/{total_bytes} {bytes_per_sec} ETA {eta}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let mut tick = tokio::time::interval(Duration::from_millis(200));
+    loop {
+        tokio::select! {
+            _ = &mut stop => break,
+            _ = tick.tick() => {
+                let (d, total) = done();
+                if total >= MIN_BYTES && bar.is_hidden() {
+                    bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+                }
+                bar.set_length(total);
+                bar.set_position(d);
+            }
+        }
+    }
+    bar.finish_and_clear();
+}
+
+/// A line every ten seconds in a log, once the total is worth it.
+async fn lines(mut stop: tokio::sync::oneshot::Receiver<()>, done: impl Fn() -> (u64, u64)) {
+    let start = Instant::now();
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + LINE_EVERY, LINE_EVERY);
+    loop {
+        tokio::select! {
+            _ = &mut stop => break,
+            _ = tick.tick() => {
+                let (d, total) = done();
+                if total < MIN_BYTES {
+                    continue;
+                }
+                let rate = d as f64 / start.elapsed().as_secs_f64().max(0.001);
+                eprintln!(
+                    "reprise: uploaded {:.1} of {:.1} MiB ({:.1} MiB/s)",
+                    mib(d), mib(total), mib(rate as u64)
+                );
+            }
         }
     }
 }

@@ -7,6 +7,7 @@
 
 use camino::{Utf8Path, Utf8PathBuf};
 
+use crate::annotations::Annotations;
 use crate::apply::{self, Apply, ArchImage};
 use crate::blocking::{self, TaskFailed};
 use crate::builds;
@@ -15,6 +16,7 @@ use crate::index;
 use crate::observe;
 use crate::plan::{self, Outcome, Policy};
 use crate::reference::{Repository, Tag};
+use crate::referrers::{self, Orphaned};
 use crate::registry::{self, Client, ConnectOptions};
 use crate::report::{Report, Skipped};
 
@@ -41,6 +43,8 @@ pub struct PushRequest {
     pub mount_from: Vec<Repository>,
     /// `--builds-url`: the build store builds are read from instead of `workdir/builds`.
     pub builds_url: Option<crate::store::BuildsUrl>,
+    /// Annotations for the index (`--annotation`); none means annotations are not compared.
+    pub annotations: Annotations,
 }
 
 impl PushRequest {
@@ -56,6 +60,7 @@ impl PushRequest {
                 index::Format::Oci
             },
             builds_url: self.builds_url.clone(),
+            annotations: self.annotations.clone(),
         }
     }
 }
@@ -95,6 +100,8 @@ pub struct Prepared {
     pub skipped: Vec<Skipped>,
     pub client: Client,
     pub plan: Result<plan::Plan, plan::Refusal>,
+    /// Referrers of what the tags to be replaced hold, which stay with the old digest.
+    pub orphans: Vec<Orphaned>,
 }
 
 /// Reads the inputs, observes the tags and plans. Sends no write request.
@@ -104,16 +111,13 @@ pub async fn prepare(req: &PushRequest) -> Result<Prepared, Error> {
         images,
         skipped,
     } = desired::load(&req.target(), &req.inputs, &req.connect).await?;
-    let own = index::build_with(
-        desired.format,
-        desired.arches.iter().map(|a| a.entry.clone()).collect(),
-        Vec::new(),
-    );
-
     let client = Client::connect(&req.repo, &req.connect).await?;
-    let mut observed = observe::observe(&client, &req.repo, &req.tags, &own.digest).await?;
-    observe::read_carry_sources(&client, &desired, &req.policy, &mut observed).await?;
-    let plan = plan::plan(&desired, &observed, &req.policy);
+    let plan = observe_and_plan(&client, req, &desired).await?;
+    // Only a replacement can orphan anything, so a run that writes no tag reads nothing more.
+    let orphans = match &plan {
+        Ok(p) if p.pushes() => referrers::orphans(&client, &req.repo, p).await,
+        _ => Vec::new(),
+    };
     Ok(Prepared {
         req: req.clone(),
         desired,
@@ -121,7 +125,27 @@ pub async fn prepare(req: &PushRequest) -> Result<Prepared, Error> {
         skipped,
         client,
         plan,
+        orphans,
     })
+}
+
+/// Reads what the tags hold and plans against it.
+async fn observe_and_plan(
+    client: &Client,
+    req: &PushRequest,
+    desired: &plan::Desired,
+) -> Result<Result<plan::Plan, plan::Refusal>, Error> {
+    // The index this build alone makes: a tag that already holds it is known without
+    // reading its body.
+    let own = index::build_with(
+        desired.format,
+        desired.arches.iter().map(|a| a.entry.clone()).collect(),
+        Vec::new(),
+        desired.annotations.as_ref().unwrap_or(&Default::default()),
+    );
+    let mut observed = observe::observe(client, &req.repo, &req.tags, &own.digest).await?;
+    observe::read_carry_sources(client, desired, &req.policy, &mut observed).await?;
+    Ok(plan::plan(desired, &observed, &req.policy))
 }
 
 impl Prepared {
@@ -131,22 +155,24 @@ impl Prepared {
             Ok(plan) => Report::new(&self.desired, plan, Outcome::Planned, None),
             Err(refusal) => Report::refused(&self.desired, refusal.clone()),
         };
-        report.with_skipped(&self.skipped)
+        report
+            .with_skipped(&self.skipped)
+            .with_orphans(&self.orphans)
     }
 
     /// Applies the plan: uploads, pushes, verifies, records. A refusal changes nothing.
+    ///
+    /// Just before the tags are written they are read again, all at once: if another writer
+    /// moved one since the plan, the run plans anew once (which may then refuse), and if one
+    /// moved again it stops, naming the tag and what the other writer put there.
     pub async fn apply(self) -> Result<Report, Error> {
         let req = &self.req;
-        let plan = match &self.plan {
-            Ok(p) => p,
-            Err(refusal) => {
-                return Ok(
-                    Report::refused(&self.desired, refusal.clone()).with_skipped(&self.skipped)
-                );
-            }
+        let mut plan = match &self.plan {
+            Ok(p) => p.clone(),
+            Err(refusal) => return Ok(self.refused(refusal)),
         };
-        let outcome = plan.outcome();
-        check_records_writable(plan, &self.images)?;
+        // A read-only build store that must record fails before any registry write.
+        check_records_writable(&plan, &self.images)?;
         let (metajsonname, lock_timeout) = match &req.inputs {
             Inputs::Build(b) => (
                 b.metajsonname.as_ref().map(RecordKey::as_str),
@@ -156,20 +182,47 @@ impl Prepared {
             Inputs::Images(_) => (None, crate::metalock::DEFAULT_TIMEOUT),
         };
         let mount_from = desired::mount_sources(&self.desired, &req.mount_from);
-        let stats = Apply {
+        let apply = Apply {
             client: &self.client,
             repo: &req.repo,
             metajsonname,
             force: req.policy.force,
             lock_timeout,
             mount_from: &mount_from,
+        };
+        let mut stats = apply::Stats::default();
+        let moved = apply.push_content(&plan, &self.images, &mut stats).await?;
+        if let Some((tag, found)) = moved.first() {
+            tracing::warn!(
+                "{}: another writer put {} there since the plan; planning anew",
+                req.repo.tagged(tag),
+                registry::found_text(found.as_ref())
+            );
+            plan = match observe_and_plan(&self.client, req, &self.desired).await? {
+                Ok(p) => p,
+                Err(refusal) => return Ok(self.refused(&refusal)),
+            };
+            check_records_writable(&plan, &self.images)?;
+            let moved = apply.push_content(&plan, &self.images, &mut stats).await?;
+            if let Some((tag, found)) = moved.into_iter().next() {
+                return Err(Error::Apply(apply::Error::MovedAgain {
+                    target: req.repo.tagged(&tag).to_string(),
+                    found: registry::found_text(found.as_ref()),
+                }));
+            }
         }
-        .run(plan, &self.images)
-        .await?;
+        apply.publish(&plan, &self.images, &mut stats).await?;
         if let Some(path) = &req.write_digest_to_file {
             write_digest_file(path, plan.index.digest.as_str())?;
         }
-        Ok(Report::new(&self.desired, plan, outcome, Some(stats)).with_skipped(&self.skipped))
+        let outcome = plan.outcome();
+        Ok(Report::new(&self.desired, &plan, outcome, Some(stats))
+            .with_skipped(&self.skipped)
+            .with_orphans(&self.orphans))
+    }
+
+    fn refused(&self, refusal: &plan::Refusal) -> Report {
+        Report::refused(&self.desired, refusal.clone()).with_skipped(&self.skipped)
     }
 }
 

@@ -7,7 +7,7 @@
 //! own, so a rerun skips what is done. Planning one stage is `release/stage.rs`'s, applying
 //! the planned stages `release/execute.rs`'s; each kind has a file: `copy` (copy-tag, within
 //! or across registries), `command` (programs and `done-when`), `delete` (delete-tags and its
-//! safety checks). The report is `report` (JSON) and `human` (stderr).
+//! safety checks), sharing `clients` (one registry client per host). The report is `report` (JSON) and `human` (stderr).
 //!
 //! `container-manifest` is exactly [`push::prepare`]/[`push::Prepared::apply`], once per
 //! repository; `arch-tags` writes tags that must hold one given digest, decided by
@@ -22,6 +22,7 @@
 //! A stage whose `needs` were not selected is planned (read-only) to see whether it is done;
 //! if not, the stage that needs it is refused.
 
+mod clients;
 mod command;
 pub mod config;
 mod copy;
@@ -121,6 +122,8 @@ pub enum StageError {
     Vanished(String),
     #[error("copying to {target}: {message}")]
     Copy { target: String, message: String },
+    #[error(transparent)]
+    Referrers(#[from] crate::referrers::Error),
 }
 
 /// The one rule for a tag that must hold exactly one digest (an arch's manifest, or what
@@ -158,7 +161,7 @@ pub async fn run(req: &RunRequest) -> Result<Report, Error> {
     let (outcome, stages) = if req.plans_only() {
         dry_run_reports(&stages, &selected, &plans)
     } else {
-        execute::apply_all(req, &build.buildid, &stages, &selected, plans).await
+        execute::apply_all(req, &build, &stages, &selected, plans).await
     };
     Ok(Report {
         release: Summary {
@@ -412,6 +415,7 @@ fn push_request(req: &RunRequest, build_id: &str, stage: &Stage, repo: &Reposito
         wait_lock: false,
         mount_from: vec![],
         builds_url: None,
+        annotations: Default::default(),
     };
     match &stage.kind {
         StageKind::ContainerManifest {
@@ -421,6 +425,7 @@ fn push_request(req: &RunRequest, build_id: &str, stage: &Stage, repo: &Reposito
             arches,
             missing_arch,
             v2s2,
+            annotations,
         } => {
             inputs.artifact = artifact.clone();
             inputs.metajsonname = Some(RecordKey::new(metajsonname.clone()));
@@ -428,6 +433,7 @@ fn push_request(req: &RunRequest, build_id: &str, stage: &Stage, repo: &Reposito
             push.tags = tags.clone();
             push.policy.missing_arch = *missing_arch;
             push.v2s2 = *v2s2;
+            push.annotations = annotations.clone();
             // The repositories before this one in the stage's list hold the same blobs by
             // now: mount from them rather than upload again.
             push.mount_from = stage

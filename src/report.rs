@@ -4,6 +4,7 @@
 //! Owns presenting a push's plan and what applying it did; it decides nothing, and takes
 //! what it shows from the desired state, the plan and the apply statistics.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use serde::Serialize;
@@ -15,6 +16,7 @@ use crate::plan::{
 };
 use crate::platform::{Arch, Platform};
 use crate::reference::{Digest, Repository, Tag};
+use crate::referrers::Orphaned;
 
 pub use crate::desired::{SkipReason, Skipped};
 
@@ -33,6 +35,12 @@ pub struct Report {
     pub duplicates: Vec<Duplicate>,
     /// Arches of the build this run leaves out, and why.
     pub skipped: Vec<Skipped>,
+    /// What the replaced tags held that signatures or attestations refer to: they stay with
+    /// the old digest.
+    pub orphaned_referrers: Vec<Orphaned>,
+    /// The annotations the index carries, when they were asked for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub annotations: Option<BTreeMap<String, String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub refusal: Option<RefusalReport>,
 }
@@ -169,6 +177,8 @@ impl Report {
                 })
                 .collect(),
             skipped: vec![],
+            orphaned_referrers: vec![],
+            annotations: desired.annotations.clone(),
             refusal: None,
         }
     }
@@ -207,6 +217,8 @@ impl Report {
             dropped: vec![],
             duplicates: vec![],
             skipped: vec![],
+            orphaned_referrers: vec![],
+            annotations: desired.annotations.clone(),
             refusal: Some(RefusalReport {
                 message: refusal.to_string(),
                 missing,
@@ -217,6 +229,12 @@ impl Report {
     /// The same report, listing `skipped` as the arches the run left out.
     pub fn with_skipped(mut self, skipped: &[Skipped]) -> Report {
         self.skipped = skipped.to_vec();
+        self
+    }
+
+    /// The same report, with what the replaced tags leave behind.
+    pub fn with_orphans(mut self, orphans: &[Orphaned]) -> Report {
+        self.orphaned_referrers = orphans.to_vec();
         self
     }
 
@@ -238,6 +256,7 @@ impl Report {
             return out;
         }
         self.headline(&mut out);
+        self.annotation_lines(&mut out);
         self.tag_lines(&mut out);
         self.arch_lines(&mut out);
         self.skipped_lines(&mut out);
@@ -268,6 +287,13 @@ impl Report {
             self.repo,
             self.index_digest.as_ref().map_or("-", |d| d.as_str())
         );
+    }
+
+    /// The annotations the index carries, when asked for.
+    fn annotation_lines(&self, out: &mut String) {
+        for (key, value) in self.annotations.iter().flatten() {
+            let _ = writeln!(out, "  annotation {key}={value}");
+        }
     }
 
     /// Each tag: what it held, what it holds after, and why.
@@ -335,6 +361,9 @@ impl Report {
                 "  warning: tag {} lists {} more than once",
                 d.tag, d.platform
             );
+        }
+        for o in &self.orphaned_referrers {
+            let _ = writeln!(out, "  warning: {}", o.warning());
         }
     }
 

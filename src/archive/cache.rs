@@ -23,6 +23,7 @@ use crate::store::Store;
 
 #[derive(Serialize, Deserialize)]
 struct Kept {
+    size: u64,
     entries: BTreeMap<String, (u64, u64)>,
     manifest: String,
     manifest_digest: String,
@@ -113,6 +114,7 @@ impl Archive {
             bytes_read: Default::default(),
             store: Some(store.clone()),
             read_image: Default::default(),
+            size: kept.size,
         };
         // The image must be one this archive's table can serve.
         for blob in image.blobs() {
@@ -135,6 +137,7 @@ impl Archive {
             return;
         };
         let kept = Kept {
+            size: self.size,
             entries: self
                 .entries
                 .iter()

@@ -169,3 +169,70 @@ fn verifying_reader_fails_on_mismatch_at_end() {
         .unwrap_err();
     assert!(err.to_string().contains("5 bytes"), "{err}");
 }
+
+#[test]
+fn a_tapped_blob_is_handed_over_as_the_pass_reads_it_and_read_on_from_where_it_stopped() {
+    use crate::hash::BlobSource as _;
+    use std::sync::atomic::AtomicBool;
+
+    let dir = tempfile::tempdir().unwrap();
+    let dir = Utf8Path::from_path(dir.path()).unwrap();
+    let big: Vec<u8> = (0..(2 << 20) + 5).map(|i| (i % 241) as u8).collect();
+    let (a, b) = (blob(b"config"), blob(&big));
+    let path = tar_with(dir, &[(&a.digest, b"config"), (&b.digest, &big)]);
+    let archive = Archive::open(&path).unwrap();
+    let before = archive.bytes_read();
+    let (source, tap) = archive.fed_source(&b).unwrap();
+    let reader = archive.clone();
+    let pass = std::thread::spawn(move || {
+        reader.check_pass(&[&a], tap.into_iter().collect(), &AtomicBool::new(false))
+    });
+    // Read it as a chunked upload would: a piece, then on from where that stopped.
+    let mut first = Vec::new();
+    source
+        .open_at(0)
+        .unwrap()
+        .take(1 << 20)
+        .read_to_end(&mut first)
+        .unwrap();
+    let mut rest = Vec::new();
+    source
+        .open_at(1 << 20)
+        .unwrap()
+        .read_to_end(&mut rest)
+        .unwrap();
+    first.extend(rest);
+    assert_eq!(first, big);
+    let sha = pass.join().unwrap().unwrap();
+    assert_eq!(sha, Some(file_sha256(&path).unwrap().0));
+    // The pass read the file once; the blob was not read from it a second time.
+    assert_eq!(archive.bytes_read() - before, archive.size());
+}
+
+#[test]
+fn a_reading_elsewhere_than_the_feed_opens_the_file_and_frees_the_pass() {
+    use crate::hash::BlobSource as _;
+    use std::sync::atomic::AtomicBool;
+
+    let dir = tempfile::tempdir().unwrap();
+    let dir = Utf8Path::from_path(dir.path()).unwrap();
+    let big: Vec<u8> = (0..(3 << 20)).map(|i| (i % 239) as u8).collect();
+    let b = blob(&big);
+    let path = tar_with(dir, &[(&b.digest, &big)]);
+    let archive = Archive::open(&path).unwrap();
+    let (source, tap) = archive.fed_source(&b).unwrap();
+    let reader = archive.clone();
+    let pass = std::thread::spawn(move || {
+        reader.check_pass(&[], tap.into_iter().collect(), &AtomicBool::new(false))
+    });
+    // A resumed upload starting in the middle: the feed is given up, and the pass, no longer
+    // held by it, finishes on its own.
+    let mut tail = Vec::new();
+    source
+        .open_at(1 << 20)
+        .unwrap()
+        .read_to_end(&mut tail)
+        .unwrap();
+    assert_eq!(tail, big[1 << 20..]);
+    assert!(pass.join().unwrap().unwrap().is_some());
+}

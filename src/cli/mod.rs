@@ -67,7 +67,20 @@ where
     let mut root = Cli::command();
     root.build();
     let args = cosa::expand(args.into_iter().map(Into::into).collect(), &root)?;
-    Cli::try_parse_from(args)
+    let cli = Cli::try_parse_from(args)?;
+    let plan = match &cli.command {
+        Command::PushContainerManifest(a) => Some(&a.plan),
+        Command::Status(a) => Some(&a.plan),
+        _ => None,
+    };
+    if let Some(Err(message)) = plan.map(PlanArgs::check) {
+        // A raw error prints as this one line, without the usage that clap adds to its own.
+        return Err(clap::Error::raw(
+            clap::error::ErrorKind::ArgumentConflict,
+            format!("{message}\n"),
+        ));
+    }
+    Ok(cli)
 }
 
 impl Cli {
@@ -217,10 +230,17 @@ pub struct ConnectArgs {
     #[arg(long, default_value = "1", value_name = "SECONDS", value_parser = parse_seconds)]
     pub retry_delay: Duration,
 
-    /// How many blobs are checked for or uploaded at once.
+    /// How many blobs of 1 MiB or more are uploaded at once. Small requests (HEADs, smaller
+    /// blobs, manifests, read-backs) go sixteen times as many at once.
     #[arg(long, default_value_t = 4, value_name = "N",
           value_parser = clap::value_parser!(u16).range(1..=64))]
     pub jobs: u16,
+
+    /// Blobs over twice this size are uploaded in chunks of it and resumed where the registry
+    /// says it stopped after a failure; smaller ones in one request. Bytes, or with a KiB,
+    /// MiB or GiB suffix.
+    #[arg(long, default_value = "32MiB", value_name = "SIZE", value_parser = parse_size)]
+    pub chunk_size: u64,
 }
 
 impl ConnectArgs {
@@ -234,8 +254,30 @@ impl ConnectArgs {
             retry_times: self.retry_times,
             retry_delay: self.retry_delay,
             jobs: usize::from(self.jobs),
+            chunk_size: self.chunk_size,
         }
     }
+}
+
+/// A positive number of bytes, optionally with a binary suffix ("256KiB", "32MiB", "1GiB").
+fn parse_size(s: &str) -> Result<u64, String> {
+    let (digits, unit) = match s.find(|c: char| !c.is_ascii_digit()) {
+        Some(at) => s.split_at(at),
+        None => (s, ""),
+    };
+    let shift = match unit {
+        "" => 0,
+        "KiB" => 10,
+        "MiB" => 20,
+        "GiB" => 30,
+        _ => return Err(format!("{s:?}: the size's unit must be KiB, MiB or GiB")),
+    };
+    digits
+        .parse::<u64>()
+        .ok()
+        .filter(|n| *n > 0)
+        .and_then(|n| n.checked_mul(1 << shift))
+        .ok_or_else(|| format!("{s:?} is not a usable size in bytes"))
 }
 
 /// A non-negative number of seconds, fractions allowed ("0.5").

@@ -7,6 +7,7 @@ use camino::Utf8PathBuf;
 use clap::Args;
 
 use super::{ConnectArgs, parse_seconds};
+use crate::annotations::{Annotation, Annotations};
 use crate::plan::{MissingArch, Policy};
 use crate::platform::Arch;
 use crate::push::{BuildInputs, Inputs, PushRequest, RecordKey};
@@ -43,6 +44,13 @@ pub struct PlanArgs {
     /// Publish Docker schema 2 manifests and a Docker manifest list instead of OCI.
     #[arg(long)]
     pub v2s2: bool,
+
+    /// An annotation on the index, KEY=VALUE; repeat for several. VALUE may name fields of
+    /// the build record: {buildid}, {version} (ostree-version), {name}, {build-timestamp}
+    /// (coreos-assembler.build-timestamp, the latest of the arches). With annotations, a tag
+    /// whose index carries other annotations is out of date. Not with --v2s2.
+    #[arg(long = "annotation", value_name = "KEY=VALUE")]
+    pub annotations: Vec<Annotation>,
 
     /// Another repository of the same registry that may hold the blobs: they are mounted
     /// from it instead of uploaded. Repeatable; repositories the records name are tried too.
@@ -166,6 +174,30 @@ impl PushArgs {
 }
 
 impl PlanArgs {
+    /// What clap cannot check about these arguments: annotations fit the list's format and
+    /// the inputs, each key once. The error is one line.
+    pub fn check(&self) -> Result<(), String> {
+        let annotations = Annotations::new(self.annotations.clone());
+        if annotations.is_empty() {
+            return Ok(());
+        }
+        if self.v2s2 {
+            return Err(
+                "--annotation cannot be used with --v2s2: a Docker manifest list has no annotations"
+                    .to_owned(),
+            );
+        }
+        if let Some(key) = annotations.duplicate_key() {
+            return Err(format!("--annotation {key} is given more than once"));
+        }
+        if let (false, Some(a)) = (self.images.is_empty(), annotations.needing_a_build()) {
+            return Err(format!(
+                "--annotation {a} names a field of the build record, and --image publishes no build"
+            ));
+        }
+        Ok(())
+    }
+
     /// The request this describes; it writes nothing until a caller applies it. Fails only on
     /// a `--builds-url` that cannot be opened.
     pub fn into_request(self) -> Result<PushRequest, crate::store::Error> {
@@ -212,6 +244,7 @@ impl PlanArgs {
             wait_lock: self.wait_lock,
             mount_from: self.mount_from,
             builds_url,
+            annotations: Annotations::new(self.annotations),
         })
     }
 }

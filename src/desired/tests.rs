@@ -43,6 +43,7 @@ fn desired(records: &[Option<serde_json::Value>]) -> Desired {
             .collect(),
         format: index::Format::Oci,
         records: true,
+        annotations: None,
     }
 }
 

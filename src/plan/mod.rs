@@ -55,6 +55,10 @@ pub struct Desired {
     pub format: index::Format,
     /// Whether each arch's meta.json records the push (not for images given with `--image`).
     pub records: bool,
+    /// The annotations the index carries, expanded; `None` when none were asked for. When
+    /// asked for, they are part of equality: an index with the same platforms and other
+    /// annotations is out of date. When not, a remote index's annotations are not compared.
+    pub annotations: Option<BTreeMap<String, String>>,
 }
 
 /// What a tag holds, as read from the registry.
@@ -79,6 +83,8 @@ pub struct RemoteContent {
     /// image (when its config names a real platform).
     pub platforms: Vec<Entry>,
     pub other: Vec<OtherEntry>,
+    /// An index's own annotations (none for an image manifest).
+    pub annotations: BTreeMap<String, String>,
 }
 
 /// What kind of manifest a tag holds. Only an index can be a tag's index: a single image
@@ -307,11 +313,16 @@ pub fn plan(desired: &Desired, observed: &Observed, policy: &Policy) -> Result<P
     let attestations = steps::carried_attestations(&foreign.other, &remote.carried, desired.format);
 
     let entries = own.into_iter().chain(remote.entries).collect();
-    let built = steps::Built::new(index::build_with(
-        desired.format,
-        entries,
-        attestations.entries,
-    ));
+    let none = BTreeMap::new();
+    let built = steps::Built::new(
+        index::build_with(
+            desired.format,
+            entries,
+            attestations.entries,
+            desired.annotations.as_ref().unwrap_or(&none),
+        ),
+        desired.annotations.clone(),
+    );
     let index = steps::choose_index(&states, &built, policy.force);
     let tags = steps::tag_plans(&states, &index, &built, policy.force);
     let push_images =

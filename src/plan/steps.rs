@@ -262,16 +262,23 @@ pub(super) fn carried_attestations(
     out
 }
 
-/// The index reprise builds, with its platform map, against which tags are compared.
+/// The index reprise builds, with its platform map and the annotations asked for, against
+/// which tags are compared.
 pub(super) struct Built {
     pub index: BuiltIndex,
     pub map: PlatformMap,
+    /// `None` when no annotations were asked for: a remote index's are then not compared.
+    pub annotations: Option<BTreeMap<String, String>>,
 }
 
 impl Built {
-    pub(super) fn new(index: BuiltIndex) -> Self {
+    pub(super) fn new(index: BuiltIndex, annotations: Option<BTreeMap<String, String>>) -> Self {
         let (map, _) = index::platform_map(&index.entries);
-        Built { index, map }
+        Built {
+            index,
+            map,
+            annotations,
+        }
     }
 
     /// Whether a tag already holds this index or an equivalent one.
@@ -280,8 +287,28 @@ impl Built {
             TagState::Absent => false,
             TagState::Present { digest, content } => {
                 digest == &self.index.digest
-                    || content.as_ref().is_some_and(|c| equivalent(c, &self.map))
+                    || content
+                        .as_ref()
+                        .is_some_and(|c| equivalent(c, &self.map) && self.annotated_as_asked(c))
             }
+        }
+    }
+
+    /// Whether a remote index carries exactly the annotations asked for (any, when none were).
+    fn annotated_as_asked(&self, content: &RemoteContent) -> bool {
+        self.annotations
+            .as_ref()
+            .is_none_or(|want| want == &content.annotations)
+    }
+
+    /// Whether a tag holds an index with the right platforms whose annotations are not the
+    /// ones asked for.
+    fn only_annotations_differ(&self, state: &TagState) -> bool {
+        match state {
+            TagState::Present {
+                content: Some(c), ..
+            } => equivalent(c, &self.map) && !self.annotated_as_asked(c),
+            _ => false,
         }
     }
 
@@ -362,6 +389,8 @@ pub(super) fn tag_plans(
                 )
             } else if built.up_to_date(state) {
                 (TagAction::Push, "equivalent index; aligning to one digest")
+            } else if built.only_annotations_differ(state) {
+                (TagAction::Push, "annotations differ")
             } else {
                 (TagAction::Push, "index differs")
             };

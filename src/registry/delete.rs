@@ -106,13 +106,7 @@ impl Client {
             StatusCode::NOT_FOUND => return Ok((Vec::new(), None)),
             _ => return Err(status_error(&target, repo, response).await),
         }
-        let next = next_link(response.headers()).map(|path| {
-            if path.starts_with('/') {
-                format!("{}{path}", self.base)
-            } else {
-                path
-            }
-        });
+        let next = super::referrers::next_link(url, response.headers());
         let bytes = read_capped(&target, "tag list", response, MAX_TAG_LIST).await?;
         let page: Page = serde_json::from_slice(&bytes).map_err(|e| Error::Protocol {
             target: target.clone(),
@@ -131,38 +125,19 @@ impl Client {
     /// Reads `r` until the registry says it is gone, for at most the verify timeout: the
     /// delete is trusted only once read back.
     pub async fn verify_absent(&self, r: &Reference) -> Result<(), Error> {
-        let start = Instant::now();
-        let mut delay = Duration::from_millis(100);
-        loop {
-            let Some(observed) = self.resolve(r).await? else {
-                return Ok(());
-            };
-            let waited = start.elapsed();
-            if waited + delay > self.verify_timeout {
-                return Err(Error::StillPresent {
-                    target: r.to_string(),
-                    digest: observed,
-                    waited,
-                });
-            }
-            tokio::time::sleep(delay).await;
-            delay = (delay * 2).min(Duration::from_secs(5));
-        }
+        self.read_until(
+            r,
+            "deleted, but still there",
+            |observed| Ok(observed.is_none()),
+            |observed, waited| Error::StillPresent {
+                target: r.to_string(),
+                observed: found_text(observed),
+                waited,
+            },
+        )
+        .await
     }
 }
 
 /// A tag list page is names only; 16 MiB is far more than 1000 of them.
 const MAX_TAG_LIST: usize = 16 << 20;
-
-/// The target of a `Link: <...>; rel="next"` header.
-fn next_link(headers: &HeaderMap) -> Option<String> {
-    let value = headers.get(header::LINK)?.to_str().ok()?;
-    value.split(',').find_map(|part| {
-        let (url, params) = part.split_once(';')?;
-        let is_next = params
-            .split(';')
-            .any(|p| p.trim().replace(' ', "") == "rel=\"next\"" || p.trim() == "rel=next");
-        let url = url.trim().strip_prefix('<')?.strip_suffix('>')?;
-        is_next.then(|| url.to_owned())
-    })
-}

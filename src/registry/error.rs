@@ -49,18 +49,34 @@ pub enum Error {
         observed: String,
         waited: Duration,
     },
-    #[error("{target} was deleted but still resolves to {digest} after {waited:?}")]
+    #[error("{target} was deleted but still resolves to {observed} after {waited:?}")]
     StillPresent {
         target: String,
-        digest: Digest,
+        observed: String,
         waited: Duration,
     },
     #[error(
         "{target}: {registry} does not allow deletes (HTTP 405); turn on storage.delete.enabled in its config, or delete by hand"
     )]
     DeletesDisabled { target: String, registry: String },
+    /// Another writer changed a tag while this run was publishing to it.
+    /// `found: None`: the tag was deleted.
+    #[error(
+        "{target}: another writer put {} there while this run was publishing",
+        found_text(found.as_ref())
+    )]
+    Moved {
+        target: String,
+        found: Option<Digest>,
+    },
     #[error("{target}: the token service of {registry} issued no token (down or throttling)")]
     Token { target: String, registry: String },
+    /// A blob's bytes were not what its descriptor says; nothing was committed.
+    #[error("{target}: not uploaded: {mismatch}")]
+    Mismatch { target: String, mismatch: Mismatch },
+    /// The registry does not take blobs in chunks (it refused the first one outright).
+    #[error("{target}: the registry refuses chunked uploads: {message}")]
+    ChunksRefused { target: String, message: String },
     #[error("{target}: the registry asked for credentials again during the upload")]
     Reauthenticate { target: String },
     #[error(
@@ -98,6 +114,11 @@ impl Error {
             _ => None,
         }
     }
+}
+
+/// A tag's digest as a message names it; one that vanished holds nothing.
+pub fn found_text(found: Option<&Digest>) -> String {
+    found.map_or_else(|| "nothing (deleted)".to_owned(), ToString::to_string)
 }
 
 /// A request that failed below HTTP. The URL is left out: after a redirect it may be a

@@ -15,6 +15,8 @@
 //! - `delete`: deleting tags and manifests, and listing a repository's tags;
 //! - `upload`: blob uploads, cross-repository mounts and copies, every byte verified as it
 //!   streams ([`crate::hash`]);
+//! - `chunked`: big blobs uploaded in chunks, resumed where the registry says it stopped;
+//! - `referrers`: the referrers API's list, and manifest pushes that report `OCI-Subject`;
 //! - `tls`: the certificate authorities trusted beyond the system's.
 
 use std::collections::{HashMap, HashSet};
@@ -27,12 +29,14 @@ use reqwest::header::{self, HeaderMap, HeaderValue};
 use reqwest::{Method, StatusCode};
 
 use crate::auth::Credentials;
-use crate::hash::{BlobRef, Mismatch, Verifier, VerifyingReader};
+use crate::hash::{BlobRef, BlobSource, Mismatch, Verifier, VerifyingReader};
 use crate::media::{self, MAX_REMOTE_MANIFEST};
 use crate::reference::{Digest, Reference, Repository};
 
+mod chunked;
 mod delete;
 mod error;
+mod referrers;
 mod request;
 mod retry;
 mod tls;
@@ -41,8 +45,8 @@ mod transient;
 mod upload;
 
 pub use delete::Deleted;
-pub use error::Error;
 use error::*;
+pub use error::{Error, found_text};
 use retry::*;
 use tls::*;
 
@@ -84,7 +88,14 @@ pub struct ConnectOptions {
     pub retry_delay: Duration,
     /// How many blobs are checked for or moved at once.
     pub jobs: usize,
+    /// Blobs over twice this many bytes are uploaded in chunks of it, so a failure costs at
+    /// most one chunk; smaller ones in one PUT.
+    pub chunk_size: u64,
 }
+
+/// The default [`ConnectOptions::chunk_size`]: blobs over 64 MiB go in 32 MiB chunks, so a
+/// reset late in a 256 MiB layer resends at most an eighth of it.
+pub const DEFAULT_CHUNK_SIZE: u64 = 32 << 20;
 
 impl Default for ConnectOptions {
     fn default() -> Self {
@@ -97,6 +108,7 @@ impl Default for ConnectOptions {
             retry_times: 5,
             retry_delay: Duration::from_secs(1),
             jobs: 4,
+            chunk_size: DEFAULT_CHUNK_SIZE,
         }
     }
 }
@@ -135,12 +147,37 @@ pub struct Client {
     retry_times: u32,
     retry_delay: Duration,
     jobs: usize,
+    chunk_size: u64,
+    /// Set once the registry refused a chunked upload: every later blob goes whole.
+    chunks_refused: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Client {
     /// How many blobs callers should check for or move at once.
     pub fn jobs(&self) -> usize {
         self.jobs
+    }
+
+    /// How many small requests (HEADs, manifests, small blobs) callers should have in flight
+    /// at once: sixteen times [`Client::jobs`], since they move few bytes and each costs a
+    /// round trip that only concurrency hides.
+    pub fn small_jobs(&self) -> usize {
+        self.jobs * 16
+    }
+
+    /// Whether a blob of `size` bytes goes in chunks.
+    fn chunking(&self, size: u64) -> bool {
+        size > self.chunk_size.saturating_mul(2)
+    }
+
+    fn chunks_refused(&self) -> bool {
+        self.chunks_refused
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn refuse_chunks(&self) {
+        self.chunks_refused
+            .store(true, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// [`Client::new`] on a blocking thread: it reads auth files and cert dirs and may run a
@@ -206,6 +243,8 @@ impl Client {
             retry_times: opts.retry_times,
             retry_delay: opts.retry_delay,
             jobs: opts.jobs.max(1),
+            chunk_size: opts.chunk_size.max(1),
+            chunks_refused: Arc::default(),
         })
     }
 
@@ -260,6 +299,7 @@ impl Client {
             self.put_manifest_once(r, bytes, media_type)
         })
         .await
+        .map(|_| ())
     }
 
     /// A HEAD or GET of a manifest: `None` on 404, the response on 200, and an error for
@@ -379,12 +419,13 @@ impl Client {
         }
     }
 
+    /// One PUT of a manifest; the headers of the registry's 201.
     async fn put_manifest_once(
         &self,
         r: &Reference,
         bytes: &[u8],
         media_type: &str,
-    ) -> Result<(), Error> {
+    ) -> Result<HeaderMap, Error> {
         let target = r.to_string();
         let content_type = HeaderValue::from_str(media_type).map_err(|_| Error::Protocol {
             target: target.clone(),
@@ -407,31 +448,83 @@ impl Client {
         if response.status() != StatusCode::CREATED {
             return Err(status_error(&target, r.repository(), response).await);
         }
-        Ok(())
+        Ok(response.headers().clone())
     }
 
     /// Reads `r` back until it resolves to `expected`, with backoff, for at most the
     /// configured verify timeout: a registry or a cache in front of it may answer the old
     /// digest or a 404 for a while after a write.
     pub async fn verify(&self, r: &Reference, expected: &Digest) -> Result<(), Error> {
+        self.read_back(r, expected, None).await
+    }
+
+    /// [`Client::verify`] of a tag that held `before` (`None`: nothing) when the run looked:
+    /// a stale read answers that or a 404, so any third digest was put there by another
+    /// writer, and waiting would not bring this run's back. That stops the wait at once.
+    pub async fn verify_written(
+        &self,
+        r: &Reference,
+        expected: &Digest,
+        before: Option<&Digest>,
+    ) -> Result<(), Error> {
+        self.read_back(r, expected, Some(before)).await
+    }
+
+    /// Reads `r` back until it shows `expected`; `before`, when known, is what it held.
+    async fn read_back(
+        &self,
+        r: &Reference,
+        expected: &Digest,
+        before: Option<Option<&Digest>>,
+    ) -> Result<(), Error> {
+        self.read_until(
+            r,
+            "not yet showing the pushed digest",
+            |observed| {
+                if observed == Some(expected) {
+                    return Ok(true);
+                }
+                match (observed, before) {
+                    (Some(found), Some(before)) if Some(found) != before => Err(Error::Moved {
+                        target: r.to_string(),
+                        found: Some(found.clone()),
+                    }),
+                    _ => Ok(false),
+                }
+            },
+            |observed, waited| Error::Verify {
+                target: r.to_string(),
+                expected: expected.clone(),
+                observed: observed.map_or_else(|| "nothing (404)".to_owned(), ToString::to_string),
+                waited,
+            },
+        )
+        .await
+    }
+
+    /// Reads `r` until `done` says what it resolves to is what was wanted (or fails), with
+    /// backoff, for at most the verify timeout; then `timed_out` with the last answer and the
+    /// time waited. A registry, or a cache in front of it, may answer an old state for a while
+    /// after a write: the one read-after-write loop, for writes and deletes alike.
+    pub(super) async fn read_until(
+        &self,
+        r: &Reference,
+        waiting_for: &str,
+        done: impl Fn(Option<&Digest>) -> Result<bool, Error>,
+        timed_out: impl Fn(Option<&Digest>, Duration) -> Error,
+    ) -> Result<(), Error> {
         let start = Instant::now();
         let mut delay = Duration::from_millis(100);
         loop {
             let observed = self.resolve(r).await?;
-            if observed.as_ref() == Some(expected) {
+            if done(observed.as_ref())? {
                 return Ok(());
             }
             let waited = start.elapsed();
             if waited + delay > self.verify_timeout {
-                return Err(Error::Verify {
-                    target: r.to_string(),
-                    expected: expected.clone(),
-                    observed: observed
-                        .map_or_else(|| "nothing (404)".to_owned(), |d| d.to_string()),
-                    waited,
-                });
+                return Err(timed_out(observed.as_ref(), waited));
             }
-            tracing::info!(target = %r, "not yet showing the pushed digest; reading again in {delay:?}");
+            tracing::info!(target = %r, "{waiting_for}; reading again in {delay:?}");
             tokio::time::sleep(delay).await;
             delay = (delay * 2).min(Duration::from_secs(5));
         }

@@ -4,6 +4,9 @@
 
 use super::*;
 
+/// How many times one request gets a replacement for a refused token.
+const MAX_TOKEN_REFRESHES: u32 = 8;
+
 impl Client {
     /// The `Authorization` header for a request needing `scopes` on `repo`'s registry: the
     /// cached one, or a fresh one when the registry refused `refused` (what was last sent).
@@ -112,6 +115,7 @@ impl Client {
         build: impl Fn(&reqwest::Client) -> reqwest::RequestBuilder,
     ) -> Result<reqwest::Response, Error> {
         let mut refused: Option<Option<HeaderValue>> = None;
+        let mut refreshes = 0;
         loop {
             let mut request = build(&self.http);
             let sent = self
@@ -121,11 +125,20 @@ impl Client {
                 request = request.header(header::AUTHORIZATION, value.clone());
             }
             let response = request.send().await.map_err(|e| transport(target, &e))?;
-            if response.status() == StatusCode::UNAUTHORIZED && refused.is_none() {
+            // A refused token is replaced and the request sent again. Requests running at
+            // once share a token, so the one this request got may run out under it too: each
+            // further refusal of a token other than the last one refused earns another
+            // replacement, a bounded number of times.
+            let new_refusal = refused.as_ref().is_none_or(|last| *last != sent);
+            if response.status() == StatusCode::UNAUTHORIZED
+                && new_refusal
+                && refreshes < MAX_TOKEN_REFRESHES
+            {
                 if let Some(learned) = token::challenge(response.headers()) {
                     *self.challenge.lock().await = learned;
                 }
                 refused = Some(sent);
+                refreshes += 1;
                 continue;
             }
             if response.status() == StatusCode::BAD_REQUEST && self.speaks_https().await {

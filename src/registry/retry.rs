@@ -7,6 +7,9 @@ use super::*;
 /// otherwise hold a release job silently.
 pub(super) const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
 
+/// How many times one operation is tried again with a fresh token.
+pub(super) const MAX_REAUTHENTICATIONS: u32 = 10;
+
 /// `delay` scaled by a factor in [0.5, 1.5), so parallel clients do not retry in step.
 pub(super) fn jitter(delay: Duration) -> Duration {
     let nanos = std::time::SystemTime::now()
@@ -44,11 +47,16 @@ impl Client {
     {
         let mut delay = self.retry_delay;
         let mut attempt = 0;
+        let mut reauthentications = 0;
         loop {
             match op().await {
-                // A token ran out and a fresh one is in hand: no reason to wait.
-                Err(e @ Error::Reauthenticate { .. }) if attempt < self.retry_times => {
-                    attempt += 1;
+                // A token ran out and a fresh one is in hand: no reason to wait. Requests in
+                // flight together share a token, so one may run out under several of them
+                // at once; these have a budget of their own.
+                Err(e @ Error::Reauthenticate { .. })
+                    if reauthentications < MAX_REAUTHENTICATIONS =>
+                {
+                    reauthentications += 1;
                     tracing::info!("{what}: {e}; trying again with a fresh token");
                 }
                 Err(e) if attempt < self.retry_times && e.is_transient() => {

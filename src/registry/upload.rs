@@ -1,25 +1,38 @@
 //! Moving blobs into a repository: a monolithic upload streamed from a reader that verifies
-//! as it goes, a cross-repository mount (with a token that may pull from the source), and
-//! a copy from another repository or registry when a mount is not possible.
+//! as it goes (big blobs go in chunks instead, see `chunked`), a cross-repository mount (with
+//! a token that may pull from the source), and a copy from another repository or registry
+//! when a mount is not possible.
 
 use super::*;
+use crate::hash::read_full;
 
 impl Client {
-    /// Uploads one blob in one monolithic PUT, streaming it from a reader `open` returns
-    /// (which verifies it as it goes). A failed upload restarts from a fresh session and a
-    /// fresh reader.
-    pub async fn push_blob<R, E>(
+    /// Uploads one blob whose bytes `source` holds. A blob over twice the chunk size goes in
+    /// chunks, resumed where the registry says it stopped after a failure
+    /// ([`super::chunked`]); a smaller one in one monolithic PUT, which a failure restarts from
+    /// a fresh session. Either way the bytes are checked against `blob` as they stream, and
+    /// a blob that does not match is never committed.
+    pub async fn push_blob<S: BlobSource>(
         &self,
         repo: &Repository,
         blob: &BlobRef,
-        open: impl Fn() -> Result<VerifyingReader<R>, E>,
-    ) -> Result<(), Error>
-    where
-        R: std::io::Read + Send + 'static,
-        E: std::error::Error + Send + Sync + 'static,
-    {
+        source: &S,
+    ) -> Result<(), Error> {
+        if self.chunking(blob.size) && !self.chunks_refused() {
+            match self.push_chunked(repo, blob, source).await {
+                Err(Error::ChunksRefused { target, message }) => {
+                    tracing::info!(
+                        "{target}: the registry refuses chunked uploads ({message}); \
+                         sending blobs whole"
+                    );
+                    self.refuse_chunks();
+                }
+                other => return other,
+            }
+        }
         self.retry(&format!("uploading blob {}", blob.digest), || async {
-            let reader = open().map_err(|e| Error::Source(Box::new(e)))?;
+            let reader = source.open_at(0).map_err(|e| Error::Source(Box::new(e)))?;
+            let reader = VerifyingReader::new(reader, blob.clone());
             self.push_blob_once(repo, blob, reader).await
         })
         .await
@@ -47,11 +60,8 @@ impl Client {
             .await;
         // The producer ends once the body is consumed or dropped.
         let _ = producer.await;
-        if let Some(kind) = mismatch.lock().map(|mut m| m.take()).unwrap_or(None) {
-            return Err(Error::Protocol {
-                target,
-                message: format!("not uploaded: {kind}"),
-            });
+        if let Some(mismatch) = mismatch.lock().map(|mut m| m.take()).unwrap_or(None) {
+            return Err(Error::Mismatch { target, mismatch });
         }
         pushed
     }
@@ -337,18 +347,6 @@ pub(super) fn pump<R: std::io::Read>(
             return;
         }
     }
-}
-
-/// Fills `buf` as far as the reader allows, so chunks are full-sized except the last.
-pub(super) fn read_full(reader: &mut impl std::io::Read, buf: &mut [u8]) -> std::io::Result<usize> {
-    let mut filled = 0;
-    while filled < buf.len() {
-        match reader.read(&mut buf[filled..])? {
-            0 => break,
-            n => filled += n,
-        }
-    }
-    Ok(filled)
 }
 
 /// Where the registry wants the blob: its `Location`, relative or absolute.

@@ -51,6 +51,24 @@ pub struct Predicate {
     pub value: String,
 }
 
+/// Takes and lets go of the lock of each meta.json, without waiting: a lock whose holder is
+/// provably gone (a dead process on this host, such as a reprise killed while recording) is
+/// broken on the way, as reprise does whenever it needs one. A live holder is left alone;
+/// the program will wait for it.
+pub async fn clear_stale_locks(metas: Vec<Utf8PathBuf>) {
+    let cleared = tokio::task::spawn_blocking(move || {
+        for meta in &metas {
+            if let Ok(lock) = crate::metalock::MetaLock::acquire(meta, Duration::ZERO) {
+                drop(lock);
+            }
+        }
+    })
+    .await;
+    if let Err(e) = cleared {
+        tracing::debug!("clearing stale meta.json locks: {e}");
+    }
+}
+
 /// How one attempt of a program ended.
 #[derive(Debug, Clone, Serialize)]
 pub struct Attempt {

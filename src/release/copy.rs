@@ -5,46 +5,21 @@
 //! otherwise; then the manifest itself at each tag, read back. A target already holding the
 //! digest costs one HEAD.
 
-use std::collections::HashMap;
-
 use futures_util::{StreamExt as _, TryStreamExt as _};
 
 use super::StageError;
+use super::clients::Clients;
 use super::stage::{Overlay, read_tag};
 use crate::apply::Stats;
 use crate::hash::BlobRef;
 use crate::plan::TagAction;
 use crate::reference::{Digest, Reference, Repository};
+use crate::referrers::copy::Summary as ReferrersCopy;
+use crate::referrers::{self, CopyPlan, Side};
 use crate::registry::{Client, ConnectOptions};
 
 /// How deep indexes may nest inside an index before the copy gives up.
 const MAX_DEPTH: usize = 4;
-
-/// One client per registry, made when first needed: a copy across registries talks to two.
-#[derive(Clone)]
-pub(super) struct Clients {
-    opts: ConnectOptions,
-    by_registry: HashMap<String, Client>,
-}
-
-impl Clients {
-    pub(super) fn new(opts: &ConnectOptions) -> Clients {
-        Clients {
-            opts: opts.clone(),
-            by_registry: HashMap::new(),
-        }
-    }
-
-    pub(super) async fn get(&mut self, repo: &Repository) -> Result<Client, StageError> {
-        if let Some(c) = self.by_registry.get(repo.registry()) {
-            return Ok(c.clone());
-        }
-        let c = Client::connect(repo, &self.opts).await?;
-        self.by_registry
-            .insert(repo.registry().to_owned(), c.clone());
-        Ok(c)
-    }
-}
 
 /// One `to` reference of a copy.
 #[derive(Debug, Clone)]
@@ -62,11 +37,49 @@ pub(super) struct CopyWork {
     /// What `from` holds.
     pub(super) want: Digest,
     pub(super) targets: Vec<Target>,
+    /// The referrers of `want` to bring to each target repository other than the source's.
+    pub(super) referrers: Vec<CopyPlan>,
 }
 
 impl CopyWork {
     pub(super) fn has_work(&self) -> bool {
         self.targets.iter().any(|t| t.action == TagAction::Push)
+            || self.referrers.iter().any(CopyPlan::pending)
+    }
+
+    /// Plans copying the referrers of what `from` holds into every target repository other
+    /// than the source's (`enabled`: the stage's `referrers`). Within one repository a copy
+    /// has the same digest, so its referrers are already there.
+    pub(super) async fn with_referrers(mut self, enabled: bool) -> Result<CopyWork, StageError> {
+        if !enabled {
+            return Ok(self);
+        }
+        let src_repo = self.from.repository().clone();
+        let source = Side {
+            client: self.clients.get(&src_repo).await?,
+            repo: src_repo.clone(),
+        };
+        let mut repos: Vec<Repository> = Vec::new();
+        for t in &self.targets {
+            let repo = t.to.repository();
+            if repo != &src_repo && !repos.contains(repo) {
+                repos.push(repo.clone());
+            }
+        }
+        for repo in repos {
+            let target = Side {
+                client: self.clients.get(&repo).await?,
+                repo,
+            };
+            let plan = referrers::copy::plan(source.clone(), target, &self.want).await?;
+            self.referrers.push(plan);
+        }
+        Ok(self)
+    }
+
+    /// The referrers part of the stage's report.
+    pub(super) fn referrers_report(&self) -> Vec<ReferrersCopy> {
+        self.referrers.iter().map(CopyPlan::summary).collect()
     }
 }
 
@@ -104,6 +117,7 @@ pub(super) async fn plan(
         from: from.clone(),
         want,
         targets,
+        referrers: vec![],
     })
 }
 
@@ -117,7 +131,8 @@ pub(super) async fn apply(mut work: CopyWork) -> Result<Stats, StageError> {
         .filter(|t| t.action == TagAction::Push)
         .cloned()
         .collect();
-    if to_write.is_empty() {
+    let referrers: Vec<&CopyPlan> = work.referrers.iter().filter(|p| p.pending()).collect();
+    if to_write.is_empty() && referrers.is_empty() {
         return Ok(stats);
     }
     let src_repo = work.from.repository().clone();
@@ -142,6 +157,15 @@ pub(super) async fn apply(mut work: CopyWork) -> Result<Stats, StageError> {
         };
         copier.children(&top.bytes, 0, &mut stats).await?;
         filled.push(repo.clone());
+    }
+    // The referrers before the tags: a copy is signed by the time it can be pulled by tag.
+    for plan in referrers {
+        let copied = referrers::copy::apply(plan).await?;
+        stats.pushed_manifests += copied.copied + copied.tag_schema_written;
+        stats.uploaded_blobs += copied.blobs_uploaded;
+        stats.uploaded_bytes += copied.bytes_uploaded;
+        stats.mounted_blobs += copied.blobs_mounted;
+        stats.skipped_blobs += copied.blobs_present;
     }
     for t in &to_write {
         let target = work.clients.get(t.to.repository()).await?;

@@ -13,7 +13,7 @@ use futures_util::{StreamExt as _, TryStreamExt as _};
 use serde::Serialize;
 
 use super::StageError;
-use super::copy::Clients;
+use super::clients::Clients;
 use crate::reference::{Digest, Reference, Repository, Tag};
 use crate::registry::{ConnectOptions, Deleted, Fetched};
 

@@ -12,12 +12,12 @@ use super::copy;
 use super::delete;
 use super::report::{self, RunReport, StageOutcome, StageReport};
 use super::stage::{self, Overlay, Planned, TagsWork, Work, plan_stage};
-use super::{RunRequest, Stage, StageError, StageKind, overall, push_request};
+use super::{BuildVars, RunRequest, Stage, StageError, StageKind, overall, push_request};
 
 /// Applies the stages in order; the first that fails or is refused stops the rest.
 pub(super) async fn apply_all(
     req: &RunRequest,
-    build_id: &str,
+    build: &BuildVars,
     stages: &[Stage],
     selected: &[bool],
     plans: Vec<Option<Planned>>,
@@ -34,7 +34,7 @@ pub(super) async fn apply_all(
             reports.push(StageReport::not_run(stage));
             continue;
         }
-        let report = match apply_stage(req, build_id, stage, planned, changed).await {
+        let report = match apply_stage(req, build, stage, planned, changed).await {
             Ok(r) => r,
             Err(e) => StageReport::failed(stage, e.to_string()),
         };
@@ -52,17 +52,17 @@ pub(super) async fn apply_all(
 /// since its plan was made before that.
 async fn apply_stage(
     req: &RunRequest,
-    build_id: &str,
+    build: &BuildVars,
     stage: &Stage,
     planned: Option<Planned>,
     replan: bool,
 ) -> Result<StageReport, StageError> {
     let planned = match planned {
         Some(p) if !replan && !matches!(p.work, Work::Deferred { .. }) => p,
-        _ => plan_stage(req, build_id, stage, &Overlay::new()).await?,
+        _ => plan_stage(req, &build.buildid, stage, &Overlay::new()).await?,
     };
     match planned.work {
-        Work::Push(pushes) => apply_pushes(req, build_id, stage, pushes).await,
+        Work::Push(pushes) => apply_pushes(req, &build.buildid, stage, pushes).await,
         Work::Tags(works) => {
             let mut reports = Vec::new();
             for w in works {
@@ -78,17 +78,14 @@ async fn apply_stage(
         Work::Copy(c) => {
             let targets = c.targets.clone();
             let (from, want) = (c.from.clone(), c.want.clone());
+            let referrers = c.referrers_report();
             let stats = copy::apply(*c).await?;
-            Ok(report::from_copy(
-                stage,
-                &from,
-                &want,
-                &targets,
-                Some(stats),
-                vec![],
-            ))
+            Ok(
+                report::from_copy(stage, &from, &want, &targets, Some(stats), vec![])
+                    .with_referrers(referrers),
+            )
         }
-        Work::Command(c) => apply_command(req, stage, c).await,
+        Work::Command(c) => apply_command(req, build, stage, c).await,
         Work::Delete(d) => {
             if let Some(why) = &d.refusal {
                 return Ok(StageReport::refused(stage, why.clone()).with_deletes(d.steps.clone()));
@@ -139,6 +136,7 @@ async fn apply_pushes(
 /// planned, run and checked; the first that fails stops the stage.
 async fn apply_command(
     req: &RunRequest,
+    build: &BuildVars,
     stage: &Stage,
     work: stage::CommandWork,
 ) -> Result<StageReport, StageError> {
@@ -148,6 +146,12 @@ async fn apply_command(
     else {
         return Ok(StageReport::failed(stage, "not a command stage".into()));
     };
+    if work.runs.iter().any(|(_, before)| !before.holds) {
+        // The program may write meta.json under coreos-assembler's lock, which never breaks a
+        // lock before its lifetime (52 weeks) is out: clear any a dead process left first.
+        let metas: Vec<_> = build.metas.iter().map(|(_, path)| path.clone()).collect();
+        command::clear_stale_locks(metas).await;
+    }
     let mut runs = Vec::new();
     let mut failure = None;
     // `before` is fresh: the stage was planned just now, or nothing has changed since the

@@ -143,6 +143,18 @@ fn tag_lines(out: &mut String, s: &StageReport) {
             t.reason
         );
     }
+    for r in &s.referrers {
+        let done = match (r.missing, s.outcome) {
+            (0, _) => "all there".to_owned(),
+            (n, StageOutcome::Planned) => format!("{n} to copy"),
+            (n, _) => format!("{n} copied"),
+        };
+        let _ = writeln!(
+            out,
+            "      referrers at {}: {}, {done}",
+            r.repo, r.referrers
+        );
+    }
     for skip in &s.skipped {
         let _ = writeln!(
             out,

@@ -12,6 +12,7 @@ use crate::apply::Stats;
 use crate::plan::TagAction;
 use crate::platform::Arch;
 use crate::reference::{Digest, Reference, Repository, Tag};
+use crate::referrers::copy::Summary as ReferrersCopy;
 use crate::report::{Report as PushReport, Skipped, Uploaded};
 
 #[derive(Debug, Clone, Serialize)]
@@ -92,6 +93,9 @@ pub struct StageReport {
     /// delete-tags: each tag.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub deletes: Vec<DeleteStep>,
+    /// copy-tag: the referrers copied along, per target repository other than the source's.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub referrers: Vec<ReferrersCopy>,
     /// Why the stage was refused.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub refusal: Option<String>,
@@ -192,10 +196,24 @@ impl StageReport {
             additional_pushes: vec![],
             runs: vec![],
             deletes: vec![],
+            referrers: vec![],
             refusal: None,
             deferred: None,
             error: None,
         }
+    }
+
+    /// The same copy-tag report with the referrers copied (or to copy) along: pending when
+    /// any is missing, and pushed once applied if only they were written.
+    pub(super) fn with_referrers(mut self, referrers: Vec<ReferrersCopy>) -> StageReport {
+        if referrers.iter().any(|r| r.missing > 0) {
+            self.pending = true;
+            if self.outcome == StageOutcome::Noop {
+                self.outcome = StageOutcome::Pushed;
+            }
+        }
+        self.referrers = referrers;
+        self
     }
 
     pub fn not_run(stage: &Stage) -> StageReport {
@@ -416,7 +434,8 @@ pub(super) fn planned(stage: &Stage, planned: &Planned) -> StageReport {
             StageReport::from_pushes(stage, p.iter().map(|p| p.planned()).collect(), after)
         }
         Work::Tags(works) => from_tags(stage, works.iter().map(|w| (w, None)), after),
-        Work::Copy(c) => from_copy(stage, &c.from, &c.want, &c.targets, None, after),
+        Work::Copy(c) => from_copy(stage, &c.from, &c.want, &c.targets, None, after)
+            .with_referrers(c.referrers_report()),
         Work::Command(c) => from_runs(
             stage,
             c.runs

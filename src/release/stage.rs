@@ -198,8 +198,15 @@ pub(super) async fn plan_stage(
             }
             Work::Tags(works)
         }
-        StageKind::CopyTag { from, to } => Work::Copy(Box::new(
-            copy::plan(&req.connect, from, to, req.force, overlay, &mut after).await?,
+        StageKind::CopyTag {
+            from,
+            to,
+            referrers,
+        } => Work::Copy(Box::new(
+            copy::plan(&req.connect, from, to, req.force, overlay, &mut after)
+                .await?
+                .with_referrers(*referrers)
+                .await?,
         )),
         StageKind::Command { runs, timeout, .. } => {
             let mut planned = Vec::new();

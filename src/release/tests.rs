@@ -120,6 +120,7 @@ fn templates_expand_from_the_build_and_vars() {
             arches: vec![],
             missing_arch: crate::plan::MissingArch::Keep,
             v2s2: true,
+            annotations: Default::default(),
         },
         "a tag named twice is one tag"
     );
@@ -131,6 +132,7 @@ fn templates_expand_from_the_build_and_vars() {
                 repo.tagged(&tag("latest")),
                 repo.tagged(&tag("40.20261101.3.0"))
             ],
+            referrers: true,
         }
     );
 }

@@ -34,6 +34,7 @@ fn desired(records: bool) -> Desired {
         arches: arches.to_vec(),
         format: index::Format::Oci,
         records,
+        annotations: None,
     }
 }
 

@@ -118,6 +118,13 @@ impl SeekReader {
     }
 }
 
+impl SeekReader {
+    /// The object's size.
+    pub fn object_size(&self) -> u64 {
+        self.len
+    }
+}
+
 impl Read for SeekReader {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = (buf.len() as u64).min(self.len.saturating_sub(self.pos));

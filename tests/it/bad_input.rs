@@ -1,5 +1,6 @@
 //! The bad-input catalog: each broken input makes reprise exit 1 with one line naming the
-//! file (or flag) and the problem, change no file, and send no write to the registry.
+//! file (or flag) and the problem, change no file, and send no write to the registry (bad
+//! bytes inside an archive, found while blobs already move: no manifest or tag write).
 //!
 //! Each case starts from a good generated build tree and breaks one thing in it, so the
 //! fixture is visible right in the test.
@@ -16,6 +17,14 @@ const ARCH: &str = "aarch64";
 /// Exit 1, one line that holds every `needles`, no registry write, every meta.json as it
 /// was before the run.
 fn fails_cleanly(env: &Env, args: &[&str], needles: &[&str]) -> Run {
+    let run = fails_publishing_nothing(env, args, needles);
+    assert_eq!(env.proxy.writes(), vec![], "no registry write");
+    run
+}
+
+/// [`fails_cleanly`] for bad bytes found while blobs already move: blob sessions may have
+/// been opened, but no manifest or tag is written.
+fn fails_publishing_nothing(env: &Env, args: &[&str], needles: &[&str]) -> Run {
     let metas = env.metas();
     let run = env.push(&["stable"], args);
     assert_eq!(run.code, 1, "exit status; stderr:\n{}", run.stderr);
@@ -25,7 +34,13 @@ fn fails_cleanly(env: &Env, args: &[&str], needles: &[&str]) -> Run {
     for needle in needles {
         assert!(text.contains(needle), "{needle:?} not in: {text}");
     }
-    assert_eq!(env.proxy.writes(), vec![], "no registry write");
+    let published: Vec<_> = env
+        .proxy
+        .writes()
+        .into_iter()
+        .filter(|w| w.path.contains("/manifests/"))
+        .collect();
+    assert_eq!(published, vec![], "no manifest or tag written");
     assert_eq!(env.metas(), metas, "no meta.json changed");
     run
 }
@@ -188,7 +203,7 @@ fn archive_whose_sha256_is_not_the_recorded_one() {
     edit_json(&env.meta_path(ARCH), |m| {
         m["images"]["ostree"]["sha256"] = Value::from("0".repeat(64));
     });
-    fails_cleanly(&env, &[], &["ostree.aarch64.ociarchive", "sha256 is"]);
+    fails_publishing_nothing(&env, &[], &["ostree.aarch64.ociarchive", "sha256 is"]);
 }
 
 #[test]
@@ -261,7 +276,7 @@ fn blob_whose_bytes_do_not_match_its_digest() {
     let last = blob.1.len() - 1;
     blob.1[last] ^= 0xff;
     replace_archive(&env, &tar_of(&entries));
-    fails_cleanly(
+    fails_publishing_nothing(
         &env,
         &[],
         &["ostree.aarch64.ociarchive", "does not match its digest"],

@@ -6,6 +6,7 @@
 
 mod support;
 
+mod annotations;
 mod arch_policy;
 mod bad_input;
 mod crash;
@@ -16,12 +17,17 @@ mod pipeline_shapes;
 mod pipelines;
 mod properties;
 mod push;
+mod race;
 mod records;
+mod referrers;
 mod release;
 mod release_stages;
 mod reliability;
+mod resumable;
 mod security;
+mod soak;
 mod store_http;
 mod store_s3;
 mod support_smoke;
 mod token_auth;
+mod verification;

@@ -1,9 +1,7 @@
 //! The work a push does, counted rather than timed: bytes read from archives, blobs and
 //! bytes uploaded, blobs mounted. Speed itself is measured by bench/run.sh.
 
-use crate::support::env::{Env, KEY};
-use clap::Parser as _;
-use reprise::cli::{Cli, Command};
+use crate::support::env::Env;
 use reprise_fixtures::{BuildSpec, DEMO_ID};
 
 const NEXT_ID: &str = "40.20261102.1.0";
@@ -20,35 +18,12 @@ fn build(id: &str) -> BuildSpec {
     spec
 }
 
-/// The push request the CLI would make for `args` (after `push-container-manifest`).
-fn request(env: &Env, args: &[&str]) -> reprise::push::PushRequest {
-    let repo = env.repo();
-    let dir = env.dir().to_str().unwrap().to_owned();
-    let mut argv = vec![
-        "reprise",
-        "push-container-manifest",
-        "--repo",
-        &repo,
-        "--artifact",
-        "ostree",
-        "--metajsonname",
-        KEY,
-        "--workdir",
-        &dir,
-    ];
-    argv.extend_from_slice(args);
-    match Cli::try_parse_from(argv).expect("valid arguments").command {
-        Command::PushContainerManifest(a) => a.into_request().unwrap(),
-        _ => unreachable!(),
-    }
-}
-
 #[test]
 fn a_noop_rerun_reads_no_archive_whole() {
     let env = Env::with_builds(&[build(DEMO_ID)]);
     env.push(&["stable", "40"], &[]).ok();
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let req = request(&env, &["--tag", "stable", "--tag", "40"]);
+    let req = env.push_request(&["--tag", "stable", "--tag", "40"]);
     let prepared = rt.block_on(reprise::push::prepare(&req)).unwrap();
     let counters: Vec<_> = prepared
         .images

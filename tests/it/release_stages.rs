@@ -590,3 +590,39 @@ to = ["latest"]
     let again = release(&env, &config, &[]).ok();
     assert_eq!(outcomes(&again), ["noop", "noop"]);
 }
+
+/// A release killed while recording leaves coreos-assembler's lock on meta.json files it
+/// held. cosa's lock library never breaks a lock before its 52-week lifetime, so the command
+/// stage's program would wait for ever; reprise clears locks whose holder is provably gone
+/// before it hands meta.json to a program.
+#[cfg(feature = "fail-points")]
+#[test]
+fn a_release_killed_while_recording_leaves_no_lock_for_the_command_to_wait_on() {
+    let env = Env::new();
+    let config = env.demo_release_config();
+    let mut crash = env.command(&[
+        "run".into(),
+        "--config".into(),
+        config.display().to_string(),
+    ]);
+    crash.env("REPRISE_FAIL_AT", "after-record:ppc64le");
+    let crashed = Run::of(&mut crash);
+    assert_ne!(crashed.code, 0, "{}", crashed.stderr);
+    let lock = env
+        .meta_path("x86_64")
+        .parent()
+        .unwrap()
+        .join(".meta.json.lock");
+    assert!(lock.exists(), "the dead run left the lock behind");
+
+    let resumed = release(&env, &config, &["--lock-timeout", "5"]).ok();
+    assert_eq!(
+        outcomes(&resumed),
+        ["noop", "recorded", "pushed", "pushed", "ran", "noop"]
+    );
+    assert!(!lock.exists());
+    for w in &env.written {
+        let meta: Value = serde_json::from_slice(&std::fs::read(&w.meta).unwrap()).unwrap();
+        assert!(meta["demo-uploads"][0]["image"].is_string(), "{}", w.arch);
+    }
+}

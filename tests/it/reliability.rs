@@ -188,19 +188,18 @@ fn persistent_503_on_a_blob_upload_fails_after_the_retries_and_records_nothing()
     env.proxy
         .inject(Fault::status("POST", "/blobs/uploads/", 503));
     let metas = env.metas();
-    // One blob at a time, so the count below is one upload's attempts.
     let run = env.push(
         &["stable"],
         &["--retry-times", "3", "--retry-delay", "0.01", "--jobs", "1"],
     );
     assert_eq!(run.code, 1, "{}", run.stderr);
     assert!(run.stderr.contains("HTTP 503"), "{}", run.stderr);
+    // Small blobs move several at once: the upload that failed the run was tried 1 + 3
+    // times, and none more.
+    assert!(run.stderr.contains("(retry 3 of 3)"), "{}", run.stderr);
+    assert!(!run.stderr.contains("(retry 4 of"), "{}", run.stderr);
     let requests = env.proxy.requests();
-    assert_eq!(
-        served(&requests, "POST", "/blobs/uploads/", 503),
-        4,
-        "1 + 3 retries"
-    );
+    assert!(served(&requests, "POST", "/blobs/uploads/", 503) >= 4);
     assert!(
         !requests.iter().any(|r| r.method == "PUT"),
         "no manifest or tag written: {requests:?}"

@@ -17,6 +17,7 @@ fn holds(platforms: Vec<Entry>, other: Vec<OtherEntry>) -> TagState {
             kind: ContentKind::Index,
             platforms,
             other,
+            annotations: Default::default(),
         }),
     }
 }
@@ -47,9 +48,10 @@ fn foreign_of(tags: &[(&str, TagState)]) -> Foreign {
 }
 
 fn built(arches: &[(&str, char)]) -> Built {
-    Built::new(index::build(
-        arches.iter().map(|(a, c)| entry(a, *c)).collect(),
-    ))
+    Built::new(
+        index::build(arches.iter().map(|(a, c)| entry(a, *c)).collect()),
+        None,
+    )
 }
 
 fn built_state(b: &Built) -> TagState {
@@ -61,6 +63,7 @@ fn built_state(b: &Built) -> TagState {
             kind: ContentKind::Index,
             platforms: b.index.entries.clone(),
             other: vec![],
+            annotations: Default::default(),
         }),
     }
 }
@@ -292,6 +295,7 @@ fn record_plans_write_only_records_that_are_not_current() {
         }],
         format: index::Format::Oci,
         records: true,
+        annotations: None,
     };
     let plans = record_plans(&desired, &index_digest);
     assert_eq!(plans.len(), 1);

@@ -277,7 +277,7 @@ fn a_tag_holding_the_converted_manifest_agrees_with_one_holding_the_original() {
         media_type: want.media_type.clone(),
         ..entry("s390x", 'e')
     });
-    let built = index::build_with(index::Format::Docker, written, vec![]);
+    let built = index::build_with(index::Format::Docker, written, vec![], &BTreeMap::new());
     let holds_new = TagState::Present {
         digest: built.digest.clone(),
         content: Some(RemoteContent {
@@ -286,6 +286,7 @@ fn a_tag_holding_the_converted_manifest_agrees_with_one_holding_the_original() {
             kind: ContentKind::Index,
             platforms: built.entries.clone(),
             other: vec![],
+            annotations: Default::default(),
         }),
     };
     let mut o = observed(&[("stable", holds_new), ("40", holds_built(FOUR))]);

@@ -41,6 +41,7 @@ fn desired(arches: &[(&str, char)], tags: &[&str]) -> Desired {
             .collect(),
         format: index::Format::Oci,
         records: true,
+        annotations: None,
     }
 }
 
@@ -59,6 +60,7 @@ fn holds_built(arches: &[(&str, char)]) -> TagState {
             kind: ContentKind::Index,
             platforms: b.entries,
             other: vec![],
+            annotations: Default::default(),
         }),
     }
 }
@@ -75,6 +77,7 @@ fn holds_foreign(arches: &[(&str, char)]) -> TagState {
             kind: ContentKind::Index,
             platforms,
             other: vec![],
+            annotations: Default::default(),
         }),
     }
 }
@@ -90,6 +93,7 @@ fn holds_image(arch: &str, c: char) -> TagState {
             kind: ContentKind::Image,
             platforms: vec![e],
             other: vec![],
+            annotations: Default::default(),
         }),
     }
 }
@@ -529,4 +533,5 @@ fn images_given_directly_plan_no_records() {
     assert_eq!(p.outcome(), Outcome::Noop);
 }
 
+mod annotations;
 mod formats;

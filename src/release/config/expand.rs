@@ -7,6 +7,7 @@ use std::time::Duration;
 use camino::Utf8PathBuf;
 
 use super::{CommandSpec, Config, ConfigError, DoneWhenSpec, Kind, KindSpec, StageSpec, Template};
+use crate::annotations::Annotations;
 use crate::plan::MissingArch;
 use crate::platform::Arch;
 use crate::reference::{Reference, Repository, Tag};
@@ -52,6 +53,8 @@ pub enum StageKind {
         arches: Vec<Arch>,
         missing_arch: MissingArch,
         v2s2: bool,
+        /// With the `[vars]` their values name.
+        annotations: Annotations,
     },
     ArchTags {
         artifact: String,
@@ -64,6 +67,8 @@ pub enum StageKind {
         from: Reference,
         /// Every reference that must end at what `from` holds.
         to: Vec<Reference>,
+        /// Whether the referrers of what `from` holds go along to other repositories.
+        referrers: bool,
     },
     Command {
         per_arch: bool,
@@ -325,7 +330,11 @@ impl Expander<'_> {
                 "to: {r} names a digest; a copy is written to a tag"
             ));
         }
-        Ok(StageKind::CopyTag { from, to })
+        Ok(StageKind::CopyTag {
+            from,
+            to,
+            referrers: true,
+        })
     }
 
     fn command(&self, c: &CommandSpec) -> Result<StageKind, String> {
@@ -401,6 +410,7 @@ impl Expander<'_> {
                 arches,
                 missing_arch,
                 v2s2,
+                annotations,
             } => StageKind::ContainerManifest {
                 artifact: artifact.clone(),
                 metajsonname: metajsonname.clone(),
@@ -408,6 +418,7 @@ impl Expander<'_> {
                 arches: arches.clone(),
                 missing_arch: *missing_arch,
                 v2s2: *v2s2,
+                annotations: Annotations::with_vars(annotations.entries.clone(), &self.config.vars),
             },
             KindSpec::ArchTags {
                 artifact,
@@ -418,7 +429,18 @@ impl Expander<'_> {
                 arches: arches.clone(),
                 tags: self.arch_tags(tags, arches)?,
             },
-            KindSpec::CopyTag { from, to } => self.copy_tag(from, to, repos)?,
+            KindSpec::CopyTag {
+                from,
+                to,
+                referrers,
+            } => match self.copy_tag(from, to, repos)? {
+                StageKind::CopyTag { from, to, .. } => StageKind::CopyTag {
+                    from,
+                    to,
+                    referrers: *referrers,
+                },
+                other => other,
+            },
             KindSpec::Command(c) => self.command(c)?,
             KindSpec::DeleteTags { tags, keep, arches } => StageKind::DeleteTags {
                 tags: self.delete_tags(tags, arches)?,

@@ -163,3 +163,8 @@ pub(super) fn parse_duration(s: &str) -> Option<Duration> {
     }
     digits.is_empty().then_some(Duration::from_secs(total))
 }
+
+/// `true`, for keys that default to on.
+pub fn yes() -> bool {
+    true
+}

@@ -16,6 +16,7 @@ use std::time::Duration;
 use camino::{Utf8Path, Utf8PathBuf};
 use serde::Deserialize;
 
+use crate::annotations::{self, Annotations};
 use crate::plan::MissingArch;
 use crate::platform::Arch;
 
@@ -124,6 +125,9 @@ pub enum KindSpec {
         missing_arch: MissingArch,
         #[serde(default)]
         v2s2: bool,
+        /// Annotations on the index; their values may name the build's fields.
+        #[serde(default)]
+        annotations: Annotations,
     },
     ArchTags {
         artifact: String,
@@ -137,6 +141,10 @@ pub enum KindSpec {
         from: Template,
         #[serde(deserialize_with = "field::to")]
         to: Vec<Template>,
+        /// Copy the referrers (signatures, attestations) of what is copied along with it to
+        /// another repository or registry.
+        #[serde(default = "field::yes")]
+        referrers: bool,
     },
     #[serde(rename_all = "kebab-case")]
     Command(CommandSpec),
@@ -382,17 +390,29 @@ fn check_stage(
         })
     };
     match &mut kind {
-        KindSpec::ContainerManifest { tags, arches, .. } => {
+        KindSpec::ContainerManifest {
+            tags,
+            arches,
+            v2s2,
+            annotations,
+            ..
+        } => {
             repo_check(true)?;
             check_templates("tags", tags, vars, Build)?;
             dedup_arches(arches);
+            if *v2s2 && !annotations.is_empty() {
+                return Err("annotations: a Docker manifest list (v2s2 = true) has none".into());
+            }
+            for a in &annotations.entries {
+                annotations::check_vars(a, vars)?;
+            }
         }
         KindSpec::ArchTags { tags, arches, .. } => {
             repo_check(true)?;
             check_templates("tags", tags, vars, PerArch)?;
             dedup_arches(arches);
         }
-        KindSpec::CopyTag { from, to } => {
+        KindSpec::CopyTag { from, to, .. } => {
             // Without a repo, `from` and `to` must expand to full references; that is
             // checked when they are expanded.
             repo_check(false)?;

@@ -211,6 +211,7 @@ to = ["b.io/mirror/fcos:stable", "c.io/fcos:stable"]
         StageKind::CopyTag {
             from: r("a.io/fcos:40.1"),
             to: vec![r("b.io/mirror/fcos:stable"), r("c.io/fcos:stable")],
+            referrers: true,
         }
     );
     let stage = one(r#"
@@ -220,6 +221,7 @@ kind = "copy-tag"
 repo = ["a.io/fcos", "b.io/fcos"]
 from = "next"
 to = ["stable"]
+referrers = false
 "#)
     .unwrap();
     assert_eq!(
@@ -227,6 +229,7 @@ to = ["stable"]
         StageKind::CopyTag {
             from: r("a.io/fcos:next"),
             to: vec![r("a.io/fcos:stable"), r("b.io/fcos:stable")],
+            referrers: false,
         },
         "a bare from is read in the first repository; a bare to is written in each"
     );

@@ -166,6 +166,34 @@ impl Env {
         self.command_args("push-container-manifest", &self.repo(), tags, extra)
     }
 
+    /// The push request the command line would make for the usual arguments plus `args`,
+    /// for tests that call reprise as a library (its plan, the bytes it reads).
+    pub fn push_request(&self, args: &[&str]) -> reprise::push::PushRequest {
+        use clap::Parser as _;
+        use reprise::cli::{Cli, Command};
+        let repo = self.repo();
+        let dir = self.dir().to_str().expect("UTF-8 temp dir").to_owned();
+        let mut argv = vec![
+            "reprise",
+            "push-container-manifest",
+            "--repo",
+            &repo,
+            "--artifact",
+            "ostree",
+            "--metajsonname",
+            KEY,
+            "--workdir",
+            &dir,
+        ];
+        argv.extend_from_slice(args);
+        match Cli::try_parse_from(argv).expect("valid arguments").command {
+            Command::PushContainerManifest(a) => {
+                a.into_request().expect("a build store that opens")
+            }
+            _ => unreachable!(),
+        }
+    }
+
     /// `push-container-manifest --json` of the latest build's ostree artifact to `repo`.
     pub fn push_to(&self, repo: &str, tags: &[&str], extra: &[&str]) -> Run {
         self.reprise(&self.command_args("push-container-manifest", repo, tags, extra))

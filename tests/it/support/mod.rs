@@ -9,6 +9,7 @@ pub mod cosa;
 pub mod env;
 pub mod nginx;
 pub mod proxy;
+pub mod referrers;
 pub mod registry;
 pub mod run;
 pub mod s3;
