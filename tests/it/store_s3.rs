@@ -6,24 +6,99 @@ use std::path::Path;
 
 use crate::support::check::validate;
 use crate::support::env::{Env, KEY};
+use crate::support::proxy::Proxy;
 use crate::support::run::Run;
 use crate::support::s3::S3;
 use reprise::builds::Record;
 use reprise::reference::{Digest, Repository, Tag};
 use reprise::store::{BuildsUrl, Store, StoreOptions};
+use reprise_fixtures::BuildSpec;
 use serde_json::Value;
 
 /// `push-container-manifest --builds-url s3://builds` (the bucket is the test world's
 /// `builds/` directory) from an empty working directory, keeping its archive cache in `cache`.
 fn push_from(env: &Env, s3: &S3, cache: &Path) -> Run {
+    push_via(env, s3, &s3.endpoint(), cache)
+}
+
+/// [`push_from`] through `endpoint`, a proxy in front of `s3` that counts what it serves.
+fn push_via(env: &Env, s3: &S3, endpoint: &str, cache: &Path) -> Run {
     let work = tempfile::tempdir().unwrap();
     let extra = ["--builds-url", "s3://builds", "--workdir"];
     let mut args = env.push_args(&["stable"], &extra);
     args.push(work.path().display().to_string());
     let mut cmd = env.command(&args);
-    s3.configure(&mut cmd);
+    s3.configure_at(&mut cmd, endpoint);
     cmd.env("XDG_CACHE_HOME", cache);
     Run::of(&mut cmd)
+}
+
+/// `status --check` of the build in `s3` through `endpoint`.
+fn status_via(env: &Env, s3: &S3, endpoint: &str, cache: &Path) -> Run {
+    let work = tempfile::tempdir().unwrap();
+    let extra = [
+        "--check",
+        "--builds-url",
+        "s3://builds",
+        "--workdir",
+        work.path().to_str().unwrap(),
+    ];
+    let mut cmd = env.command(&env.command_args("status", &env.repo(), &["stable"], &extra));
+    s3.configure_at(&mut cmd, endpoint);
+    cmd.env("XDG_CACHE_HOME", cache);
+    Run::of(&mut cmd)
+}
+
+#[test]
+fn s3_first_push_fetches_each_archive_byte_once_and_a_noop_fetches_none() {
+    // Layers of 2 MiB, so the archives dwarf their headers as real ones do.
+    let mut build = BuildSpec::demo();
+    for arch in &mut build.arches {
+        arch.layer_size = 2 << 20;
+    }
+    let env = Env::with_builds(&[build]);
+    let s3 = S3::serve(env.dir());
+    // Counted at the wire: a proxy in front of the S3 server (SigV4 signs the Host header,
+    // which the proxy keeps).
+    let front = Proxy::start(s3.addr());
+    let endpoint = format!("http://{}", front.host());
+    let cache = tempfile::tempdir().unwrap();
+
+    let run = push_via(&env, &s3, &endpoint, cache.path()).ok();
+    assert_eq!(run.outcome(), "pushed");
+    let fetched = front.bytes_served(".ociarchive");
+    let size: u64 = env.written.iter().map(|w| w.archive_size).sum();
+    eprintln!("first push from S3: {fetched} archive bytes fetched of {size}");
+    assert!(
+        fetched >= size && fetched * 100 <= size * 102,
+        "{fetched} of {size}"
+    );
+
+    front.clear();
+    env.proxy.clear();
+    let metas = env.metas();
+    let again = push_via(&env, &s3, &endpoint, cache.path()).ok();
+    assert_eq!(again.outcome(), "noop");
+    assert_eq!(env.proxy.writes(), vec![], "a no-op writes nothing");
+    assert_eq!(env.metas(), metas, "records byte-identical");
+    assert_eq!(front.bytes_served(".ociarchive"), 0, "no archive byte read");
+    // Each archive is only asked whether it is there (a HEAD, no body), as a local no-op
+    // opens each file.
+    let archive_reads: Vec<_> = front
+        .requests()
+        .into_iter()
+        .filter(|r| r.path.ends_with(".ociarchive") && r.method != "HEAD")
+        .collect();
+    assert_eq!(archive_reads, vec![], "no archive read");
+
+    let status = status_via(&env, &s3, &endpoint, cache.path());
+    assert_eq!(status.code, 0, "{}", status.stderr);
+    assert_eq!(
+        front.bytes_served(".ociarchive"),
+        0,
+        "status reads none either"
+    );
+    assert_eq!(env.metas(), metas);
 }
 
 #[test]

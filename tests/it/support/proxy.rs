@@ -7,6 +7,7 @@
 use std::collections::HashMap;
 use std::io;
 use std::net::{SocketAddr, TcpListener as StdTcpListener};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -99,6 +100,10 @@ pub enum Action {
     /// Read up to this many request body bytes, then drop the connection without answering and
     /// without contacting upstream.
     ResetAfterRequestBytes(u64),
+    /// Forward matching requests until their bodies add up to `at` bytes; the request that
+    /// would cross it is read up to there and reset as `ResetAfterRequestBytes` does: a cut in
+    /// the middle of a blob sent in chunks. `seen` counts what went by (start it at 0).
+    ResetAtTotalBytes { at: u64, seen: u64 },
     /// Forward, then hold the upstream response back this long before answering.
     Delay(Duration),
     /// After a successful manifest PUT, GET/HEAD of that path get the pre-PUT answer (the old
@@ -123,7 +128,8 @@ pub enum Action {
 pub struct Gate {
     arrived: Mutex<u32>,
     arrival: Condvar,
-    open: tokio::sync::watch::Sender<bool>,
+    /// (open for all, how many of the first arrivals are let through).
+    open: tokio::sync::watch::Sender<(bool, u32)>,
 }
 
 impl Gate {
@@ -131,7 +137,7 @@ impl Gate {
         Arc::new(Gate {
             arrived: Mutex::new(0),
             arrival: Condvar::new(),
-            open: tokio::sync::watch::Sender::new(false),
+            open: tokio::sync::watch::Sender::new((false, 0)),
         })
     }
 
@@ -148,15 +154,27 @@ impl Gate {
 
     /// Lets every held request, and every later one, through.
     pub fn open(&self) {
-        self.open.send_replace(true);
+        self.open.send_modify(|(open, _)| *open = true);
+    }
+
+    /// Lets the next `n` requests through, in the order they arrived (those already waiting
+    /// first); the rest stay held.
+    pub fn release(&self, n: u32) {
+        self.open.send_modify(|(_, released)| *released += n);
     }
 
     async fn pass(&self) {
-        *self.arrived.lock().expect("gate lock") += 1;
+        let ticket = {
+            let mut arrived = self.arrived.lock().expect("gate lock");
+            *arrived += 1;
+            *arrived - 1
+        };
         self.arrival.notify_all();
         let mut open = self.open.subscribe();
         // Err only if the sender is gone, which the Arc held here rules out.
-        let _ = open.wait_for(|o| *o).await;
+        let _ = open
+            .wait_for(|(open, released)| *open || ticket < *released)
+            .await;
     }
 }
 
@@ -166,6 +184,8 @@ pub struct Fault {
     pub action: Action,
     /// How many more times the rule fires; `None` = always. Stale rules fire once per stale read.
     pub times: Option<u32>,
+    /// How many matching requests go by untouched before the rule starts firing.
+    pub skip: u32,
 }
 
 impl Fault {
@@ -174,6 +194,7 @@ impl Fault {
             matcher,
             action,
             times: None,
+            skip: 0,
         }
     }
 
@@ -182,6 +203,12 @@ impl Fault {
             code,
             retry_after: None,
         };
+        Fault::new(Match::new(method, path_contains), action)
+    }
+
+    /// See [`Action::ResetAtTotalBytes`].
+    pub fn reset_at_total(method: &str, path_contains: &str, at: u64) -> Fault {
+        let action = Action::ResetAtTotalBytes { at, seen: 0 };
         Fault::new(Match::new(method, path_contains), action)
     }
 
@@ -223,6 +250,12 @@ impl Fault {
             body: Bytes::from(body),
         };
         Fault::new(Match::new(method, path_contains), action)
+    }
+
+    /// Leaves the first `n` matching requests alone (not for stale rules).
+    pub fn after(mut self, n: u32) -> Fault {
+        self.skip = n;
+        self
     }
 
     pub fn times(mut self, n: u32) -> Fault {
@@ -299,6 +332,18 @@ impl Proxy {
         self.lock().recorded.clone()
     }
 
+    /// Every request seen, with how many body bytes the proxy read from it (forwarded, or read
+    /// before an injected reset).
+    pub fn requests_with_body_bytes(&self) -> Vec<(Recorded, u64)> {
+        let state = self.lock();
+        state
+            .recorded
+            .iter()
+            .cloned()
+            .zip(state.body_bytes.iter().copied())
+            .collect()
+    }
+
     /// Requests whose method is neither GET nor HEAD.
     pub fn writes(&self) -> Vec<Recorded> {
         let recorded = self.requests();
@@ -308,8 +353,23 @@ impl Proxy {
             .collect()
     }
 
+    /// Response body bytes relayed so far for request paths ending with `suffix` (counted as
+    /// they pass, so a body still streaming counts what it sent).
+    pub fn bytes_served(&self, suffix: &str) -> u64 {
+        let state = self.lock();
+        state
+            .served
+            .iter()
+            .filter(|(path, _)| path.ends_with(suffix))
+            .map(|(_, n)| n.load(Ordering::Relaxed))
+            .sum()
+    }
+
     pub fn clear(&self) {
-        self.lock().recorded.clear();
+        let mut state = self.lock();
+        state.recorded.clear();
+        state.body_bytes.clear();
+        state.served.clear();
     }
 
     pub fn inject(&self, fault: Fault) {
@@ -346,6 +406,10 @@ impl Drop for Proxy {
 struct State {
     faults: Vec<Fault>,
     recorded: Vec<Recorded>,
+    /// Request body bytes read, one entry per `recorded`.
+    body_bytes: Vec<u64>,
+    /// Response body bytes relayed from upstream, by request path (a build store's reads).
+    served: Vec<(String, Arc<AtomicU64>)>,
     rewrite: Option<AuthorizationRewrite>,
     /// Keyed by manifest path (no query).
     snapshots: HashMap<String, Snapshot>,
@@ -442,7 +506,13 @@ impl Ctx {
             .uri()
             .path_and_query()
             .map_or_else(|| path.clone(), |pq| pq.as_str().to_string());
-        let response = match self.plan(&method, &path, &full_path) {
+        let content_length = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        let counted = Arc::new(AtomicU64::new(0));
+        let response = match self.plan(&method, &path, &full_path, content_length) {
             Plan::Stale(snapshot) => snapshot.response(req.method() == Method::HEAD),
             Plan::Status { code, retry_after } => injected(code, retry_after),
             Plan::Respond {
@@ -451,8 +521,9 @@ impl Ctx {
                 body,
             } => canned(code, &content_type, body, req.method() == Method::HEAD),
             Plan::Reset(limit) => {
-                read_some(req.into_body(), limit).await;
-                self.record(method, full_path, 0);
+                let read = read_some(req.into_body(), limit).await;
+                counted.store(read, Ordering::Relaxed);
+                self.record(method, full_path, 0, &counted);
                 // A service error makes hyper drop the connection without writing a response.
                 return Err(io::Error::new(
                     io::ErrorKind::ConnectionReset,
@@ -463,18 +534,18 @@ impl Ctx {
                 if let Some(gate) = hold {
                     gate.pass().await;
                 }
-                let response = self.forward(req, &path).await;
+                let response = self.forward(req, &path, &counted).await;
                 if let Some(delay) = delay {
                     tokio::time::sleep(delay).await;
                 }
                 response
             }
         };
-        self.record(method, full_path, response.status().as_u16());
+        self.record(method, full_path, response.status().as_u16(), &counted);
         Ok(response)
     }
 
-    fn plan(&self, method: &str, path: &str, full_path: &str) -> Plan {
+    fn plan(&self, method: &str, path: &str, full_path: &str, content_length: Option<u64>) -> Plan {
         let mut guard = self.state.lock().expect("proxy state lock");
         let state = &mut *guard;
         if (method == "GET" || method == "HEAD") && is_manifest_path(path) {
@@ -488,19 +559,41 @@ impl Ctx {
                 return Plan::Stale(snapshot.clone());
             }
         }
-        let rule = state.faults.iter_mut().find(|f| {
-            f.stale_window().is_none() && f.armed() && f.matcher.matches(method, full_path)
-        });
-        let Some(rule) = rule else {
-            return Plan::Forward {
-                delay: None,
-                hold: None,
-            };
+        let mut rule = None;
+        for f in state.faults.iter_mut() {
+            if f.stale_window().is_some() || !f.armed() || !f.matcher.matches(method, full_path) {
+                continue;
+            }
+            if f.skip > 0 {
+                f.skip -= 1;
+                continue;
+            }
+            rule = Some(f);
+            break;
+        }
+        let forward = Plan::Forward {
+            delay: None,
+            hold: None,
         };
+        let Some(rule) = rule else {
+            return forward;
+        };
+        if let Action::ResetAtTotalBytes { at, seen } = &mut rule.action {
+            let len = content_length.unwrap_or(0);
+            if *seen + len <= *at {
+                *seen += len;
+                return forward;
+            }
+            let limit = *at - *seen;
+            *seen = *at;
+            rule.fire();
+            return Plan::Reset(limit);
+        }
         rule.fire();
         match rule.action {
             Action::Status { code, retry_after } => Plan::Status { code, retry_after },
             Action::ResetAfterRequestBytes(limit) => Plan::Reset(limit),
+            Action::ResetAtTotalBytes { .. } => unreachable!("handled above"),
             Action::Delay(delay) => Plan::Forward {
                 delay: Some(delay),
                 hold: None,
@@ -538,7 +631,12 @@ impl Ctx {
             .find_map(Fault::stale_window)
     }
 
-    async fn forward(&self, req: Request<Incoming>, path: &str) -> Response<Body> {
+    async fn forward(
+        &self,
+        req: Request<Incoming>,
+        path: &str,
+        counted: &Arc<AtomicU64>,
+    ) -> Response<Body> {
         let (mut parts, body) = req.into_parts();
         let stale_window = if parts.method == Method::PUT && is_manifest_path(path) {
             self.wants_snapshot(path)
@@ -550,6 +648,12 @@ impl Ctx {
             None => None,
         };
 
+        let served = Arc::new(AtomicU64::new(0));
+        self.state
+            .lock()
+            .expect("proxy state lock")
+            .served
+            .push((path.to_string(), Arc::clone(&served)));
         let path_and_query = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
         parts.uri = format!("http://{}{path_and_query}", self.upstream)
             .parse()
@@ -558,7 +662,7 @@ impl Ctx {
         self.rewrite_authorization(&mut parts.headers);
         let response = match self
             .client
-            .request(Request::from_parts(parts, body.boxed()))
+            .request(Request::from_parts(parts, counting(body, counted)))
             .await
         {
             Ok(response) => response,
@@ -581,7 +685,7 @@ impl Ctx {
 
         let (mut parts, body) = response.into_parts();
         strip_hop_by_hop(&mut parts.headers);
-        Response::from_parts(parts, body.boxed())
+        Response::from_parts(parts, counting(body, &served))
     }
 
     fn rewrite_authorization(&self, headers: &mut HeaderMap) {
@@ -632,17 +736,15 @@ impl Ctx {
         })
     }
 
-    fn record(&self, method: String, path: String, status: u16) {
+    fn record(&self, method: String, path: String, status: u16, body_bytes: &AtomicU64) {
         let recorded = Recorded {
             method,
             path,
             status,
         };
-        self.state
-            .lock()
-            .expect("proxy state lock")
-            .recorded
-            .push(recorded);
+        let mut state = self.state.lock().expect("proxy state lock");
+        state.recorded.push(recorded);
+        state.body_bytes.push(body_bytes.load(Ordering::Relaxed));
     }
 }
 
@@ -655,8 +757,9 @@ fn is_manifest_path(path: &str) -> bool {
         })
 }
 
-/// Stops at `limit` bytes, at the end of the body, or when the client goes away.
-async fn read_some(mut body: Incoming, limit: u64) {
+/// Stops at `limit` bytes, at the end of the body, or when the client goes away; returns how
+/// many bytes it read (the last frame may carry it past `limit`).
+async fn read_some(mut body: Incoming, limit: u64) -> u64 {
     let mut seen = 0u64;
     while seen < limit {
         match body.frame().await {
@@ -666,6 +769,19 @@ async fn read_some(mut body: Incoming, limit: u64) {
             Some(Err(_)) | None => break,
         }
     }
+    seen
+}
+
+/// `body`, counting its data bytes into `counted` as they are forwarded.
+fn counting(body: Incoming, counted: &Arc<AtomicU64>) -> Body {
+    let counted = Arc::clone(counted);
+    body.map_frame(move |frame| {
+        if let Some(data) = frame.data_ref() {
+            counted.fetch_add(data.len() as u64, Ordering::Relaxed);
+        }
+        frame
+    })
+    .boxed()
 }
 
 fn injected(code: u16, retry_after: Option<u64>) -> Response<Body> {

@@ -44,8 +44,17 @@ impl S3 {
         format!("http://{}", self.addr)
     }
 
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
     /// The reprise arguments and environment that reach this server.
     pub fn configure(&self, cmd: &mut Command) {
+        self.configure_at(cmd, &self.endpoint());
+    }
+
+    /// [`S3::configure`], through `endpoint` (a proxy in front of this server).
+    pub fn configure_at(&self, cmd: &mut Command, endpoint: &str) {
         for var in [
             "AWS_CONFIG_FILE",
             "AWS_PROFILE",
@@ -56,12 +65,7 @@ impl S3 {
         }
         cmd.env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
             .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
-            .args([
-                "--s3-endpoint",
-                &self.endpoint(),
-                "--s3-region",
-                "us-east-1",
-            ]);
+            .args(["--s3-endpoint", endpoint, "--s3-region", "us-east-1"]);
     }
 }
 
