@@ -107,6 +107,9 @@ pub struct Archive {
     read_image: Arc<OnceLock<Image>>,
     /// Bytes of the file (a tar) or of every file (a layout directory).
     size: u64,
+    /// Of an archive in a build store, the byte ranges reading its headers fetched (offset,
+    /// bytes): the small documents among them are read from here, not fetched again.
+    fetched: Arc<Vec<(u64, bytes::Bytes)>>,
 }
 
 /// Where the entries' bytes live.
@@ -143,23 +146,24 @@ impl Archive {
             store: None,
             read_image: Default::default(),
             size,
+            fetched: Default::default(),
         })
     }
 
-    /// Reads the tar headers of the object `url` of `store`, one range request of a header
-    /// each, fetching nothing of the bodies.
-    pub fn open_remote(store: &Store, url: &Utf8Path) -> Result<Archive, Error> {
+    /// Reads the tar headers of the object `url` (`len` bytes) of `store`, headers side by
+    /// side in one range request, fetching nothing of the bodies it seeks over.
+    pub fn open_remote(store: &Store, url: &Utf8Path, len: u64) -> Result<Archive, Error> {
         let bytes_read = Arc::new(AtomicU64::new(0));
-        let reader = store::SeekReader::new(store, url).map_err(|e| Error {
+        let reader = store::SeekReader::new(store, url, len).map_err(|e| Error {
             path: url.to_owned(),
             kind: ErrorKind::Store(e),
         })?;
         let size = reader.object_size();
-        let reader = CountingReader {
+        let mut reader = CountingReader {
             inner: reader,
             count: bytes_read.clone(),
         };
-        let entries = read_entries(url, reader)?;
+        let entries = read_entries(url, &mut reader)?;
         Ok(Archive {
             path: url.to_owned(),
             layout: Layout::Remote,
@@ -168,6 +172,7 @@ impl Archive {
             store: Some(store.clone()),
             read_image: Default::default(),
             size,
+            fetched: Arc::new(reader.inner.into_windows()),
         })
     }
 
@@ -227,6 +232,7 @@ impl Archive {
             bytes_read: Arc::new(AtomicU64::new(0)),
             store: None,
             read_image: Default::default(),
+            fetched: Default::default(),
         })
     }
 
@@ -295,6 +301,16 @@ impl Archive {
     /// Opens a reader over exactly one entry's bytes.
     fn entry_reader(&self, name: &str, entry: Entry) -> Result<Box<dyn Read + Send>, Error> {
         if let (Layout::Remote, Some(store)) = (self.layout, &self.store) {
+            let end = entry.offset + entry.size;
+            let held = self
+                .fetched
+                .iter()
+                .find(|(start, bytes)| *start <= entry.offset && end <= start + bytes.len() as u64);
+            if let Some((start, bytes)) = held {
+                let from = (entry.offset - start) as usize;
+                let part = bytes.slice(from..from + entry.size as usize);
+                return Ok(Box::new(io::Cursor::new(part)));
+            }
             let reader = store
                 .range_reader(&self.path, entry.offset, entry.size)
                 .map_err(|e| self.error(ErrorKind::Store(e)))?;

@@ -270,10 +270,15 @@ pub fn load_build(target: &Target, inputs: &BuildInputs) -> Result<Loaded, Error
         buildid: build.id.clone(),
         arches: Vec::new(),
     };
-    for arch in select_arches(build, &inputs.arches)? {
-        let meta = source.meta(&dir, build, &arch)?;
+    let arches = select_arches(build, &inputs.arches)?;
+    for (arch, read) in arches
+        .iter()
+        .cloned()
+        .zip(read_arches(target, inputs, &source, &dir, build, &arches))
+    {
+        let (meta, image) = read?;
         fields.arches.push(ArchFields::of(&meta.meta));
-        match load_arch(target, inputs, &source, &meta, &arch)? {
+        match image {
             Some(both) => loaded.push(both),
             None if by_name => {
                 return Err(Error::NoArtifact {
@@ -302,6 +307,41 @@ pub fn load_build(target: &Target, inputs: &BuildInputs) -> Result<Loaded, Error
     Ok(Loaded {
         skipped,
         ..Loaded::new(target, loaded, records, Some(&fields))?
+    })
+}
+
+/// One arch as published and as pushed, read by [`load_arch`].
+type ArchRead = (DesiredArch, ArchImage);
+
+/// What [`load_arch`] reads of each of `arches`, with its meta.json, in their order. The
+/// arches are read side by side: from a build store each costs a few round trips.
+fn read_arches(
+    target: &Target,
+    inputs: &BuildInputs,
+    source: &BuildSource,
+    dir: &BuildsDir,
+    build: &Build,
+    arches: &[Arch],
+) -> Vec<Result<(ArchMeta, Option<ArchRead>), Error>> {
+    // A store's requests run on the runtime this was called from.
+    let runtime = tokio::runtime::Handle::try_current().ok();
+    std::thread::scope(|scope| {
+        let reads: Vec<_> = arches
+            .iter()
+            .map(|arch| {
+                let runtime = runtime.clone();
+                scope.spawn(move || {
+                    let _entered = runtime.as_ref().map(|r| r.enter());
+                    let meta = source.meta(dir, build, arch)?;
+                    let image = load_arch(target, inputs, source, &meta, arch)?;
+                    Ok((meta, image))
+                })
+            })
+            .collect();
+        reads
+            .into_iter()
+            .map(|read| read.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            .collect()
     })
 }
 
@@ -346,7 +386,7 @@ fn load_arch(
     source: &BuildSource,
     arch_meta: &ArchMeta,
     arch: &Arch,
-) -> Result<Option<(DesiredArch, ArchImage)>, Error> {
+) -> Result<Option<ArchRead>, Error> {
     let meta = &arch_meta.meta;
     let Some(artifact) = meta.artifact(&inputs.artifact)? else {
         return Ok(None);
@@ -365,8 +405,8 @@ fn load_arch(
         }
         None => None,
     };
-    check_size(source, meta, &artifact, arch)?;
-    let (archive, image) = source.archive_and_image(&artifact.path, &artifact.sha256)?;
+    let len = check_size(source, meta, &artifact, arch)?;
+    let (archive, image) = source.archive_and_image(&artifact.path, &artifact.sha256, len)?;
     if image.platform.basearch().as_ref() != Some(arch) {
         return Err(Error::WrongPlatform {
             path: artifact.path,
@@ -393,13 +433,13 @@ fn load_arch(
     Ok(Some((desired, image)))
 }
 
-/// The archive exists and, when meta.json records a size, has it.
+/// The archive exists and, when meta.json records a size, has it. Returns its size.
 fn check_size(
     source: &BuildSource,
     meta: &Meta,
     artifact: &builds::Artifact,
     arch: &Arch,
-) -> Result<(), Error> {
+) -> Result<u64, Error> {
     let actual = source
         .archive_len(&artifact.path)
         .map_err(|source| Error::ArchiveUnreadable {
@@ -415,7 +455,7 @@ fn check_size(
             meta: meta.path.clone(),
             recorded,
         }),
-        _ => Ok(()),
+        _ => Ok(actual),
     }
 }
 

@@ -115,6 +115,7 @@ impl Archive {
             store: Some(store.clone()),
             read_image: Default::default(),
             size: kept.size,
+            fetched: Default::default(),
         };
         // The image must be one this archive's table can serve.
         for blob in image.blobs() {

@@ -83,12 +83,14 @@ impl<'a> BuildSource<'a> {
         }
     }
 
-    /// The archive and the image in it. From a build store, what an earlier run that checked
-    /// an archive with this `sha256` found, when this machine keeps it: no archive byte read.
+    /// The archive (`len` bytes) and the image in it. From a build store, what an earlier
+    /// run that checked an archive with this `sha256` found, when this machine keeps it: no
+    /// archive byte read.
     pub fn archive_and_image(
         &self,
         path: &Utf8Path,
         sha256: &str,
+        len: u64,
     ) -> Result<(Archive, archive::Image), archive::Error> {
         let archive = match self.url {
             Some(BuildsUrl::Remote(store)) => {
@@ -96,7 +98,7 @@ impl<'a> BuildSource<'a> {
                     tracing::debug!(archive = %path, "archive known from an earlier check");
                     return Ok(hit);
                 }
-                Archive::open_remote(store, path)?
+                Archive::open_remote(store, path, len)?
             }
             _ => Archive::open(path)?,
         };

@@ -94,56 +94,111 @@ impl Read for RangeReader {
     }
 }
 
-/// A whole object as `Read + Seek`, where each read is one range request of at most the
-/// caller's buffer: what walking a tar's headers needs (512 bytes each), and nothing of the
-/// bodies it seeks over.
+/// How much of an object a read through a [`SeekReader`] fetches after a seek: a tar header
+/// and the small document behind it, at most this much read ahead into a layer.
+const FIRST_WINDOW: u64 = 8 << 10;
+/// Reads that go on where the last window ended (a run of small files: oci-layout,
+/// index.json, manifests, configs) fetch twice as much each time, up to this.
+const MAX_WINDOW: u64 = 256 << 10;
+
+/// A whole object as `Read + Seek` for walking a tar's headers: each read outside what it
+/// already holds fetches one window by one range request ([`FIRST_WINDOW`] after a seek,
+/// growing while the reads stay contiguous), and nothing is fetched of the bodies it seeks
+/// over. What it fetched stays available
+/// ([`SeekReader::into_windows`]), so the small documents inside can be read without asking
+/// again.
 pub struct SeekReader {
     store: Store,
     url: Utf8PathBuf,
     key: Key,
     len: u64,
     pos: u64,
+    /// The byte ranges fetched so far: (offset in the object, bytes).
+    windows: Vec<(u64, Bytes)>,
+    /// How much the next contiguous fetch asks for.
+    next_window: u64,
 }
 
 impl SeekReader {
-    pub fn new(store: &Store, url: &camino::Utf8Path) -> Result<SeekReader, super::Error> {
-        let len = store.len(url)?;
+    /// The object `url` of `store`, `len` bytes long (as a HEAD said).
+    pub fn new(
+        store: &Store,
+        url: &camino::Utf8Path,
+        len: u64,
+    ) -> Result<SeekReader, super::Error> {
         Ok(SeekReader {
             store: store.clone(),
             url: url.to_owned(),
             key: store.key(url)?,
             len,
             pos: 0,
+            windows: Vec::new(),
+            next_window: FIRST_WINDOW,
         })
     }
-}
 
-impl SeekReader {
     /// The object's size.
     pub fn object_size(&self) -> u64 {
         self.len
+    }
+
+    /// The byte ranges fetched: (offset in the object, bytes), in the order fetched.
+    pub fn into_windows(self) -> Vec<(u64, Bytes)> {
+        self.windows
+    }
+
+    /// The window holding the byte at `pos`, fetching one from there if none does.
+    fn window_at(&mut self, pos: u64, want: u64) -> io::Result<&(u64, Bytes)> {
+        let held = self
+            .windows
+            .iter()
+            .position(|(start, bytes)| (*start..*start + bytes.len() as u64).contains(&pos));
+        let i = match held {
+            Some(i) => i,
+            None => {
+                let contiguous = self
+                    .windows
+                    .last()
+                    .is_some_and(|(start, bytes)| start + bytes.len() as u64 == pos);
+                let window = if contiguous {
+                    (self.next_window * 2).min(MAX_WINDOW)
+                } else {
+                    FIRST_WINDOW
+                };
+                self.next_window = window;
+                let n = want.max(window).min(self.len - pos);
+                let mut reader = RangeReader::new(
+                    self.store.clone(),
+                    self.url.clone(),
+                    self.key.clone(),
+                    pos,
+                    n,
+                );
+                let mut bytes = Vec::with_capacity(n as usize);
+                reader.read_to_end(&mut bytes)?;
+                self.windows.push((pos, Bytes::from(bytes)));
+                self.windows.len() - 1
+            }
+        };
+        Ok(&self.windows[i])
     }
 }
 
 impl Read for SeekReader {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = (buf.len() as u64).min(self.len.saturating_sub(self.pos));
-        if n == 0 {
+        let want = (buf.len() as u64).min(self.len.saturating_sub(self.pos));
+        if want == 0 {
             return Ok(0);
         }
-        let mut reader = RangeReader::new(
-            self.store.clone(),
-            self.url.clone(),
-            self.key.clone(),
-            self.pos,
-            n,
-        );
-        reader.read_exact(&mut buf[..n as usize])?;
-        self.pos += n;
-        Ok(n as usize)
+        let pos = self.pos;
+        let (start, bytes) = self.window_at(pos, want)?;
+        let from = (pos - start) as usize;
+        let n = (want as usize).min(bytes.len() - from);
+        buf[..n].copy_from_slice(&bytes[from..from + n]);
+        self.pos += n as u64;
+        Ok(n)
     }
 }
-
 impl Seek for SeekReader {
     fn seek(&mut self, pos: SeekFrom) -> io::Result<u64> {
         let target = match pos {
