@@ -198,3 +198,49 @@ fn a_missing_archive_in_the_store_is_named_like_a_missing_file() {
     assert!(line.contains(name) && line.contains("not found"), "{line}");
     assert_eq!(env.proxy.writes(), vec![]);
 }
+
+#[test]
+fn one_changed_arch_fetches_only_that_archive_from_the_store() {
+    let mut build = BuildSpec::demo();
+    for arch in &mut build.arches {
+        arch.layer_size = 2 << 20;
+    }
+    let mut env = Env::with_builds(&[build.clone()]);
+    let nginx = Nginx::serve(env.dir());
+    let (work, _) = records_only(&env);
+    let cache = tempfile::tempdir().unwrap();
+    push_from(&env, &nginx, work.path(), cache.path()).ok();
+
+    // The next build: x86_64's own layer changed, the other arches rebuilt the same.
+    let mut next = build;
+    next.id = "40.20261102.1.0".to_owned();
+    next.arch_mut("x86_64").salt = "changed".to_owned();
+    let written = env.add_build(&next);
+    for w in &written {
+        copy_meta(env.dir(), work.path(), w);
+    }
+    nginx.clear();
+    env.proxy.clear();
+    let run = push_from(&env, &nginx, work.path(), cache.path()).ok();
+    assert_eq!(run.outcome(), "pushed");
+    // Its config and its own layer; the shared base layer is in the registry already.
+    assert_eq!(run.report["uploaded"]["blobs"], 2, "{:#}", run.report);
+
+    for w in &written {
+        let name = w.archive.file_name().unwrap().to_str().unwrap();
+        let fetched = nginx.bytes_served(name);
+        if w.arch == "x86_64" {
+            // One pass over that archive: its new layer and config, the tiny shared base
+            // layer (the archive's sha256 needs every byte), headers and JSON.
+            assert!(
+                fetched >= w.archive_size && fetched * 100 <= w.archive_size * 102,
+                "{}: {fetched} of {}",
+                w.arch,
+                w.archive_size
+            );
+        } else {
+            // Known from the first push's check (same bytes, same sha256): nothing fetched.
+            assert_eq!(fetched, 0, "{}", w.arch);
+        }
+    }
+}
