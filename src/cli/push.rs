@@ -117,17 +117,21 @@ pub struct StoreArgs {
 }
 
 impl StoreArgs {
-    /// Opens the store named, if any; `tls_verify` is the registry flag's value, which the
-    /// store follows.
-    pub fn open(&self, tls_verify: bool) -> Result<Option<BuildsUrl>, crate::store::Error> {
+    /// Opens the store named, if any, with the registry's TLS and retry settings.
+    pub fn open(
+        &self,
+        connect: &crate::registry::ConnectOptions,
+    ) -> Result<Option<BuildsUrl>, crate::store::Error> {
         let Some(url) = &self.builds_url else {
             return Ok(None);
         };
         let options = StoreOptions {
-            tls_verify,
+            tls_verify: connect.tls_verify,
             aws_config_file: self.aws_config_file.clone(),
             endpoint: self.s3_endpoint.clone(),
             region: self.s3_region.clone(),
+            retry_times: connect.retry_times,
+            retry_delay: connect.retry_delay,
         };
         BuildsUrl::open(url, &options).map(Some)
     }
@@ -215,7 +219,7 @@ impl PlanArgs {
             }
         }
         let connect = self.connect.options();
-        let builds_url = self.store.open(self.connect.tls_verify.unwrap_or(true))?;
+        let builds_url = self.store.open(&connect)?;
         Ok(PushRequest {
             workdir: self.workdir,
             repo: self.repo,

@@ -34,7 +34,7 @@ pub enum BuildsUrl {
 }
 
 /// How to reach a remote store: the connection flags of the command line.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct StoreOptions {
     /// Verify TLS certificates (`--tls-verify`); plain `http://` is allowed only to loopback
     /// or with verification off, as for registries.
@@ -45,6 +45,23 @@ pub struct StoreOptions {
     pub endpoint: Option<String>,
     /// `--s3-region`.
     pub region: Option<String>,
+    /// `--retry-times` and `--retry-delay`: store requests retry as registry requests do.
+    pub retry_times: u32,
+    pub retry_delay: std::time::Duration,
+}
+
+impl Default for StoreOptions {
+    /// Verified TLS, no S3 settings, and the command line's default retries.
+    fn default() -> StoreOptions {
+        StoreOptions {
+            tls_verify: true,
+            aws_config_file: None,
+            endpoint: None,
+            region: None,
+            retry_times: 5,
+            retry_delay: std::time::Duration::from_secs(1),
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -129,7 +146,7 @@ fn open_http(base: &str, options: &StoreOptions) -> Result<Store, Error> {
     let inner = object_store::http::HttpBuilder::new()
         .with_url(base)
         .with_client_options(client)
-        .with_retry(retry_config())
+        .with_retry(retry_config(options))
         .build()
         .map_err(|e| Error::Url {
             url: base.to_owned(),
@@ -163,13 +180,20 @@ fn is_loopback(url: &str) -> bool {
             .is_ok_and(|ip| ip.is_loopback())
 }
 
-/// Store reads retry like registry reads: a bounded number of times, with backoff, on
-/// connection errors, 5xx and 429 (the crate's retry honours neither a 4xx nor a success).
-fn retry_config() -> object_store::RetryConfig {
+/// Store requests retry as registry requests do: `--retry-times` times, on connection
+/// errors, 408, 429 and 5xx, after `--retry-delay` doubling up to 30 s (with the crate's
+/// jitter; it does not read `Retry-After`). A body cut off mid-way is read on from where it
+/// stopped, by range, if the object's ETag has not changed. Permanent refusals (403, 404)
+/// are not retried.
+fn retry_config(options: &StoreOptions) -> object_store::RetryConfig {
     object_store::RetryConfig {
-        max_retries: 4,
-        retry_timeout: std::time::Duration::from_secs(60),
-        backoff: object_store::BackoffConfig::default(),
+        max_retries: options.retry_times as usize,
+        retry_timeout: std::time::Duration::from_secs(300),
+        backoff: object_store::BackoffConfig {
+            init_backoff: options.retry_delay,
+            max_backoff: std::time::Duration::from_secs(30),
+            base: 2.0,
+        },
     }
 }
 

@@ -83,7 +83,7 @@ pub(super) fn s3_store(base: &str, rest: &str, options: &StoreOptions) -> Result
         .with_allow_invalid_certificates(!options.tls_verify);
     let inner = builder
         .with_client_options(client)
-        .with_retry(super::retry_config())
+        .with_retry(super::retry_config(options))
         .build()
         .map_err(|e| bad(e.to_string()))?;
     let prefix = match path.trim_matches('/') {

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use crate::support::check::validate;
 use crate::support::env::Env;
 use crate::support::nginx::Nginx;
+use crate::support::proxy::{Fault, Proxy};
 use crate::support::run::Run;
 use reprise_fixtures::{BuildSpec, WrittenArch};
 
@@ -243,4 +244,90 @@ fn one_changed_arch_fetches_only_that_archive_from_the_store() {
             assert_eq!(fetched, 0, "{}", w.arch);
         }
     }
+}
+
+#[test]
+fn store_reads_ride_out_a_503_and_resume_a_download_cut_midway() {
+    let mut build = BuildSpec::demo();
+    for arch in &mut build.arches {
+        arch.layer_size = 2 << 20;
+    }
+    let env = Env::with_builds(&[build]);
+    let nginx = Nginx::serve(env.dir());
+    let front = Proxy::start(nginx.addr());
+    let (work, _) = records_only(&env);
+    let cache = tempfile::tempdir().unwrap();
+    let x86 = env.arch(reprise_fixtures::DEMO_ID, "x86_64").clone();
+    let arm = env.arch(reprise_fixtures::DEMO_ID, "aarch64").clone();
+    let x86_name = x86
+        .archive
+        .file_name()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let arm_name = arm
+        .archive
+        .file_name()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_owned();
+    // x86_64's archive answers its first read with a 503; every read of aarch64's is cut
+    // halfway through its archive, so only the one pass over it (the only read that long) is
+    // cut, and its retry, from where the cut fell, is short enough to get through.
+    front.inject(Fault::status("GET", &x86_name, 503).times(1));
+    front.inject(Fault::cut_response_after(
+        "GET",
+        &arm_name,
+        arm.archive_size / 2,
+    ));
+
+    let extra = [
+        "--builds-url".to_owned(),
+        format!("http://{}/builds", front.host()),
+        "--workdir".to_owned(),
+        work.path().display().to_string(),
+        "--retry-delay".to_owned(),
+        "0.05".to_owned(),
+    ];
+    let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+    let mut cmd = env.command(&env.push_args(&["stable"], &extra));
+    cmd.env("XDG_CACHE_HOME", cache.path());
+    let run = Run::of(&mut cmd).ok();
+    assert_eq!(run.outcome(), "pushed");
+    let answered: Vec<u16> = front
+        .requests()
+        .iter()
+        .filter(|r| r.path.ends_with(&x86_name))
+        .map(|r| r.status)
+        .collect();
+    assert!(answered.contains(&503), "{answered:?}");
+    // The cut download went on from where it stopped rather than starting over: after the
+    // pass's read from byte 0 was cut (every time, halfway into what it asked for), each
+    // read went on from the byte the last one stopped at, to the archive's end.
+    let whole = format!("bytes=0-{}", arm.archive_size - 1);
+    let ranges: Vec<String> = nginx
+        .served()
+        .iter()
+        .filter(|s| s.uri.ends_with(&arm_name) && s.method == "GET")
+        .map(|s| s.range.clone())
+        .collect();
+    assert_eq!(
+        ranges.iter().filter(|r| **r == whole).count(),
+        1,
+        "read from the start once: {ranges:?}"
+    );
+    let resumed: Vec<u64> = ranges
+        .iter()
+        .filter_map(|r| r.strip_prefix("bytes="))
+        .filter_map(|r| r.strip_suffix(&format!("-{}", arm.archive_size - 1)))
+        .filter_map(|from| from.parse().ok())
+        // The cut falls at most halfway; windows of tar headers sit near the end.
+        .filter(|from| *from > 0 && *from <= arm.archive_size / 2)
+        .collect();
+    assert!(
+        !resumed.is_empty(),
+        "a read from where the cut fell: {ranges:?}"
+    );
 }

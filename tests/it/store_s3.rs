@@ -156,7 +156,7 @@ fn s3_record_write_back_keeps_a_key_another_writer_added_meanwhile() {
         tls_verify: true,
         endpoint: Some(s3.endpoint()),
         region: Some("us-east-1".into()),
-        aws_config_file: None,
+        ..StoreOptions::default()
     };
     let record = Record {
         image: Repository::parse("quay.io/fedora/fedora-coreos").unwrap(),

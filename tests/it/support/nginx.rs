@@ -51,6 +51,10 @@ impl Nginx {
         format!("http://{}/{path}", self.addr)
     }
 
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
     /// Every request answered so far. nginx has one worker and logs a request in the same
     /// step that sends its last byte, so once a request sent after them is answered, every
     /// earlier one is in the log.

@@ -106,6 +106,9 @@ pub enum Action {
     ResetAtTotalBytes { at: u64, seen: u64 },
     /// Forward, then hold the upstream response back this long before answering.
     Delay(Duration),
+    /// Forward, and drop the connection once this many bytes of the response body went out
+    /// (its `Content-Length` kept): a store or registry connection lost mid-download.
+    CutResponseAfter(u64),
     /// After a successful manifest PUT, GET/HEAD of that path get the pre-PUT answer (the old
     /// manifest or its 404) for this long. `Match::method` is ignored.
     StaleReadsFor(Duration),
@@ -215,6 +218,13 @@ impl Fault {
     pub fn reset_after(method: &str, path_contains: &str, bytes: u64) -> Fault {
         let action = Action::ResetAfterRequestBytes(bytes);
         Fault::new(Match::new(method, path_contains), action)
+    }
+
+    pub fn cut_response_after(method: &str, path_contains: &str, bytes: u64) -> Fault {
+        Fault::new(
+            Match::new(method, path_contains),
+            Action::CutResponseAfter(bytes),
+        )
     }
 
     pub fn delay(method: &str, path_contains: &str, by: Duration) -> Fault {
@@ -446,6 +456,7 @@ enum Plan {
     Forward {
         delay: Option<Duration>,
         hold: Option<Arc<Gate>>,
+        cut: Option<u64>,
     },
     Status {
         code: u16,
@@ -530,11 +541,11 @@ impl Ctx {
                     "reset injected by the test proxy",
                 ));
             }
-            Plan::Forward { delay, hold } => {
+            Plan::Forward { delay, hold, cut } => {
                 if let Some(gate) = hold {
                     gate.pass().await;
                 }
-                let response = self.forward(req, &path, &counted).await;
+                let response = self.forward(req, &path, &counted, cut).await;
                 if let Some(delay) = delay {
                     tokio::time::sleep(delay).await;
                 }
@@ -574,6 +585,7 @@ impl Ctx {
         let forward = Plan::Forward {
             delay: None,
             hold: None,
+            cut: None,
         };
         let Some(rule) = rule else {
             return forward;
@@ -597,10 +609,17 @@ impl Ctx {
             Action::Delay(delay) => Plan::Forward {
                 delay: Some(delay),
                 hold: None,
+                cut: None,
+            },
+            Action::CutResponseAfter(bytes) => Plan::Forward {
+                delay: None,
+                hold: None,
+                cut: Some(bytes),
             },
             Action::Hold(ref gate) => Plan::Forward {
                 delay: None,
                 hold: Some(Arc::clone(gate)),
+                cut: None,
             },
             Action::Respond {
                 code,
@@ -636,6 +655,7 @@ impl Ctx {
         req: Request<Incoming>,
         path: &str,
         counted: &Arc<AtomicU64>,
+        cut: Option<u64>,
     ) -> Response<Body> {
         let (mut parts, body) = req.into_parts();
         let stale_window = if parts.method == Method::PUT && is_manifest_path(path) {
@@ -685,7 +705,16 @@ impl Ctx {
 
         let (mut parts, body) = response.into_parts();
         strip_hop_by_hop(&mut parts.headers);
-        Response::from_parts(parts, counting(body, &served))
+        let body = match cut {
+            Some(left) => Cut {
+                inner: body.boxed(),
+                left,
+                served,
+            }
+            .boxed(),
+            None => counting(body, &served),
+        };
+        Response::from_parts(parts, body)
     }
 
     fn rewrite_authorization(&self, headers: &mut HeaderMap) {
@@ -782,6 +811,42 @@ fn counting(body: Incoming, counted: &Arc<AtomicU64>) -> Body {
         frame
     })
     .boxed()
+}
+
+/// A response body that ends after `left` bytes though its `Content-Length` says more, so
+/// the server drops the connection there.
+struct Cut {
+    inner: Body,
+    left: u64,
+    /// Counts what went out.
+    served: Arc<AtomicU64>,
+}
+
+impl hyper::body::Body for Cut {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, hyper::Error>>> {
+        use std::task::Poll;
+        if self.left == 0 {
+            return Poll::Ready(None);
+        }
+        match std::pin::Pin::new(&mut self.inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
+                Ok(mut data) => {
+                    data.truncate(self.left.min(data.len() as u64) as usize);
+                    self.left -= data.len() as u64;
+                    self.served.fetch_add(data.len() as u64, Ordering::Relaxed);
+                    Poll::Ready(Some(Ok(hyper::body::Frame::data(data))))
+                }
+                Err(frame) => Poll::Ready(Some(Ok(frame))),
+            },
+            other => other,
+        }
+    }
 }
 
 fn injected(code: u16, retry_after: Option<u64>) -> Response<Body> {
