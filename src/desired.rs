@@ -28,7 +28,8 @@ use crate::source::ImageSource;
 use crate::store::BuildsUrl;
 
 mod from;
-use from::{ArchMeta, BuildSource};
+pub use from::meta_at;
+pub(crate) use from::{ArchMeta, BuildSource};
 
 /// What is published.
 #[derive(Debug, Clone)]

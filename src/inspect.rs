@@ -61,6 +61,8 @@ pub struct MetaQuery {
     pub key: String,
     /// When given, a meta.json without `images.<artifact>` expects no record (skipped).
     pub artifact: Option<String>,
+    /// `--builds-url`: `path` is under this build store rather than a local file.
+    pub store: Option<crate::store::BuildsUrl>,
 }
 
 /// How a meta.json record compares with the inspected reference.
@@ -128,8 +130,12 @@ pub async fn inspect(
     };
     let meta = match meta {
         Some(query) => {
-            let path = query.path.clone();
-            let loaded = blocking::run("reading meta.json", move || Meta::load(path)).await??;
+            let (path, store) = (query.path.clone(), query.store.clone());
+            let loaded = blocking::run("reading meta.json", move || match &store {
+                Some(url) => crate::desired::meta_at(url, &path),
+                None => Meta::load(path),
+            })
+            .await??;
             Some(check_meta(&loaded, &query, repo, &fetched.digest, &entries))
         }
         None => None,

@@ -96,6 +96,8 @@ pub async fn run(command: cli::Command) -> Result<Output, Error> {
             Ok(Output::Status { report, check })
         }
         cli::Command::Inspect(args) => {
+            let connect = args.connect.options();
+            let store = args.store.open(&connect)?;
             let meta = args
                 .meta
                 .zip(args.metajsonname)
@@ -103,8 +105,8 @@ pub async fn run(command: cli::Command) -> Result<Output, Error> {
                     path,
                     key,
                     artifact: args.artifact,
+                    store,
                 });
-            let connect = args.connect.options();
             Ok(Output::Inspection(
                 inspect::inspect(&args.reference, &connect, meta).await?,
             ))

@@ -37,7 +37,7 @@ use camino::{Utf8Path, Utf8PathBuf};
 
 use crate::apply;
 use crate::blocking::{self, TaskFailed};
-use crate::builds::{self, BuildsDir, Meta};
+use crate::builds;
 use crate::plan::{Outcome, Policy, TagAction};
 use crate::platform::Arch;
 use crate::push::{self, BuildInputs, Inputs, PushRequest, RecordKey};
@@ -65,6 +65,13 @@ pub struct RunRequest {
     pub from: Option<String>,
     /// How long recording waits for another writer's lock on a meta.json.
     pub lock_timeout: std::time::Duration,
+    /// `--builds-url`: read the build from this store (overrides the config's `builds-url`).
+    pub builds_url: Option<String>,
+    /// How to reach a build store.
+    pub store: crate::store::StoreOptions,
+    /// The store opened from `builds_url` or the config's `builds-url`: [`run`] fills it in
+    /// (callers leave it `None`).
+    pub builds: Option<crate::store::BuildsUrl>,
 }
 
 impl RunRequest {
@@ -101,6 +108,10 @@ pub enum Error {
     Lock(#[from] crate::runlock::Error),
     #[error(transparent)]
     Task(#[from] TaskFailed),
+    #[error(transparent)]
+    Store(#[from] crate::store::Error),
+    #[error(transparent)]
+    Desired(#[from] crate::desired::Error),
 }
 
 /// Why one stage could not be planned or applied.
@@ -142,10 +153,16 @@ pub fn tag_step(want: &Digest, have: Option<&Digest>, force: bool) -> (TagAction
 /// order.
 pub async fn run(req: &RunRequest) -> Result<Report, Error> {
     let config = read_config(&req.config).await?;
+    let mut resolved = req.clone();
+    resolved.builds = match req.builds_url.as_ref().or(config.builds_url.as_ref()) {
+        Some(url) => Some(crate::store::BuildsUrl::open(url, &req.store)?),
+        None => None,
+    };
+    let req = &resolved;
     let build = {
-        let (workdir, id) = (req.workdir.clone(), req.build.clone());
+        let (workdir, id, store) = (req.workdir.clone(), req.build.clone(), req.builds.clone());
         blocking::run("reading the build's records", move || {
-            load_build(&workdir, &id)
+            load_build(&workdir, store.as_ref(), &id)
         })
         .await??
     };
@@ -188,6 +205,11 @@ async fn read_config(path: &Utf8Path) -> Result<config::Config, Error> {
 /// Takes the build's run lock (see [`crate::runlock`]), without waiting.
 async fn lock_build(dir: Utf8PathBuf) -> Result<crate::runlock::RunLock, Error> {
     let locked = blocking::run("taking the build's run lock", move || {
+        // A build read from a store has only its lock (and maybe its records) here.
+        std::fs::create_dir_all(&dir).map_err(|source| crate::runlock::Error::Io {
+            path: dir.clone(),
+            source,
+        })?;
         crate::runlock::acquire(&dir, crate::runlock::Scope::Build, false)
     })
     .await?;
@@ -359,18 +381,29 @@ fn overall(reports: &[StageReport]) -> StageOutcome {
     .unwrap_or(StageOutcome::Noop)
 }
 
-/// The build's variables, from builds.json and every arch's meta.json.
-fn load_build(workdir: &Utf8Path, id: &str) -> Result<BuildVars, builds::Error> {
-    let dir = BuildsDir::load(workdir)?;
+/// The build's variables, from builds.json and every arch's meta.json (read from `store`
+/// when given). Command stages use the meta.json files of the working directory: their
+/// programs run there.
+fn load_build(
+    workdir: &Utf8Path,
+    store: Option<&crate::store::BuildsUrl>,
+    id: &str,
+) -> Result<BuildVars, Error> {
+    let source = crate::desired::BuildSource::new(workdir, store);
+    let dir = source.builds_dir()?;
     let build = dir.find(id)?;
     let mut names = Vec::new();
     let mut versions = Vec::new();
     let mut metas = Vec::new();
     for arch in &build.arches {
-        let path = dir.arch_dir(build, arch).join("meta.json");
-        let meta = Meta::load(path.clone())?;
+        let meta = source.meta(&dir, build, arch)?.meta;
         names.push(meta.str("name").map(str::to_owned));
         versions.push(meta.str("ostree-version").map(str::to_owned));
+        let local = workdir.join("builds").join(&build.id).join(arch.as_str());
+        let path = match store {
+            Some(_) => local.join("meta.json"),
+            None => meta.path.clone(),
+        };
         metas.push((arch.clone(), path));
     }
     // Only a value every arch agrees on names the build.
@@ -414,7 +447,7 @@ fn push_request(req: &RunRequest, build_id: &str, stage: &Stage, repo: &Reposito
         v2s2: false,
         wait_lock: false,
         mount_from: vec![],
-        builds_url: None,
+        builds_url: req.builds.clone(),
         annotations: Default::default(),
     };
     match &stage.kind {

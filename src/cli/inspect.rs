@@ -29,6 +29,11 @@ pub struct InspectArgs {
     #[command(flatten)]
     pub connect: ConnectArgs,
 
+    /// With --meta: where the meta.json is read from (--meta then names it under this URL,
+    /// ID/ARCH/meta.json), and how to reach that store.
+    #[command(flatten)]
+    pub store: super::push::StoreArgs,
+
     /// Print JSON on stdout instead of a table.
     #[arg(long)]
     pub json: bool,

@@ -68,12 +68,13 @@ where
     root.build();
     let args = cosa::expand(args.into_iter().map(Into::into).collect(), &root)?;
     let cli = Cli::try_parse_from(args)?;
-    let plan = match &cli.command {
-        Command::PushContainerManifest(a) => Some(&a.plan),
-        Command::Status(a) => Some(&a.plan),
-        _ => None,
+    let checked = match &cli.command {
+        Command::PushContainerManifest(a) => a.plan.check(),
+        Command::Status(a) => a.plan.check(),
+        Command::Inspect(a) => a.store.check(),
+        _ => Ok(()),
     };
-    if let Some(Err(message)) = plan.map(PlanArgs::check) {
+    if let Err(message) = checked {
         // A raw error prints as this one line, without the usage that clap adds to its own.
         return Err(clap::Error::raw(
             clap::error::ErrorKind::ArgumentConflict,

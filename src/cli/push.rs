@@ -104,15 +104,15 @@ pub struct StoreArgs {
 
     /// AWS config file with the credentials for s3:// (as cosa buildfetch takes it); default
     /// $AWS_CONFIG_FILE, else the AWS_* environment variables.
-    #[arg(long, value_name = "PATH", requires = "builds_url")]
+    #[arg(long, value_name = "PATH")]
     pub aws_config_file: Option<Utf8PathBuf>,
 
     /// Endpoint of an S3-compatible store (addressed path-style), e.g. http://127.0.0.1:9000.
-    #[arg(long, value_name = "URL", requires = "builds_url")]
+    #[arg(long, value_name = "URL")]
     pub s3_endpoint: Option<String>,
 
     /// Region of the s3:// bucket (default $AWS_REGION, else us-east-1).
-    #[arg(long, value_name = "REGION", requires = "builds_url")]
+    #[arg(long, value_name = "REGION")]
     pub s3_region: Option<String>,
 }
 
@@ -125,15 +125,35 @@ impl StoreArgs {
         let Some(url) = &self.builds_url else {
             return Ok(None);
         };
-        let options = StoreOptions {
+        BuildsUrl::open(url, &self.options(connect)).map(Some)
+    }
+
+    /// The S3 flags mean something only with a store to reach (`reprise run` may name it in
+    /// its config instead).
+    pub fn check(&self) -> Result<(), String> {
+        let given = [
+            ("--aws-config-file", self.aws_config_file.is_some()),
+            ("--s3-endpoint", self.s3_endpoint.is_some()),
+            ("--s3-region", self.s3_region.is_some()),
+        ];
+        match given.iter().find(|(_, set)| *set) {
+            Some((flag, _)) if self.builds_url.is_none() => {
+                Err(format!("{flag} needs --builds-url (an s3:// build store)"))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// How to reach a store: these flags, and the registry's TLS and retry settings.
+    pub fn options(&self, connect: &crate::registry::ConnectOptions) -> StoreOptions {
+        StoreOptions {
             tls_verify: connect.tls_verify,
             aws_config_file: self.aws_config_file.clone(),
             endpoint: self.s3_endpoint.clone(),
             region: self.s3_region.clone(),
             retry_times: connect.retry_times,
             retry_delay: connect.retry_delay,
-        };
-        BuildsUrl::open(url, &options).map(Some)
+        }
     }
 }
 
@@ -181,6 +201,7 @@ impl PlanArgs {
     /// What clap cannot check about these arguments: annotations fit the list's format and
     /// the inputs, each key once. The error is one line.
     pub fn check(&self) -> Result<(), String> {
+        self.store.check()?;
         let annotations = Annotations::new(self.annotations.clone());
         if annotations.is_empty() {
             return Ok(());

@@ -29,6 +29,11 @@ pub struct RunArgs {
     #[command(flatten)]
     pub connect: ConnectArgs,
 
+    /// Where the build is read from, when not under --workdir (overrides the config's
+    /// `builds-url`), and how to reach that store.
+    #[command(flatten)]
+    pub store: super::push::StoreArgs,
+
     /// Seconds to wait for another writer (e.g. a cosa command) holding a meta.json lock.
     #[arg(long, default_value = "60", value_name = "SECONDS", value_parser = parse_seconds)]
     pub lock_timeout: Duration,
@@ -59,8 +64,12 @@ pub struct RunArgs {
 
 impl RunArgs {
     pub fn into_request(self) -> RunRequest {
+        let connect = self.connect.options();
         RunRequest {
-            connect: self.connect.options(),
+            store: self.store.options(&connect),
+            builds_url: self.store.builds_url,
+            builds: None,
+            connect,
             config: self.config,
             workdir: self.workdir,
             build: self.build,

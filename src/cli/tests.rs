@@ -480,3 +480,28 @@ fn reprises_own_commands_take_full_names_once() {
         );
     }
 }
+
+#[test]
+fn s3_flags_need_a_store_unless_a_release_config_names_it() {
+    for line in [
+        "push-container-manifest --repo quay.io/a/b --tag t --artifact ostree --metajsonname k \
+         --s3-endpoint http://127.0.0.1:9000",
+        "status --repo quay.io/a/b --tag t --artifact ostree --metajsonname k --s3-region eu-west-1",
+        "inspect quay.io/a/b:t --aws-config-file creds",
+    ] {
+        let err = parse(line).expect_err(line);
+        assert_eq!(err.exit_code(), 2, "{line}");
+        assert!(
+            err.to_string().contains("needs --builds-url"),
+            "{line}: {err}"
+        );
+    }
+    for line in [
+        "push-container-manifest --repo quay.io/a/b --tag t --artifact ostree --metajsonname k --builds-url s3://b/builds \
+         --s3-endpoint http://127.0.0.1:9000",
+        // The config may hold builds-url.
+        "run --config release.toml --s3-endpoint http://127.0.0.1:9000",
+    ] {
+        assert!(parse(line).is_ok(), "{line}");
+    }
+}

@@ -12,13 +12,13 @@ use crate::platform::Arch;
 use crate::store::{BuildsUrl, Store};
 
 /// The builds a push reads.
-pub(super) struct BuildSource<'a> {
+pub(crate) struct BuildSource<'a> {
     workdir: &'a Utf8Path,
     url: Option<&'a BuildsUrl>,
 }
 
 /// One arch's meta.json as read, and the store it must be written back to, if any.
-pub(super) struct ArchMeta {
+pub(crate) struct ArchMeta {
     pub meta: Meta,
     /// `Some` when meta.json was read from a remote store: a record goes back there.
     pub store: Option<Store>,
@@ -104,6 +104,32 @@ impl<'a> BuildSource<'a> {
         };
         let image = archive.image()?;
         Ok((archive, image))
+    }
+}
+
+/// The meta.json `rel` names under the builds URL (`ID/ARCH/meta.json`), read from there: what
+/// `inspect --meta` compares when given `--builds-url`.
+pub fn meta_at(url: &BuildsUrl, rel: &Utf8Path) -> Result<Meta, builds::Error> {
+    let escapes = rel.is_absolute()
+        || rel
+            .components()
+            .any(|c| matches!(c, camino::Utf8Component::ParentDir));
+    if escapes {
+        return Err(builds::Error {
+            path: rel.to_owned(),
+            kind: builds::ErrorKind::Invalid(
+                "with --builds-url, --meta names a meta.json under that URL (ID/ARCH/meta.json)"
+                    .into(),
+            ),
+        });
+    }
+    match url {
+        BuildsUrl::Local(dir) => Meta::load(dir.join(rel)),
+        BuildsUrl::Remote(store) => {
+            let path = store.url_of(rel.as_str());
+            let (raw, _) = store.get(&path).map_err(|e| store_error(&path, e))?;
+            Meta::from_slice(path, &raw)
+        }
     }
 }
 

@@ -122,6 +122,34 @@ fn s3_store_push_records_back_into_the_store_and_a_rerun_is_a_noop() {
     assert_eq!(again.outcome(), "noop");
     assert_eq!(env.proxy.writes(), vec![], "a no-op writes nothing");
     assert_eq!(env.metas(), metas, "records byte-identical");
+
+    // inspect --meta reads the record back from the store.
+    let w = &env.written[0];
+    let rel = format!("{}/{}/meta.json", w.build_id, w.arch);
+    let tagged = format!("{}:stable", env.repo());
+    let mut cmd = env.command(&[
+        "inspect".into(),
+        tagged,
+        "--meta".into(),
+        rel,
+        "--metajsonname".into(),
+        KEY.into(),
+        "--builds-url".into(),
+        "s3://builds".into(),
+        "--json".into(),
+    ]);
+    s3.configure(&mut cmd);
+    let inspected = Run::of(&mut cmd);
+    assert_eq!(inspected.code, 0, "{}", inspected.stderr);
+    assert_eq!(
+        inspected.report["meta"]["matches"], true,
+        "{:#}",
+        inspected.report
+    );
+    assert_eq!(
+        inspected.report["meta"]["record_digest"],
+        w.manifest_digest.as_str()
+    );
 }
 
 #[test]
@@ -230,4 +258,72 @@ fn open(options: &StoreOptions, vars: &[(&str, &str)]) -> Store {
         BuildsUrl::Remote(store) => store,
         BuildsUrl::Local(dir) => panic!("{dir}"),
     }
+}
+
+#[test]
+fn a_release_reads_its_build_from_the_config_builds_url_and_records_back_there() {
+    let env = Env::new();
+    let s3 = S3::serve(env.dir());
+    let cache = tempfile::tempdir().unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let config = env.release_config(&format!(
+        r#"builds-url = "s3://builds"
+
+[[stage]]
+name = "per-arch"
+kind = "arch-tags"
+artifact = "ostree"
+repo = "{repo}"
+tags = ["{{version}}"]
+
+[[stage]]
+name = "base"
+kind = "container-manifest"
+artifact = "ostree"
+metajsonname = "{KEY}"
+repo = "{repo}"
+tags = ["stable"]
+"#,
+        repo = env.repo()
+    ));
+    let release = || {
+        let mut cmd = env.command(&[
+            "run".into(),
+            "--config".into(),
+            config.display().to_string(),
+            "--workdir".into(),
+            work.path().display().to_string(),
+            "--json".into(),
+        ]);
+        s3.configure(&mut cmd);
+        cmd.env("XDG_CACHE_HOME", cache.path());
+        Run::of(&mut cmd)
+    };
+    let first = release().ok();
+    validate("report.schema.json", &first.report);
+    assert_eq!(
+        first.report["release"]["outcome"], "pushed",
+        "{:#}",
+        first.report
+    );
+    for w in &env.written {
+        // The records went back into the bucket's meta.json files.
+        assert_eq!(
+            env.record(w)["digest"],
+            w.manifest_digest.as_str(),
+            "{}",
+            w.arch
+        );
+    }
+
+    env.proxy.clear();
+    let metas = env.metas();
+    let again = release().ok();
+    assert_eq!(
+        again.report["release"]["outcome"], "noop",
+        "{:#}",
+        again.report
+    );
+    assert_eq!(env.proxy.writes(), vec![], "a rerun writes nothing");
+    assert_eq!(env.metas(), metas);
 }

@@ -46,6 +46,9 @@ impl fmt::Display for ConfigError {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawConfig {
+    /// Where the build is read from, as `--builds-url` says it (the flag wins).
+    #[serde(default, rename = "builds-url")]
+    builds_url: Option<String>,
     #[serde(default)]
     vars: BTreeMap<String, String>,
     #[serde(default)]
@@ -92,6 +95,8 @@ impl RawStage {
 #[derive(Debug, Clone)]
 pub struct Config {
     pub path: Utf8PathBuf,
+    /// `builds-url`: the build store the build is read from (`--builds-url` wins).
+    pub builds_url: Option<String>,
     pub vars: BTreeMap<String, String>,
     pub stages: Vec<StageSpec>,
 }
@@ -279,6 +284,7 @@ pub fn parse(path: &Utf8Path, text: &str) -> Result<Config, ConfigError> {
     }
     Ok(Config {
         path: path.to_owned(),
+        builds_url: raw.builds_url,
         vars: raw.vars,
         stages,
     })
