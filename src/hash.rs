@@ -123,6 +123,14 @@ pub trait BlobSource: Sync {
 
     /// A reader over the blob's bytes from `offset` (within the blob) to its end.
     fn open_at(&self, offset: u64) -> Result<Self::Reader, Self::Error>;
+
+    /// Whether these bytes are already being checked on another path (an archive's check
+    /// pass hashes them into the whole file's sha256), so that an upload may leave their
+    /// digest to the registry, which checks it before it keeps a blob, rather than hash
+    /// every byte a second time.
+    fn checked_elsewhere(&self) -> bool {
+        false
+    }
 }
 
 /// Fills `buf` as far as the reader allows (short only at its end), so blobs are read in

@@ -191,7 +191,7 @@ impl Apply<'_> {
         let mut sources = Vec::with_capacity(order.len());
         let mut taps = Vec::new();
         for blob in order {
-            let (source, tap) = archive.fed_source(blob)?;
+            let (source, tap) = archive.fed_source(blob, sha256.is_some())?;
             sources.push((blob, source));
             taps.extend(tap);
         }
@@ -420,6 +420,10 @@ fn local_error(archive: &Archive, e: registry::Error) -> Error {
         registry::Error::Mismatch { mismatch, .. } => Error::Archive(archive::Error {
             path: archive.path().to_owned(),
             kind: mismatch.into(),
+        }),
+        registry::Error::DigestRefused { digest, .. } => Error::Archive(archive::Error {
+            path: archive.path().to_owned(),
+            kind: archive::ErrorKind::RefusedBlob(digest),
         }),
         registry::Error::Source(source) => match source.downcast::<archive::Error>() {
             Ok(archive_error) => Error::Archive(*archive_error),

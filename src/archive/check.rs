@@ -236,17 +236,32 @@ struct Feed {
 pub struct FedBlob<'a> {
     file: ArchiveBlob<'a>,
     feed: Arc<std::sync::Mutex<Option<Feed>>>,
+    /// Whether a pass over the whole file checks these bytes (a tar, not a directory).
+    checked: bool,
 }
 
 impl Archive {
     /// `blob` as a source whose bytes the check pass hands over, and the tap to give the
     /// pass. An OCI layout directory has no pass to hand anything over: its source reads
-    /// the file, and no tap is made.
-    pub fn fed_source(&self, blob: &BlobRef) -> Result<(FedBlob<'_>, Option<Tap>), Error> {
+    /// the file, and no tap is made. `sum_checked`: the pass's whole-file sha256 is held to
+    /// a recorded one, so the bytes handed over need no hash of their own.
+    pub fn fed_source(
+        &self,
+        blob: &BlobRef,
+        sum_checked: bool,
+    ) -> Result<(FedBlob<'_>, Option<Tap>), Error> {
         let file = self.blob_source(blob)?;
         if self.layout == Layout::Dir {
             let feed = Arc::new(std::sync::Mutex::new(None));
-            return Ok((FedBlob { file, feed }, None));
+            let checked = false;
+            return Ok((
+                FedBlob {
+                    file,
+                    feed,
+                    checked,
+                },
+                None,
+            ));
         }
         let (tx, rx) = sync_channel(TAP_DEPTH);
         let feed = Feed {
@@ -259,7 +274,15 @@ impl Archive {
             tx,
         };
         let feed = Arc::new(std::sync::Mutex::new(Some(feed)));
-        Ok((FedBlob { file, feed }, Some(tap)))
+        let checked = sum_checked;
+        Ok((
+            FedBlob {
+                file,
+                feed,
+                checked,
+            },
+            Some(tap),
+        ))
     }
 }
 
@@ -277,6 +300,14 @@ impl crate::hash::BlobSource for FedBlob<'_> {
             // Dropping the feed tells the pass to stop handing this blob over.
             _ => self.file.open_at(offset),
         }
+    }
+
+    /// The pass hashes these bytes into the whole file's sha256 (held to the one meta.json
+    /// records before any manifest goes out), and the registry checks the blob's digest
+    /// before it keeps it: hashing them once more would cost a core for nothing. Without a
+    /// recorded sum, or in an OCI layout directory, they are hashed as they are read.
+    fn checked_elsewhere(&self) -> bool {
+        self.checked
     }
 }
 

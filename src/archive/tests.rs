@@ -182,7 +182,7 @@ fn a_tapped_blob_is_handed_over_as_the_pass_reads_it_and_read_on_from_where_it_s
     let path = tar_with(dir, &[(&a.digest, b"config"), (&b.digest, &big)]);
     let archive = Archive::open(&path).unwrap();
     let before = archive.bytes_read();
-    let (source, tap) = archive.fed_source(&b).unwrap();
+    let (source, tap) = archive.fed_source(&b, true).unwrap();
     let reader = archive.clone();
     let pass = std::thread::spawn(move || {
         reader.check_pass(&[&a], tap.into_iter().collect(), &AtomicBool::new(false))
@@ -220,7 +220,7 @@ fn a_reading_elsewhere_than_the_feed_opens_the_file_and_frees_the_pass() {
     let b = blob(&big);
     let path = tar_with(dir, &[(&b.digest, &big)]);
     let archive = Archive::open(&path).unwrap();
-    let (source, tap) = archive.fed_source(&b).unwrap();
+    let (source, tap) = archive.fed_source(&b, true).unwrap();
     let reader = archive.clone();
     let pass = std::thread::spawn(move || {
         reader.check_pass(&[], tap.into_iter().collect(), &AtomicBool::new(false))
