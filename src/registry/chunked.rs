@@ -17,7 +17,6 @@
 
 use super::upload::{STREAM_CHUNK, upload_location};
 use super::*;
-use crate::hash::read_full;
 
 /// What the registry holds of one upload session: its latest `Location` and how many bytes.
 #[derive(Debug, Clone)]
@@ -404,17 +403,16 @@ impl<S: BlobSource> Upload<'_, S> {
             .map_err(|e| Error::Source(Box::new(e)))?;
         let len = offset - start.offset;
         let read = tokio::task::spawn_blocking(move || {
-            let mut reader = std::io::Read::take(reader, len);
-            let mut buf = vec![0u8; STREAM_CHUNK];
+            let mut reader = reader;
             let mut read = 0u64;
-            loop {
-                match std::io::Read::read(&mut reader, &mut buf)? {
-                    0 => break,
-                    n => {
-                        verifier.update(&buf[..n]);
-                        read += n as u64;
-                    }
+            while read < len {
+                let want = STREAM_CHUNK.min((len - read) as usize);
+                let chunk = reader.read_chunk(want)?;
+                if chunk.is_empty() {
+                    break;
                 }
+                verifier.update(&chunk);
+                read += chunk.len() as u64;
             }
             Ok::<_, std::io::Error>((read, verifier))
         })
@@ -491,26 +489,24 @@ fn parse_range(value: &str) -> Option<u64> {
 /// Reads `len` bytes of `reader` in [`STREAM_CHUNK`] pieces into the request body, showing
 /// each to `seen`. Returns how many were read; stops early when the request is gone.
 fn pump_range(
-    reader: impl std::io::Read,
+    mut reader: impl ReadChunks,
     len: u64,
     tx: &tokio::sync::mpsc::Sender<std::io::Result<Bytes>>,
     mut seen: impl FnMut(&[u8]),
 ) -> std::io::Result<u64> {
-    let mut reader = std::io::Read::take(reader, len);
     let mut read = 0u64;
-    loop {
-        let mut buf = vec![0u8; STREAM_CHUNK];
-        let n = read_full(&mut reader, &mut buf)?;
-        if n == 0 {
-            return Ok(read);
+    while read < len {
+        let chunk = reader.read_chunk(STREAM_CHUNK.min((len - read) as usize))?;
+        if chunk.is_empty() {
+            break;
         }
-        buf.truncate(n);
-        seen(&buf);
-        read += n as u64;
-        if tx.blocking_send(Ok(Bytes::from(buf))).is_err() {
-            return Ok(read);
+        seen(&chunk);
+        read += chunk.len() as u64;
+        if tx.blocking_send(Ok(chunk)).is_err() {
+            break;
         }
     }
+    Ok(read)
 }
 
 #[cfg(test)]

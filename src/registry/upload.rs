@@ -4,7 +4,6 @@
 //! when a mount is not possible.
 
 use super::*;
-use crate::hash::read_full;
 
 impl Client {
     /// Uploads one blob whose bytes `source` holds. A blob over twice the chunk size goes in
@@ -49,7 +48,7 @@ impl Client {
         reader: R,
     ) -> Result<(), Error>
     where
-        R: std::io::Read + Send + 'static,
+        R: ReadChunks + 'static,
     {
         let target = repo.digested(&blob.digest).to_string();
         let mismatch: Arc<Mutex<Option<Mismatch>>> = Arc::default();
@@ -326,19 +325,15 @@ pub(super) const STREAM_CHUNK: usize = 256 << 10;
 /// Reads a blob in chunks and feeds them to the request body. A digest or size mismatch is
 /// recorded for the caller and also sent as an error, which aborts the upload before the
 /// registry can commit it.
-pub(super) fn pump<R: std::io::Read>(
+pub(super) fn pump<R: ReadChunks>(
     mut reader: R,
     tx: tokio::sync::mpsc::Sender<std::io::Result<Bytes>>,
     mismatch: Arc<Mutex<Option<Mismatch>>>,
 ) {
     loop {
-        let mut buf = vec![0u8; STREAM_CHUNK];
-        let item = match read_full(&mut reader, &mut buf) {
-            Ok(0) => return,
-            Ok(n) => {
-                buf.truncate(n);
-                Ok(Bytes::from(buf))
-            }
+        let item = match reader.read_chunk(STREAM_CHUNK) {
+            Ok(chunk) if chunk.is_empty() => return,
+            Ok(chunk) => Ok(chunk),
             Err(e) => {
                 let text = e.to_string();
                 if let Some(m) = crate::hash::mismatch_of(&e)
