@@ -3,10 +3,11 @@
 //! Each arch goes at its own pace: one round trip asks at once whether its manifest and the
 //! blobs it is first to have are there, and its uploads start as soon as that answers. A
 //! local archive is read once: one check pass per archive (its whole-file sha256, and the
-//! digest of every blob not sent) hands the blobs it reads over to their uploads, which
-//! verify every byte they send; the registry checks each digest before it commits. No
-//! manifest goes out before every archive has passed its check and every blob is in, so bad
-//! input publishes nothing (only blob sessions may have been opened).
+//! digest of every blob not sent) hands the blobs it reads over to their uploads, and the
+//! registry checks each blob's digest before it commits (bytes read any other way, or from
+//! an archive with no recorded sha256, are hashed as they go out). No manifest goes out
+//! before every archive has passed its check and every blob is in, so bad input publishes
+//! nothing (only blob sessions may have been opened).
 //!
 //! Byte-heavy uploads move `jobs` at a time; small requests (HEADs, small blobs, manifests)
 //! have a higher limit of their own, since each costs a round trip that only concurrency
