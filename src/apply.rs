@@ -4,8 +4,11 @@
 //!
 //! Moving the blobs, and checking each archive on the way, is `blobs`: each archive is read
 //! once, its check pass handing the blobs to their uploads, and no manifest goes out before
-//! every archive passed, so bad input publishes nothing. Between every step that changes state sits a named [`failpoint`](crate::failpoint), so
-//! tests can crash a run there and check a rerun converges.
+//! every archive passed, so bad input publishes nothing. Just before the tags are written
+//! they are read again, and after recording once more: another writer's move is never
+//! hidden. Between every step that changes state sits a named
+//! [`failpoint`](crate::failpoint), so tests can crash a run there and check a rerun
+//! converges.
 //!
 //! It decides nothing the plan did not decide; it only checks what it must see with its own
 //! eyes (whether a blob or manifest is already present, whether a tag reads back right).

@@ -53,6 +53,9 @@ pub enum ErrorKind {
     Store(store::Error),
     #[error("blob {expected} does not match its digest (its bytes hash to {actual})")]
     DigestMismatch { expected: Digest, actual: Digest },
+    /// Bytes sent unhashed (the whole file's sha256 checks them) that the registry refused.
+    #[error("blob {0} does not match its digest (the registry refused its bytes)")]
+    RefusedBlob(Digest),
     #[error("blob {digest} is {actual} bytes but its descriptor says {expected}")]
     SizeMismatch {
         digest: Digest,

@@ -9,6 +9,8 @@
 
 use std::io::{self, Read};
 
+use bytes::Bytes;
+
 use sha2::{Digest as _, Sha256};
 
 use crate::reference::Digest;
@@ -86,7 +88,7 @@ pub struct VerifyingReader<R> {
     verifier: Option<Verifier>,
 }
 
-impl<R: Read> VerifyingReader<R> {
+impl<R> VerifyingReader<R> {
     pub fn new(inner: R, expected: BlobRef) -> Self {
         VerifyingReader {
             inner,
@@ -114,28 +116,66 @@ impl<R: Read> Read for VerifyingReader<R> {
     }
 }
 
+/// Bytes read as owned chunks, so that they can go into a request body as they are: a reader
+/// that holds them already (an archive's check pass hands them over) gives them without a
+/// copy; any other reads them into fresh memory ([`Copying`]).
+pub trait ReadChunks: Send {
+    /// Up to `max` of the next bytes; empty at the end.
+    fn read_chunk(&mut self, max: usize) -> io::Result<Bytes>;
+}
+
+impl ReadChunks for Box<dyn ReadChunks> {
+    fn read_chunk(&mut self, max: usize) -> io::Result<Bytes> {
+        (**self).read_chunk(max)
+    }
+}
+
+/// Any reader as [`ReadChunks`], each chunk read into fresh memory.
+pub struct Copying<R>(pub R);
+
+impl<R: Read + Send> ReadChunks for Copying<R> {
+    fn read_chunk(&mut self, max: usize) -> io::Result<Bytes> {
+        let mut buf = Vec::with_capacity(max);
+        (&mut self.0).take(max as u64).read_to_end(&mut buf)?;
+        Ok(Bytes::from(buf))
+    }
+}
+
+impl<R: ReadChunks> ReadChunks for VerifyingReader<R> {
+    fn read_chunk(&mut self, max: usize) -> io::Result<Bytes> {
+        let chunk = self.inner.read_chunk(max)?;
+        if !chunk.is_empty() {
+            if let Some(v) = self.verifier.as_mut() {
+                v.update(&chunk);
+            }
+            return Ok(chunk);
+        }
+        match self.verifier.take().map(Verifier::finish) {
+            Some(Err(mismatch)) if max > 0 => {
+                Err(io::Error::new(io::ErrorKind::InvalidData, mismatch))
+            }
+            _ => Ok(chunk),
+        }
+    }
+}
+
 /// Where one blob's bytes can be read, from any offset and as often as needed: an upload that
 /// is retried, or resumed where the registry says it stopped, opens it again. The bytes are
 /// raw; whoever reads them checks them ([`Verifier`], [`VerifyingReader`]).
 pub trait BlobSource: Sync {
-    type Reader: Read + Send + 'static;
+    type Reader: ReadChunks + 'static;
     type Error: std::error::Error + Send + Sync + 'static;
 
     /// A reader over the blob's bytes from `offset` (within the blob) to its end.
     fn open_at(&self, offset: u64) -> Result<Self::Reader, Self::Error>;
-}
 
-/// Fills `buf` as far as the reader allows (short only at its end), so blobs are read in
-/// full-sized pieces whatever sizes the reader hands out.
-pub fn read_full(reader: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
-    let mut filled = 0;
-    while filled < buf.len() {
-        match reader.read(&mut buf[filled..])? {
-            0 => break,
-            n => filled += n,
-        }
+    /// Whether these bytes are already being checked on another path (an archive's check
+    /// pass hashes them into the whole file's sha256), so that an upload may leave their
+    /// digest to the registry, which checks it before it keeps a blob, rather than hash
+    /// every byte a second time.
+    fn checked_elsewhere(&self) -> bool {
+        false
     }
-    Ok(filled)
 }
 
 /// The [`Mismatch`] a failed verifying read carries, if that is why it failed.

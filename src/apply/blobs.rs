@@ -3,10 +3,11 @@
 //! Each arch goes at its own pace: one round trip asks at once whether its manifest and the
 //! blobs it is first to have are there, and its uploads start as soon as that answers. A
 //! local archive is read once: one check pass per archive (its whole-file sha256, and the
-//! digest of every blob not sent) hands the blobs it reads over to their uploads, which
-//! verify every byte they send; the registry checks each digest before it commits. No
-//! manifest goes out before every archive has passed its check and every blob is in, so bad
-//! input publishes nothing (only blob sessions may have been opened).
+//! digest of every blob not sent) hands the blobs it reads over to their uploads, and the
+//! registry checks each blob's digest before it commits (bytes read any other way, or from
+//! an archive with no recorded sha256, are hashed as they go out). No manifest goes out
+//! before every archive has passed its check and every blob is in, so bad input publishes
+//! nothing (only blob sessions may have been opened).
 //!
 //! Byte-heavy uploads move `jobs` at a time; small requests (HEADs, small blobs, manifests)
 //! have a higher limit of their own, since each costs a round trip that only concurrency
@@ -191,7 +192,7 @@ impl Apply<'_> {
         let mut sources = Vec::with_capacity(order.len());
         let mut taps = Vec::new();
         for blob in order {
-            let (source, tap) = archive.fed_source(blob)?;
+            let (source, tap) = archive.fed_source(blob, sha256.is_some())?;
             sources.push((blob, source));
             taps.extend(tap);
         }
@@ -423,6 +424,10 @@ fn local_error(archive: &Archive, e: registry::Error) -> Error {
         registry::Error::Mismatch { mismatch, .. } => Error::Archive(archive::Error {
             path: archive.path().to_owned(),
             kind: mismatch.into(),
+        }),
+        registry::Error::DigestRefused { digest, .. } => Error::Archive(archive::Error {
+            path: archive.path().to_owned(),
+            kind: archive::ErrorKind::RefusedBlob(digest),
         }),
         registry::Error::Source(source) => match source.downcast::<archive::Error>() {
             Ok(archive_error) => Error::Archive(*archive_error),

@@ -4,7 +4,7 @@
 use std::io::Read;
 
 use super::*;
-use crate::hash::BlobSource;
+use crate::hash::{BlobSource, Copying};
 
 /// One blob of an [`Archive`], located and sized against its descriptor.
 pub struct ArchiveBlob<'a> {
@@ -26,7 +26,7 @@ impl Archive {
 }
 
 impl BlobSource for ArchiveBlob<'_> {
-    type Reader = Box<dyn Read + Send>;
+    type Reader = Copying<Box<dyn Read + Send>>;
     type Error = Error;
 
     fn open_at(&self, offset: u64) -> Result<Self::Reader, Error> {
@@ -35,6 +35,8 @@ impl BlobSource for ArchiveBlob<'_> {
             offset: self.entry.offset + skip,
             size: self.entry.size - skip,
         };
-        Ok(Box::new(self.archive.entry_reader(&self.name, rest)?))
+        Ok(Copying(Box::new(
+            self.archive.entry_reader(&self.name, rest)?,
+        )))
     }
 }

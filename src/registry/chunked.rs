@@ -7,7 +7,8 @@
 //!
 //! The bytes are checked against the blob's descriptor as they stream: the hash of the part
 //! the registry holds is kept, so a resumed upload goes on hashing from where it stopped, and
-//! a blob whose bytes do not match is never committed.
+//! a blob whose bytes do not match is never committed. Bytes checked elsewhere (an archive's
+//! check pass) are not hashed again: the registry checks the digest before it commits.
 //!
 //! Docker Distribution keeps the bytes of a chunk cut short but signs the offset into the
 //! upload's `Location`, so after a reset that reached it mid-chunk it answers the status with
@@ -16,7 +17,6 @@
 
 use super::upload::{STREAM_CHUNK, upload_location};
 use super::*;
-use crate::hash::read_full;
 
 /// What the registry holds of one upload session: its latest `Location` and how many bytes.
 #[derive(Debug, Clone)]
@@ -27,11 +27,12 @@ struct Session {
     chunk: u64,
 }
 
-/// The hash of a blob's first `offset` bytes.
+/// The hash of a blob's first `offset` bytes; `None` when the source's bytes are checked
+/// elsewhere and the digest is left to the registry ([`BlobSource::checked_elsewhere`]).
 #[derive(Clone)]
 struct Hashed {
     offset: u64,
-    verifier: Verifier,
+    verifier: Option<Verifier>,
 }
 
 /// What one step of the upload achieved.
@@ -72,7 +73,7 @@ impl Client {
             push: Scopes::new(repo, Access::Push),
         };
         let mut session: Option<Session> = None;
-        let mut hashed = Hashed::start(blob);
+        let mut hashed = Hashed::start(blob, source);
         let mut failures = 0;
         let mut delay = self.retry_delay;
         loop {
@@ -157,7 +158,10 @@ impl<S: BlobSource> Upload<'_, S> {
                  starting it over"
             );
         }
-        Ok(Resumed::At(None, Box::new(Hashed::start(self.blob))))
+        Ok(Resumed::At(
+            None,
+            Box::new(Hashed::start(self.blob, self.source)),
+        ))
     }
 }
 
@@ -218,7 +222,11 @@ impl<S: BlobSource> Upload<'_, S> {
         let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(4);
         let mut verifier = hashed.verifier.clone();
         let producer = tokio::task::spawn_blocking(move || {
-            let sent = pump_range(reader, len, &tx, |bytes| verifier.update(bytes));
+            let sent = pump_range(reader, len, &tx, |bytes| {
+                if let Some(v) = verifier.as_mut() {
+                    v.update(bytes);
+                }
+            });
             (sent, verifier)
         });
         let stream = futures_util::stream::unfold(rx, |mut rx| async move {
@@ -276,7 +284,9 @@ impl<S: BlobSource> Upload<'_, S> {
     /// Commits the upload once the registry holds every byte (`PUT …?digest=`, no body),
     /// after checking the hash of what was sent.
     async fn commit(&self, s: &Session, hashed: &Hashed) -> Result<Step, Error> {
-        if let Err(mismatch) = hashed.verifier.clone().finish() {
+        if let Some(verifier) = &hashed.verifier
+            && let Err(mismatch) = verifier.clone().finish()
+        {
             return Err(Error::Mismatch {
                 target: self.target.clone(),
                 mismatch,
@@ -292,7 +302,8 @@ impl<S: BlobSource> Upload<'_, S> {
             })
             .await?;
         if response.status() != StatusCode::CREATED {
-            return Err(status_error(&self.target, self.repo, response).await);
+            let e = status_error(&self.target, self.repo, response).await;
+            return Err(super::upload::refused_digest(e, self.blob));
         }
         Ok(Step::Done)
     }
@@ -372,29 +383,36 @@ impl<S: BlobSource> Upload<'_, S> {
         let start = if from.offset <= offset {
             from.clone()
         } else {
-            Hashed::start(self.blob)
+            Hashed::start(self.blob, self.source)
+        };
+        let Some(mut verifier) = start.verifier else {
+            return Ok(Hashed {
+                offset,
+                verifier: None,
+            });
         };
         if start.offset == offset {
-            return Ok(start);
+            return Ok(Hashed {
+                offset,
+                verifier: Some(verifier),
+            });
         }
         let reader = self
             .source
             .open_at(start.offset)
             .map_err(|e| Error::Source(Box::new(e)))?;
         let len = offset - start.offset;
-        let mut verifier = start.verifier;
         let read = tokio::task::spawn_blocking(move || {
-            let mut reader = std::io::Read::take(reader, len);
-            let mut buf = vec![0u8; STREAM_CHUNK];
+            let mut reader = reader;
             let mut read = 0u64;
-            loop {
-                match std::io::Read::read(&mut reader, &mut buf)? {
-                    0 => break,
-                    n => {
-                        verifier.update(&buf[..n]);
-                        read += n as u64;
-                    }
+            while read < len {
+                let want = STREAM_CHUNK.min((len - read) as usize);
+                let chunk = reader.read_chunk(want)?;
+                if chunk.is_empty() {
+                    break;
                 }
+                verifier.update(&chunk);
+                read += chunk.len() as u64;
             }
             Ok::<_, std::io::Error>((read, verifier))
         })
@@ -407,7 +425,10 @@ impl<S: BlobSource> Upload<'_, S> {
                 format!("blob {} ends before byte {offset}", self.blob.digest),
             ))));
         }
-        Ok(Hashed { offset, verifier })
+        Ok(Hashed {
+            offset,
+            verifier: Some(verifier),
+        })
     }
 
     async fn authorization(&self) -> Result<Option<HeaderValue>, Error> {
@@ -434,10 +455,10 @@ impl<S: BlobSource> Upload<'_, S> {
 }
 
 impl Hashed {
-    fn start(blob: &BlobRef) -> Hashed {
+    fn start(blob: &BlobRef, source: &impl BlobSource) -> Hashed {
         Hashed {
             offset: 0,
-            verifier: Verifier::new(blob.clone()),
+            verifier: (!source.checked_elsewhere()).then(|| Verifier::new(blob.clone())),
         }
     }
 }
@@ -468,26 +489,24 @@ fn parse_range(value: &str) -> Option<u64> {
 /// Reads `len` bytes of `reader` in [`STREAM_CHUNK`] pieces into the request body, showing
 /// each to `seen`. Returns how many were read; stops early when the request is gone.
 fn pump_range(
-    reader: impl std::io::Read,
+    mut reader: impl ReadChunks,
     len: u64,
     tx: &tokio::sync::mpsc::Sender<std::io::Result<Bytes>>,
     mut seen: impl FnMut(&[u8]),
 ) -> std::io::Result<u64> {
-    let mut reader = std::io::Read::take(reader, len);
     let mut read = 0u64;
-    loop {
-        let mut buf = vec![0u8; STREAM_CHUNK];
-        let n = read_full(&mut reader, &mut buf)?;
-        if n == 0 {
-            return Ok(read);
+    while read < len {
+        let chunk = reader.read_chunk(STREAM_CHUNK.min((len - read) as usize))?;
+        if chunk.is_empty() {
+            break;
         }
-        buf.truncate(n);
-        seen(&buf);
-        read += n as u64;
-        if tx.blocking_send(Ok(Bytes::from(buf))).is_err() {
-            return Ok(read);
+        seen(&chunk);
+        read += chunk.len() as u64;
+        if tx.blocking_send(Ok(chunk)).is_err() {
+            break;
         }
     }
+    Ok(read)
 }
 
 #[cfg(test)]

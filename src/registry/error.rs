@@ -71,6 +71,9 @@ pub enum Error {
     },
     #[error("{target}: the token service of {registry} issued no token (down or throttling)")]
     Token { target: String, registry: String },
+    /// The registry refused a blob's bytes: they do not match its digest (or size).
+    #[error("{target}: the registry refused the blob's bytes: they do not match {digest}")]
+    DigestRefused { target: String, digest: Digest },
     /// A blob's bytes were not what its descriptor says; nothing was committed.
     #[error("{target}: not uploaded: {mismatch}")]
     Mismatch { target: String, mismatch: Mismatch },

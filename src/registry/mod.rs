@@ -29,7 +29,7 @@ use reqwest::header::{self, HeaderMap, HeaderValue};
 use reqwest::{Method, StatusCode};
 
 use crate::auth::Credentials;
-use crate::hash::{BlobRef, BlobSource, Mismatch, Verifier, VerifyingReader};
+use crate::hash::{BlobRef, BlobSource, Mismatch, ReadChunks, Verifier, VerifyingReader};
 use crate::media::{self, MAX_REMOTE_MANIFEST};
 use crate::reference::{Digest, Reference, Repository};
 

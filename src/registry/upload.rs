@@ -4,7 +4,6 @@
 //! when a mount is not possible.
 
 use super::*;
-use crate::hash::read_full;
 
 impl Client {
     /// Uploads one blob whose bytes `source` holds. A blob over twice the chunk size goes in
@@ -32,8 +31,12 @@ impl Client {
         }
         self.retry(&format!("uploading blob {}", blob.digest), || async {
             let reader = source.open_at(0).map_err(|e| Error::Source(Box::new(e)))?;
-            let reader = VerifyingReader::new(reader, blob.clone());
-            self.push_blob_once(repo, blob, reader).await
+            if source.checked_elsewhere() {
+                self.push_blob_once(repo, blob, reader).await
+            } else {
+                let reader = VerifyingReader::new(reader, blob.clone());
+                self.push_blob_once(repo, blob, reader).await
+            }
         })
         .await
     }
@@ -42,10 +45,10 @@ impl Client {
         &self,
         repo: &Repository,
         blob: &BlobRef,
-        reader: VerifyingReader<R>,
+        reader: R,
     ) -> Result<(), Error>
     where
-        R: std::io::Read + Send + 'static,
+        R: ReadChunks + 'static,
     {
         let target = repo.digested(&blob.digest).to_string();
         let mismatch: Arc<Mutex<Option<Mismatch>>> = Arc::default();
@@ -114,7 +117,10 @@ impl Client {
             });
         }
         if response.status() != StatusCode::CREATED {
-            return Err(status_error(target, repo, response).await);
+            return Err(refused_digest(
+                status_error(target, repo, response).await,
+                blob,
+            ));
         }
         Ok(())
     }
@@ -319,19 +325,15 @@ pub(super) const STREAM_CHUNK: usize = 256 << 10;
 /// Reads a blob in chunks and feeds them to the request body. A digest or size mismatch is
 /// recorded for the caller and also sent as an error, which aborts the upload before the
 /// registry can commit it.
-pub(super) fn pump<R: std::io::Read>(
-    mut reader: VerifyingReader<R>,
+pub(super) fn pump<R: ReadChunks>(
+    mut reader: R,
     tx: tokio::sync::mpsc::Sender<std::io::Result<Bytes>>,
     mismatch: Arc<Mutex<Option<Mismatch>>>,
 ) {
     loop {
-        let mut buf = vec![0u8; STREAM_CHUNK];
-        let item = match read_full(&mut reader, &mut buf) {
-            Ok(0) => return,
-            Ok(n) => {
-                buf.truncate(n);
-                Ok(Bytes::from(buf))
-            }
+        let item = match reader.read_chunk(STREAM_CHUNK) {
+            Ok(chunk) if chunk.is_empty() => return,
+            Ok(chunk) => Ok(chunk),
             Err(e) => {
                 let text = e.to_string();
                 if let Some(m) = crate::hash::mismatch_of(&e)
@@ -366,4 +368,23 @@ pub(super) fn upload_location(
     let base = reqwest::Url::parse(start_url).map_err(|e| bad(format!("bad upload URL: {e}")))?;
     base.join(location)
         .map_err(|e| bad(format!("the upload Location is not a URL: {e}")))
+}
+
+/// A registry's refusal of a blob's bytes at commit (`DIGEST_INVALID`, `SIZE_INVALID`) as the
+/// mismatch it is; any other error as it is.
+pub(super) fn refused_digest(e: Error, blob: &BlobRef) -> Error {
+    match e {
+        Error::Status {
+            status: 400,
+            message,
+            target,
+            ..
+        } if message.contains("DIGEST_INVALID") || message.contains("SIZE_INVALID") => {
+            Error::DigestRefused {
+                target,
+                digest: blob.digest.clone(),
+            }
+        }
+        other => other,
+    }
 }
