@@ -19,10 +19,11 @@
 #   - realistic shapes: a 64-layer-per-arch build (rpm-ostree's chunking) and a build of
 #     BENCH_XL_MB (default 1536) MiB per arch, each pushed to a fresh registry: time and
 #     peak RSS.
-#   - full push from S3 (--builds-url s3://, s3s-fs on loopback, records written back into the
-#     bucket) beside the same push from local disk.
+#   - build store: a full push of 4 arches x BENCH_STORE_MB (default 64) MiB layers from S3
+#     (--builds-url s3://, s3s-fs on loopback, records written back into the bucket) beside
+#     the same push from local disk.
 # Timings are medians of BENCH_RUNS runs; each full push goes to a fresh registry.
-# BENCH_ONLY=latency|shapes runs only those rows (skipping the long full-push section).
+# BENCH_ONLY=latency|shapes|store runs only those rows (skipping the long full-push section).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo_root=$(pwd)
@@ -36,6 +37,7 @@ XL_MB=${BENCH_XL_MB:-1536}
 DELAY_MS=${BENCH_DELAY_MS:-200}
 ONLY=${BENCH_ONLY:-}
 BIG_MB=${BENCH_BIG_MB:-1024}
+STORE_MB=${BENCH_STORE_MB:-64}
 RUNS=${BENCH_RUNS:-3}
 NOOP_RUNS=${BENCH_NOOP_RUNS:-5}
 ARCHES=x86_64,aarch64,ppc64le,s390x
@@ -159,34 +161,6 @@ for i in $(seq 1 "$RUNS"); do
 done
 skopeo_s=$(median "${skopeo_times[@]}")
 
-# --- Full push from S3 (s3s-fs on loopback) -------------------------------------------------
-s3s=$(command -v s3s-fs || echo "$HOME/.cargo/bin/s3s-fs")
-s3_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-mkdir -p "$tmp/s3"
-RUST_LOG=info NO_COLOR=1 "$s3s" --host 127.0.0.1 --port "$s3_port" --access-key bench \
-    --secret-key bench-secret-key "$tmp/s3" >"$tmp/s3.log" 2>&1 &
-s3_pid=$!
-timeout 20 bash -c "until grep -q 'server is running' '$tmp/s3.log'; do sleep 0.1; done"
-s3_times=()
-for i in $(seq 1 "$RUNS"); do
-    rm -rf "$tmp/s3/builds" "$tmp/work" "$tmp/cache" && cp -r "$tmp/tree/builds" "$tmp/s3/builds"
-    mkdir -p "$tmp/work"
-    start_registry "$tmp/reg-s3-$i"
-    t0=$(now)
-    (cd "$tmp/work" && AWS_ACCESS_KEY_ID=bench AWS_SECRET_ACCESS_KEY=bench-secret-key \
-        XDG_CACHE_HOME="$tmp/cache" "$reprise" -q push-container-manifest \
-        --builds-url s3://builds --s3-endpoint "http://127.0.0.1:$s3_port" --s3-region us-east-1 \
-        --repo "127.0.0.1:$REGISTRY_PORT/fcos" --tag stable --tag 40 \
-        --artifact ostree --metajsonname base-oscontainer)
-    t1=$(now)
-    s3_times+=("$(elapsed "$t0" "$t1")")
-    stop_registries
-    rm -rf "$tmp/reg-s3-$i"
-done
-kill "$s3_pid"
-wait "$s3_pid" 2>/dev/null || true
-s3_pid=""
-s3_s=$(median "${s3_times[@]}")
 
 # --- No-op rerun at two sizes ---------------------------------------------------------------
 noop() { # tree-dir size-label
@@ -244,8 +218,6 @@ row "full push, skopeo copy per arch (s)" "$skopeo_s   [${skopeo_times[*]}]"
 row "reprise / curl 1 at a time (target <= 1.15)" "$ratio1   (median of each run's ratio)"
 row "reprise / curl 4 at a time (same parallelism; target <= 1.05)" "$ratio4   (median of each run's ratio)"
 row "reprise / skopeo (target < 1)" "$(ratio "$push_s" "$skopeo_s")"
-row "full push from S3, s3s-fs on loopback (s)" "$s3_s   [${s3_times[*]}]"
-row "push from S3 / push from local disk (target <= 1.15)" "$(ratio "$s3_s" "$push_s")"
 row "registry requests, full push" "$push_requests"
 row "peak RSS of a full push (MiB, target <= 64)" "$rss_mib"
 row "no-op rerun at $MB MiB (ms, target < 50)" "$noop_ms"
@@ -253,6 +225,62 @@ row "no-op rerun at $BIG_MB MiB (ms)" "$big_noop_ms"
 row "no-op requests per tag at $MB MiB (target <= 3)" "$(python3 -c "print($noop_req / 2)")"
 row "no-op requests per tag at $BIG_MB MiB" "$(python3 -c "print($big_noop_req / 2)")"
 row "partial change: uploaded / changed arch's bytes (<= 1.05)" "$(ratio "$partial_bytes" "$changed_bytes")   [$partial_bytes / $changed_bytes]"
+fi
+
+# --- Build store: the same push from local disk and from S3, in turn -------------------------
+# 4 arches x STORE_MB MiB layers; each run pushes from local disk, then from s3s-fs on
+# loopback (--builds-url s3://, records written back into the bucket), each to a fresh
+# registry; the ratio is the median of each run's own. The objects are PUT through the
+# server, as a build upload would, so it keeps their ETags (s3s-fs hashes a whole object
+# on every read of one it did not receive by PUT).
+if [ -z "$ONLY" ] || [ "$ONLY" = store ]; then
+    make_tree "$tmp/store-tree" "$STORE_MB"
+    s3s=$(command -v s3s-fs || echo "$HOME/.cargo/bin/s3s-fs")
+    s3_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    mkdir -p "$tmp/s3"
+    RUST_LOG=info NO_COLOR=1 "$s3s" --host 127.0.0.1 --port "$s3_port" --access-key bench \
+        --secret-key bench-secret-key "$tmp/s3" >"$tmp/s3.log" 2>&1 &
+    s3_pid=$!
+    timeout 20 bash -c "until grep -q 'server is running' '$tmp/s3.log'; do sleep 0.1; done"
+    s3_put_tree() { # every file of the store tree, PUT into bucket "builds"
+        (cd "$tmp/store-tree/builds" && find . -type f) | while read -r f; do
+            curl -fsS -X PUT -H "x-amz-content-sha256: UNSIGNED-PAYLOAD" \
+                --aws-sigv4 "aws:amz:us-east-1:s3" --user bench:bench-secret-key \
+                -T "$tmp/store-tree/builds/$f" "http://127.0.0.1:$s3_port/builds/${f#./}" >/dev/null
+        done
+    }
+    local_times=() s3_times=() s3_ratios=()
+    for i in $(seq 1 "$RUNS"); do
+        rm -rf "$tmp/work" && cp -r "$tmp/store-tree" "$tmp/work"
+        start_registry "$tmp/reg-local-$i"
+        t0=$(now)
+        push "$tmp/work" "127.0.0.1:$REGISTRY_PORT/fcos"
+        t1=$(now)
+        local_times+=("$(elapsed "$t0" "$t1")")
+        stop_registries
+        rm -rf "$tmp/reg-local-$i" "$tmp/work"
+        # A fresh bucket (records unwritten), an empty working directory, no archive cache.
+        rm -rf "$tmp/s3/builds" "$tmp/cache" && s3_put_tree && mkdir -p "$tmp/work"
+        start_registry "$tmp/reg-s3-$i"
+        t0=$(now)
+        (export AWS_ACCESS_KEY_ID=bench AWS_SECRET_ACCESS_KEY=bench-secret-key XDG_CACHE_HOME="$tmp/cache"
+            push "$tmp/work" "127.0.0.1:$REGISTRY_PORT/fcos" --builds-url s3://builds \
+                --s3-endpoint "http://127.0.0.1:$s3_port" --s3-region us-east-1)
+        t1=$(now)
+        s3_times+=("$(elapsed "$t0" "$t1")")
+        s3_ratios+=("$(python3 -c "import sys; print(float(sys.argv[1]) / float(sys.argv[2]))" "${s3_times[-1]}" "${local_times[-1]}")")
+        stop_registries
+        rm -rf "$tmp/reg-s3-$i"
+    done
+    kill "$s3_pid"
+    wait "$s3_pid" 2>/dev/null || true
+    s3_pid=""
+    store_bytes=$(find "$tmp/store-tree/builds/$ID" -name '*.ociarchive' -printf '%s\n' | awk '{s+=$1} END {printf "%.0f", s}')
+    rm -rf "$tmp/store-tree"
+    row "build store: 4 arches x $STORE_MB MiB layers ($(mib "$store_bytes") MiB of archives), 2 tags" ""
+    row "full push from local disk (s)" "$(median "${local_times[@]}")   [${local_times[*]}]"
+    row "full push from S3, s3s-fs on loopback (s)" "$(median "${s3_times[@]}")   [${s3_times[*]}]"
+    row "push from S3 / from local disk, median of each run's (target <= 1.15)" "$(python3 -c "import sys; print(f'{float(sys.argv[1]):.2f}')" "$(median "${s3_ratios[@]}")")"
 fi
 
 # A proxy in front of the registry at $1 that holds every response $DELAY_MS ms; sets
