@@ -21,7 +21,8 @@
 #     peak RSS.
 #   - build store: a full push of 4 arches x BENCH_STORE_MB (default 64) MiB layers from S3
 #     (--builds-url s3://, s3s-fs on loopback, records written back into the bucket) beside
-#     the same push from local disk.
+#     the same push from local disk, and from nginx over HTTP (records in the working
+#     directory).
 # Timings are medians of BENCH_RUNS runs; each full push goes to a fresh registry.
 # BENCH_ONLY=latency|shapes|store runs only those rows (skipping the long full-push section).
 set -euo pipefail
@@ -51,10 +52,11 @@ gen="$repo_root/target/release/examples/gen-fixtures"
 
 source scripts/registry-lib.sh
 tmp=$(mktemp -d -p "${BENCH_TMP:-/var/tmp}" reprise-bench.XXXXXX)
-s3_pid=""
+s3_pid="" ng_pid=""
 cleanup() {
     stop_registries
     if [ -n "$s3_pid" ]; then kill "$s3_pid" 2>/dev/null || true; fi
+    if [ -n "$ng_pid" ]; then kill "$ng_pid" 2>/dev/null || true; fi
     rm -rf "$tmp"
 }
 trap cleanup EXIT
@@ -249,7 +251,21 @@ if [ -z "$ONLY" ] || [ "$ONLY" = store ]; then
                 -T "$tmp/store-tree/builds/$f" "http://127.0.0.1:$s3_port/builds/${f#./}" >/dev/null
         done
     }
-    local_times=() s3_times=() s3_ratios=()
+    # nginx serving the same tree over HTTP (sendfile; a server that costs almost no CPU),
+    # for a working directory holding the records only.
+    ng_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    mkdir -p "$tmp/nginx"
+    cat >"$tmp/nginx/nginx.conf" <<CONF
+daemon off; user root; worker_processes 2; pid $tmp/nginx/nginx.pid; error_log stderr notice;
+events { worker_connections 64; }
+http { access_log off; client_body_temp_path $tmp/nginx/body; sendfile on;
+  server { listen 127.0.0.1:$ng_port; root $tmp/store-tree;
+           location / { limit_except GET { deny all; } } } }
+CONF
+    /usr/sbin/nginx -e stderr -p "$tmp/nginx" -c "$tmp/nginx/nginx.conf" 2>"$tmp/nginx.log" &
+    ng_pid=$!
+    timeout 20 bash -c "until curl -s -o /dev/null http://127.0.0.1:$ng_port/; do sleep 0.1; done"
+    local_times=() s3_times=() s3_ratios=() s3_cpu=() http_times=() http_ratios=()
     for i in $(seq 1 "$RUNS"); do
         rm -rf "$tmp/work" && cp -r "$tmp/store-tree" "$tmp/work"
         start_registry "$tmp/reg-local-$i"
@@ -262,16 +278,34 @@ if [ -z "$ONLY" ] || [ "$ONLY" = store ]; then
         # A fresh bucket (records unwritten), an empty working directory, no archive cache.
         rm -rf "$tmp/s3/builds" "$tmp/cache" && s3_put_tree && mkdir -p "$tmp/work"
         start_registry "$tmp/reg-s3-$i"
+        s3_cpu0=$(awk '{print $14 + $15}' "/proc/$s3_pid/stat")
         t0=$(now)
         (export AWS_ACCESS_KEY_ID=bench AWS_SECRET_ACCESS_KEY=bench-secret-key XDG_CACHE_HOME="$tmp/cache"
             push "$tmp/work" "127.0.0.1:$REGISTRY_PORT/fcos" --builds-url s3://builds \
                 --s3-endpoint "http://127.0.0.1:$s3_port" --s3-region us-east-1)
         t1=$(now)
         s3_times+=("$(elapsed "$t0" "$t1")")
+        s3_cpu+=("$(awk -v t0="$s3_cpu0" -v hz="$(getconf CLK_TCK)" '{printf "%.2f", ($14 + $15 - t0) / hz}' "/proc/$s3_pid/stat")")
         s3_ratios+=("$(python3 -c "import sys; print(float(sys.argv[1]) / float(sys.argv[2]))" "${s3_times[-1]}" "${local_times[-1]}")")
         stop_registries
-        rm -rf "$tmp/reg-s3-$i"
+        rm -rf "$tmp/reg-s3-$i" "$tmp/work" "$tmp/cache"
+        mkdir -p "$tmp/work/builds"
+        (cd "$tmp/store-tree" && find builds -name meta.json -o -name builds.json) | while read -r f; do
+            mkdir -p "$tmp/work/$(dirname "$f")" && cp "$tmp/store-tree/$f" "$tmp/work/$f"
+        done
+        start_registry "$tmp/reg-http-$i"
+        t0=$(now)
+        (export XDG_CACHE_HOME="$tmp/cache"
+            push "$tmp/work" "127.0.0.1:$REGISTRY_PORT/fcos" --builds-url "http://127.0.0.1:$ng_port/builds")
+        t1=$(now)
+        http_times+=("$(elapsed "$t0" "$t1")")
+        http_ratios+=("$(python3 -c "import sys; print(float(sys.argv[1]) / float(sys.argv[2]))" "${http_times[-1]}" "${local_times[-1]}")")
+        stop_registries
+        rm -rf "$tmp/reg-http-$i"
     done
+    kill "$ng_pid"
+    wait "$ng_pid" 2>/dev/null || true
+    ng_pid=""
     kill "$s3_pid"
     wait "$s3_pid" 2>/dev/null || true
     s3_pid=""
@@ -281,6 +315,9 @@ if [ -z "$ONLY" ] || [ "$ONLY" = store ]; then
     row "full push from local disk (s)" "$(median "${local_times[@]}")   [${local_times[*]}]"
     row "full push from S3, s3s-fs on loopback (s)" "$(median "${s3_times[@]}")   [${s3_times[*]}]"
     row "push from S3 / from local disk, median of each run's (target <= 1.15)" "$(python3 -c "import sys; print(f'{float(sys.argv[1]):.2f}')" "$(median "${s3_ratios[@]}")")"
+    row "CPU the S3 server spent serving one push (s)" "$(median "${s3_cpu[@]}")   [${s3_cpu[*]}]"
+    row "full push from HTTP, nginx on loopback (s)" "$(median "${http_times[@]}")   [${http_times[*]}]"
+    row "push from HTTP / from local disk, median of each run's" "$(python3 -c "import sys; print(f'{float(sys.argv[1]):.2f}')" "$(median "${http_ratios[@]}")")"
 fi
 
 # A proxy in front of the registry at $1 that holds every response $DELAY_MS ms; sets
