@@ -243,11 +243,6 @@ impl Archive {
         &self.path
     }
 
-    /// Whether this is an archive in a build store, read by range.
-    pub fn is_remote(&self) -> bool {
-        self.layout == Layout::Remote
-    }
-
     /// Bytes of the archive: what one check pass reads.
     pub fn size(&self) -> u64 {
         self.size
