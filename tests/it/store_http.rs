@@ -50,6 +50,15 @@ fn push_from(env: &Env, nginx: &Nginx, workdir: &Path, cache: &Path) -> Run {
     Run::of(&mut cmd)
 }
 
+/// The demo build with layers of 2 MiB, so the archives dwarf their headers as real ones do.
+pub(crate) fn sized_demo() -> BuildSpec {
+    let mut build = BuildSpec::demo();
+    for arch in &mut build.arches {
+        arch.layer_size = 2 << 20;
+    }
+    build
+}
+
 fn archives_size(env: &Env) -> u64 {
     env.written
         .iter()
@@ -59,11 +68,7 @@ fn archives_size(env: &Env) -> u64 {
 
 #[test]
 fn http_store_push_and_noop_record_in_the_workdir() {
-    // Layers of 2 MiB, so the archives dwarf their headers as real ones do.
-    let mut build = BuildSpec::demo();
-    for arch in &mut build.arches {
-        arch.layer_size = 2 << 20;
-    }
+    let build = sized_demo();
     let env = Env::with_builds(&[build]);
     let nginx = Nginx::serve(env.dir());
     let (work, metas) = records_only(&env);
@@ -202,11 +207,8 @@ fn a_missing_archive_in_the_store_is_named_like_a_missing_file() {
 
 #[test]
 fn one_changed_arch_fetches_only_that_archive_from_the_store() {
-    let mut build = BuildSpec::demo();
-    for arch in &mut build.arches {
-        arch.layer_size = 2 << 20;
-    }
-    let mut env = Env::with_builds(&[build.clone()]);
+    let build = sized_demo();
+    let mut env = Env::with_builds(std::slice::from_ref(&build));
     let nginx = Nginx::serve(env.dir());
     let (work, _) = records_only(&env);
     let cache = tempfile::tempdir().unwrap();
@@ -248,10 +250,7 @@ fn one_changed_arch_fetches_only_that_archive_from_the_store() {
 
 #[test]
 fn store_reads_ride_out_a_503_and_resume_a_download_cut_midway() {
-    let mut build = BuildSpec::demo();
-    for arch in &mut build.arches {
-        arch.layer_size = 2 << 20;
-    }
+    let build = sized_demo();
     let env = Env::with_builds(&[build]);
     let nginx = Nginx::serve(env.dir());
     let front = Proxy::start(nginx.addr());

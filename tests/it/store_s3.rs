@@ -12,7 +12,6 @@ use crate::support::s3::S3;
 use reprise::builds::Record;
 use reprise::reference::{Digest, Repository, Tag};
 use reprise::store::{BuildsUrl, Store, StoreOptions};
-use reprise_fixtures::BuildSpec;
 use serde_json::Value;
 
 /// `push-container-manifest --builds-url s3://builds` (the bucket is the test world's
@@ -51,11 +50,7 @@ fn status_via(env: &Env, s3: &S3, endpoint: &str, cache: &Path) -> Run {
 
 #[test]
 fn s3_first_push_fetches_each_archive_byte_once_and_a_noop_fetches_none() {
-    // Layers of 2 MiB, so the archives dwarf their headers as real ones do.
-    let mut build = BuildSpec::demo();
-    for arch in &mut build.arches {
-        arch.layer_size = 2 << 20;
-    }
+    let build = crate::store_http::sized_demo();
     let env = Env::with_builds(&[build]);
     let s3 = S3::serve(env.dir());
     // Counted at the wire: a proxy in front of the S3 server (SigV4 signs the Host header,
