@@ -282,10 +282,11 @@ CONF
         t0=$(now)
         (export AWS_ACCESS_KEY_ID=bench AWS_SECRET_ACCESS_KEY=bench-secret-key XDG_CACHE_HOME="$tmp/cache"
             push "$tmp/work" "127.0.0.1:$REGISTRY_PORT/fcos" --builds-url s3://builds \
-                --s3-endpoint "http://127.0.0.1:$s3_port" --s3-region us-east-1)
+                --s3-endpoint "http://127.0.0.1:$s3_port" --s3-region us-east-1 --json >"$tmp/s3-report.json")
         t1=$(now)
         s3_times+=("$(elapsed "$t0" "$t1")")
         s3_cpu+=("$(awk -v t0="$s3_cpu0" -v hz="$(getconf CLK_TCK)" '{printf "%.2f", ($14 + $15 - t0) / hz}' "/proc/$s3_pid/stat")")
+        s3_read=$(python3 -c "import json, sys; print(json.load(open(sys.argv[1]))['store']['bytes_read'])" "$tmp/s3-report.json")
         s3_ratios+=("$(python3 -c "import sys; print(float(sys.argv[1]) / float(sys.argv[2]))" "${s3_times[-1]}" "${local_times[-1]}")")
         stop_registries
         rm -rf "$tmp/reg-s3-$i" "$tmp/work" "$tmp/cache"
@@ -315,6 +316,7 @@ CONF
     row "full push from local disk (s)" "$(median "${local_times[@]}")   [${local_times[*]}]"
     row "full push from S3, s3s-fs on loopback (s)" "$(median "${s3_times[@]}")   [${s3_times[*]}]"
     row "push from S3 / from local disk, median of each run's (target <= 1.15)" "$(python3 -c "import sys; print(f'{float(sys.argv[1]):.2f}')" "$(median "${s3_ratios[@]}")")"
+    row "bytes read from S3 / the archives' size (target <= 1.02)" "$(ratio "$s3_read" "$store_bytes")   [$s3_read / $store_bytes]"
     row "CPU the S3 server spent serving one push (s)" "$(median "${s3_cpu[@]}")   [${s3_cpu[*]}]"
     row "full push from HTTP, nginx on loopback (s)" "$(median "${http_times[@]}")   [${http_times[*]}]"
     row "push from HTTP / from local disk, median of each run's" "$(python3 -c "import sys; print(f'{float(sys.argv[1]):.2f}')" "$(median "${http_ratios[@]}")")"

@@ -234,10 +234,21 @@ pub async fn push(req: &PushRequest) -> Result<Report, Error> {
         _ => None,
     };
     let prepared = prepare(req).await?;
-    if req.dry_run {
-        return Ok(prepared.planned());
-    }
-    prepared.apply().await
+    let report = if req.dry_run {
+        prepared.planned()
+    } else {
+        prepared.apply().await?
+    };
+    Ok(match &req.builds_url {
+        Some(crate::store::BuildsUrl::Remote(store)) => Report {
+            store: Some(crate::report::StoreRead {
+                url: store.url().to_owned(),
+                bytes_read: store.bytes_read(),
+            }),
+            ..report
+        },
+        _ => report,
+    })
 }
 
 /// Takes the run lock of the build's record key (see [`crate::runlock`]), waiting for it if

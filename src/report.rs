@@ -43,6 +43,16 @@ pub struct Report {
     pub annotations: Option<BTreeMap<String, String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub refusal: Option<RefusalReport>,
+    /// What this run read from a remote build store (`--builds-url`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub store: Option<StoreRead>,
+}
+
+/// The bytes of object bodies a run read from its build store.
+#[derive(Debug, Clone, Serialize)]
+pub struct StoreRead {
+    pub url: String,
+    pub bytes_read: u64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -179,6 +189,7 @@ impl Report {
             skipped: vec![],
             orphaned_referrers: vec![],
             annotations: desired.annotations.clone(),
+            store: None,
             refusal: None,
         }
     }
@@ -219,6 +230,7 @@ impl Report {
             skipped: vec![],
             orphaned_referrers: vec![],
             annotations: desired.annotations.clone(),
+            store: None,
             refusal: Some(RefusalReport {
                 message: refusal.to_string(),
                 missing,
@@ -367,8 +379,12 @@ impl Report {
         }
     }
 
-    /// After a push: how many blobs moved, and how many were there already.
+    /// What a build store served, and after a push how many blobs moved and how many were
+    /// there already.
     fn upload_line(&self, out: &mut String) {
+        if let Some(store) = &self.store {
+            let _ = writeln!(out, "  read {} bytes from {}", store.bytes_read, store.url);
+        }
         if self.outcome != Outcome::Pushed {
             return;
         }

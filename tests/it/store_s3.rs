@@ -68,6 +68,12 @@ fn s3_first_push_fetches_each_archive_byte_once_and_a_noop_fetches_none() {
         fetched >= size && fetched * 100 <= size * 102,
         "{fetched} of {size}"
     );
+    // The report says what the run read: the archives, builds.json and the meta.json files.
+    let reported = run.report["store"]["bytes_read"].as_u64().unwrap();
+    assert!(
+        reported > fetched && reported < fetched + (64 << 10),
+        "{reported} reported, {fetched} archive bytes"
+    );
 
     front.clear();
     env.proxy.clear();
@@ -77,6 +83,11 @@ fn s3_first_push_fetches_each_archive_byte_once_and_a_noop_fetches_none() {
     assert_eq!(env.proxy.writes(), vec![], "a no-op writes nothing");
     assert_eq!(env.metas(), metas, "records byte-identical");
     assert_eq!(front.bytes_served(".ociarchive"), 0, "no archive byte read");
+    let reported = again.report["store"]["bytes_read"].as_u64().unwrap();
+    assert!(
+        reported < 64 << 10,
+        "builds.json and the records only: {reported}"
+    );
     // Each archive is only asked whether it is there (a HEAD, no body), as a local no-op
     // opens each file.
     let archive_reads: Vec<_> = front
