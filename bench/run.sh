@@ -24,7 +24,8 @@
 #     the same push from local disk, and from nginx over HTTP (records in the working
 #     directory).
 # Timings are medians of BENCH_RUNS runs; each full push goes to a fresh registry.
-# BENCH_ONLY=latency|shapes|store runs only those rows (skipping the long full-push section).
+# BENCH_ONLY=push|latency|shapes|store runs only those rows (push: the full push, curl, skopeo,
+# no-op and partial-change rows).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo_root=$(pwd)
@@ -84,7 +85,7 @@ row() { rows+=("$(printf '%-58s %s' "$1" "$2")"); }
 
 ratio() { python3 -c "import sys; print(f'{float(sys.argv[1]) / float(sys.argv[2]):.2f}')" "$1" "$2"; }
 
-if [ -z "$ONLY" ]; then
+if [ -z "$ONLY" ] || [ "$ONLY" = push ]; then
 # --- Full push and raw ingest, in turn -----------------------------------------------------
 # Each run pushes with reprise, then the same blobs with curl (one monolithic PUT per blob, 1
 # and 4 at a time), each to a fresh registry, so a load that comes and goes on the machine
