@@ -42,6 +42,27 @@ fn finish(child: Child) -> Run {
     Run::from(child.wait_with_output().expect("wait for reprise"))
 }
 
+/// Waits for `n` requests at `gate`; if they do not come, stops `runs` and fails with what
+/// each printed, so a run that ended early (or hangs) says why.
+fn arrived(gate: &Gate, n: u32, runs: &mut [Child], what: &str) {
+    if gate.wait_arrived(n, WAIT) {
+        return;
+    }
+    let said: Vec<String> = runs
+        .iter_mut()
+        .map(|child| {
+            let ended = child.try_wait().ok().flatten();
+            let _ = child.kill();
+            let mut stderr = String::new();
+            if let Some(mut pipe) = child.stderr.take() {
+                let _ = std::io::Read::read_to_string(&mut pipe, &mut stderr);
+            }
+            format!("exit {ended:?}:\n{stderr}")
+        })
+        .collect();
+    panic!("{what}: not within {WAIT:?}\n{}", said.join("\n---\n"));
+}
+
 /// `build` pushed to `stable` straight at the registry by another run: the other writer.
 fn other_writer(env: &Env, build: &str) -> String {
     env.push_to(&env.direct_repo(), &["stable"], &["--build", build])
@@ -96,17 +117,17 @@ fn of_two_runs_writing_one_tag_the_overwritten_one_stops_naming_the_winner() {
     let puts = Gate::new();
     env.proxy
         .inject(Fault::hold("PUT", "/manifests/stable", &puts));
-    let runs = [spawn(&env, FIRST), spawn(&env, SECOND)];
+    let mut runs = [spawn(&env, FIRST), spawn(&env, SECOND)];
     // Both planned and checked stable, and now wait to write it.
-    assert!(puts.wait_arrived(2, WAIT), "both runs reach the tag write");
+    arrived(&puts, 2, &mut runs, "both runs reach the tag write");
     // From here on a read of stable is a read-back: hold those until both writes landed.
     let reads = Gate::new();
     env.proxy
         .inject(Fault::hold("HEAD", "/manifests/stable", &reads));
     puts.release(1);
-    assert!(reads.wait_arrived(1, WAIT), "the first writer reads back");
+    arrived(&reads, 1, &mut runs, "the first writer reads back");
     puts.release(1);
-    assert!(reads.wait_arrived(2, WAIT), "the second writer reads back");
+    arrived(&reads, 2, &mut runs, "the second writer reads back");
     reads.open();
 
     let [first, second] = runs.map(finish);
@@ -148,22 +169,17 @@ fn a_tag_moved_after_the_plan_is_planned_anew_and_moved_again_stops_the_run() {
     let env = env();
     // Let the run's first read of stable (its plan) by; hold the check before the write.
     let check = hold(&env, "HEAD", 1);
-    let run = spawn(&env, FIRST);
-    assert!(
-        check.wait_arrived(1, WAIT),
-        "the run checks stable before writing"
-    );
+    let mut run = [spawn(&env, FIRST)];
+    arrived(&check, 1, &mut run, "the run checks stable before writing");
     other_writer(&env, SECOND);
     // Let the new plan's read by; hold the check after it.
     let again = hold(&env, "HEAD", 1);
     check.open();
-    assert!(
-        again.wait_arrived(1, WAIT),
-        "the run planned anew and checks again"
-    );
+    arrived(&again, 1, &mut run, "the run planned anew and checks again");
     let third = other_writer(&env, THIRD);
     again.open();
 
+    let [run] = run;
     let run = finish(run);
     assert_eq!(run.code, 1, "{}", run.stderr);
     let text = run.stderr.trim();
@@ -189,14 +205,12 @@ fn a_tag_moved_after_the_plan_is_planned_anew_and_moved_again_stops_the_run() {
 fn a_tag_moved_once_after_the_plan_is_planned_anew_and_published() {
     let env = env();
     let check = hold(&env, "HEAD", 1);
-    let run = spawn(&env, FIRST);
-    assert!(
-        check.wait_arrived(1, WAIT),
-        "the run checks stable before writing"
-    );
+    let mut run = [spawn(&env, FIRST)];
+    arrived(&check, 1, &mut run, "the run checks stable before writing");
     let second = other_writer(&env, SECOND);
     check.open();
 
+    let [run] = run;
     let run = finish(run).ok();
     // The report shows what the new plan saw there.
     let stable = &run.report["tags"][0];
