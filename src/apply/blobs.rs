@@ -26,6 +26,10 @@ use crate::hash::BlobSource;
 /// Blobs under this many bytes move under the small-request limit.
 const SMALL_BLOB: u64 = 1 << 20;
 
+/// How often a manifest the registry refused for an unknown blob is put again, after its
+/// blobs were checked (and the missing ones moved in) each time.
+const BLOB_UNKNOWN_TRIES: u32 = 3;
+
 /// How one blob reached the registry.
 pub(super) enum Moved {
     Uploaded(u64),
@@ -268,17 +272,49 @@ impl Apply<'_> {
         let puts = needed.iter().map(|img| async move {
             failpoint::hit(&format!("after-blobs:{}", img.arch));
             tracing::info!(arch = %img.arch, digest = %img.image.manifest_digest, "pushing manifest");
-            self.client
-                .put_manifest(
-                    &self.repo.digested(&img.image.manifest_digest),
-                    &img.image.manifest,
-                    &img.image.media_type,
-                )
-                .await?;
+            self.put_arch_manifest(img).await?;
             failpoint::hit(&format!("after-manifest:{}", img.arch));
             Ok::<_, Error>(())
         });
         Ok(try_join_all(puts).await?.len() as u64)
+    }
+
+    /// Puts one image's manifest. A registry that says a blob of it is unknown, though each
+    /// was found or uploaded, is asked about every blob again and given the missing ones,
+    /// then the manifest again, a bounded number of times: another run pushing the same
+    /// blob can make a registry read its link half-written (Docker Distribution's
+    /// filesystem storage rewrites it in place).
+    async fn put_arch_manifest(&self, img: &ArchImage) -> Result<(), Error> {
+        let target = self.repo.digested(&img.image.manifest_digest);
+        let mut tries = 0;
+        loop {
+            let put = self
+                .client
+                .put_manifest(&target, &img.image.manifest, &img.image.media_type)
+                .await;
+            match put {
+                Err(e @ registry::Error::BlobUnknown { .. }) if tries < BLOB_UNKNOWN_TRIES => {
+                    tries += 1;
+                    tracing::warn!("{e}; checking its blobs and trying again");
+                    self.restore_blobs(img).await?;
+                }
+                other => return Ok(other?),
+            }
+        }
+    }
+
+    /// Asks about every blob of `img` again, and moves in those the repository lacks.
+    async fn restore_blobs(&self, img: &ArchImage) -> Result<(), Error> {
+        let checks = img.image.blobs().map(|b| async move {
+            if self.client.blob_exists(self.repo, &b.digest).await? {
+                return Ok::<_, Error>(());
+            }
+            tracing::warn!(arch = %img.arch, digest = %b.digest, "blob missing; moving it again");
+            self.move_blob(img, b, None::<&FedBlob>).await?;
+            Ok(())
+        });
+        try_join_all(checks).await?;
+        Ok(())
     }
 
     /// Puts each carried manifest in the list's format by digest, unless the registry has it

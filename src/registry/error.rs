@@ -24,6 +24,15 @@ pub enum Error {
         /// What the registry asked for in `Retry-After`, if anything.
         retry_after: Option<Duration>,
     },
+    /// A manifest refused because a blob it names is not in the repository, as far as the
+    /// registry could tell (`MANIFEST_BLOB_UNKNOWN`): missing, or being linked by another
+    /// writer at that moment.
+    #[error("{target}: registry answered HTTP {status}: {message}")]
+    BlobUnknown {
+        target: String,
+        status: u16,
+        message: String,
+    },
     #[error("{target}: {message}")]
     Transport {
         target: String,
@@ -236,6 +245,13 @@ pub(super) fn classify_status(
             registry: repo.registry().to_owned(),
             detail: format!("HTTP {status} {message}").trim().to_owned(),
             auth: check_credentials(repo),
+        };
+    }
+    if codes.iter().any(|c| c == "MANIFEST_BLOB_UNKNOWN") {
+        return Error::BlobUnknown {
+            target: target.to_owned(),
+            status,
+            message,
         };
     }
     Error::Status {

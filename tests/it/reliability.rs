@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use crate::support::check::{expected_platforms, platforms_of};
 use crate::support::env::Env;
-use crate::support::proxy::{Fault, Recorded};
+use crate::support::proxy::{Action, Fault, Match, Recorded};
 use crate::support::skopeo::inspect_json;
 use reprise_fixtures::{self as fixtures, BuildSpec};
 
@@ -403,4 +403,53 @@ fn a_401_on_a_blob_put_mid_upload_starts_the_upload_over_with_a_fresh_token() {
     );
     let index = inspect_json(&format!("{}:stable", env.repo()));
     assert_eq!(platforms_of(&index), expected_platforms(&env.written));
+}
+
+#[test]
+fn a_blob_the_registry_lost_before_the_manifest_is_found_missing_and_moved_again() {
+    let env = Env::new();
+    let x86 = env.arch(fixtures::DEMO_ID, "x86_64").clone();
+    let config_hex = x86.config_digest.trim_start_matches("sha256:").to_owned();
+    // The config's upload is answered 201 by the proxy and never reaches the registry, which
+    // then refuses the manifest naming it (MANIFEST_BLOB_UNKNOWN, the registry's own answer).
+    env.proxy.inject(
+        Fault::new(
+            Match::new("PUT", &config_hex),
+            Action::Respond {
+                code: 201,
+                content_type: "text/plain".into(),
+                body: Vec::new().into(),
+            },
+        )
+        .times(1),
+    );
+    let run = env.push(&["stable"], &[]).ok();
+    assert_eq!(run.outcome(), "pushed");
+    let requests = env.proxy.requests();
+    let manifest = format!("/manifests/{}", x86.manifest_digest);
+    assert_eq!(served(&requests, "PUT", &manifest, 400), 1, "{requests:#?}");
+    assert_eq!(served(&requests, "PUT", &manifest, 201), 1);
+    assert_eq!(
+        requests
+            .iter()
+            .filter(|r| r.method == "PUT" && r.path.contains(&config_hex))
+            .count(),
+        2,
+        "the config went up again"
+    );
+    // The registry serves the manifest, and the config it names.
+    let pulled = inspect_json(&format!("{}@{}", env.direct_repo(), x86.manifest_digest));
+    assert_eq!(pulled["config"]["digest"], x86.config_digest.as_str());
+    let config = crate::support::skopeo::skopeo(&[
+        "inspect",
+        "--config",
+        "--tls-verify=false",
+        &format!("docker://{}@{}", env.direct_repo(), x86.manifest_digest),
+    ]);
+    assert!(config.status.success(), "skopeo reads the config back");
+
+    env.proxy.clear();
+    let again = env.push(&["stable"], &[]).ok();
+    assert_eq!(again.outcome(), "noop");
+    assert_eq!(env.proxy.writes(), vec![]);
 }
