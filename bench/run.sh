@@ -24,6 +24,7 @@
 #     the same push from local disk, and from nginx over HTTP (records in the working
 #     directory).
 # Timings are medians of BENCH_RUNS runs; each full push goes to a fresh registry.
+# BENCH_PUSH_ARGS adds arguments to reprise's full push (e.g. '--chunk-size 1GiB').
 # BENCH_ONLY=push|latency|shapes|store runs only those rows (push: the full push, curl, skopeo,
 # no-op and partial-change rows).
 set -euo pipefail
@@ -40,6 +41,8 @@ DELAY_MS=${BENCH_DELAY_MS:-200}
 ONLY=${BENCH_ONLY:-}
 BIG_MB=${BENCH_BIG_MB:-1024}
 STORE_MB=${BENCH_STORE_MB:-64}
+# Extra arguments for reprise's full push (e.g. --chunk-size 1GiB), to compare settings.
+PUSH_ARGS=${BENCH_PUSH_ARGS:-}
 RUNS=${BENCH_RUNS:-3}
 NOOP_RUNS=${BENCH_NOOP_RUNS:-5}
 ARCHES=x86_64,aarch64,ppc64le,s390x
@@ -129,7 +132,7 @@ for i in $(seq 1 "$RUNS"); do
     /usr/bin/time -f %M -o "$tmp/rss" \
         bash -c "cd '$tmp/work' && '$reprise' -q push-container-manifest \
             --repo 127.0.0.1:$REGISTRY_PORT/fcos --tag stable --tag 40 \
-            --artifact ostree --metajsonname base-oscontainer"
+            --artifact ostree --metajsonname base-oscontainer $PUSH_ARGS"
     t1=$(now)
     push_times+=("$(elapsed "$t0" "$t1")")
     rss+=("$(cat "$tmp/rss")")
