@@ -7,7 +7,7 @@
 //! every archive passed, so bad input publishes nothing. Just before the tags are written
 //! they are read again, and after recording once more: another writer's move is never
 //! hidden. Between every step that changes state sits a named
-//! [`failpoint`](crate::failpoint), so tests can crash a run there and check a rerun
+//! `failpoint`, so tests can crash a run there and check a rerun
 //! converges.
 //!
 //! It decides nothing the plan did not decide; it only checks what it must see with its own

@@ -1,5 +1,5 @@
 //! `push-container-manifest` from end to end: take the request's turn on the build, read its
-//! inputs ([`crate::desired`]), observe the tags, plan, apply, report, and write
+//! inputs (`crate::desired`), observe the tags, plan, apply, report, and write
 //! `--write-digest-to-file`.
 //!
 //! Owns the order of those steps and the request that drives them; what each step does
@@ -251,7 +251,7 @@ pub async fn push(req: &PushRequest) -> Result<Report, Error> {
     })
 }
 
-/// Takes the run lock of the build's record key (see [`crate::runlock`]), waiting for it if
+/// Takes the run lock of the build's record key (see `crate::runlock`), waiting for it if
 /// asked to: pushes of other keys of the same build may run at the same time. Without a
 /// record key, the whole build's.
 pub async fn lock_build(

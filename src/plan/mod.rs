@@ -233,7 +233,7 @@ pub struct RemoteEntry {
     pub tags: Vec<Tag>,
 }
 
-/// A carried manifest in the list's format (see [`crate::v2s2`]), pushed by digest before
+/// A carried manifest in the list's format (see `crate::v2s2`), pushed by digest before
 /// the index. It names the blobs of the manifest it was converted from, which the repository
 /// already holds.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -299,7 +299,7 @@ impl Plan {
 ///
 /// Read top to bottom: what the tags hold that this build lacks, what the missing-arch policy
 /// makes of it, which attestations go along, which index the tags end at, then what each tag
-/// and each meta.json needs. Each step is a pure function in [`steps`].
+/// and each meta.json needs. Each step is a pure function in `steps`.
 pub fn plan(desired: &Desired, observed: &Observed, policy: &Policy) -> Result<Plan, Refusal> {
     let own: Vec<Entry> = desired.arches.iter().map(|a| a.entry.clone()).collect();
     let states = steps::tag_states(&desired.tags, observed);

@@ -7,7 +7,7 @@
 //! - and cosign's tags `sha256-<hex>.sig`, `.att` and `.sbom`, each holding one manifest.
 //!
 //! Owns reading those into one list ([`list`]), naming what each referrer is ([`Kind`]), what
-//! a tag's replacement leaves behind ([`orphans`]), and bringing referrers along when an
+//! a tag's replacement leaves behind ([`orphans`](mod@orphans)), and bringing referrers along when an
 //! image moves to another repository or registry ([`copy`]). The HTTP is `registry`'s.
 
 use bytes::Bytes;

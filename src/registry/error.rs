@@ -110,7 +110,7 @@ pub enum Error {
 
 impl Error {
     /// Whether trying again may help: a passing network failure, a timeout, or a status
-    /// registries use for "busy" or "down for a moment" (see [`transient`]).
+    /// registries use for "busy" or "down for a moment" (see `transient`).
     pub fn is_transient(&self) -> bool {
         match self {
             Error::Token { .. } | Error::Reauthenticate { .. } => true,

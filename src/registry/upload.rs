@@ -8,7 +8,7 @@ use super::*;
 impl Client {
     /// Uploads one blob whose bytes `source` holds. A blob over twice the chunk size goes in
     /// chunks, resumed where the registry says it stopped after a failure
-    /// ([`super::chunked`]); a smaller one in one monolithic PUT, which a failure restarts from
+    /// (`chunked`); a smaller one in one monolithic PUT, which a failure restarts from
     /// a fresh session. Either way the bytes are checked against `blob` as they stream, and
     /// a blob that does not match is never committed.
     pub async fn push_blob<S: BlobSource>(

@@ -102,7 +102,7 @@ const FIRST_WINDOW: u64 = 8 << 10;
 const MAX_WINDOW: u64 = 256 << 10;
 
 /// A whole object as `Read + Seek` for walking a tar's headers: each read outside what it
-/// already holds fetches one window by one range request ([`FIRST_WINDOW`] after a seek,
+/// already holds fetches one window by one range request (`FIRST_WINDOW` after a seek,
 /// growing while the reads stay contiguous), and nothing is fetched of the bodies it seeks
 /// over. What it fetched stays available
 /// ([`SeekReader::into_windows`]), so the small documents inside can be read without asking

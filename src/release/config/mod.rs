@@ -114,7 +114,7 @@ pub struct StageSpec {
 
 /// A stage's kind and the keys that only it has, as serde reads them from the file: the
 /// `kind` key picks the variant, unknown keys are errors, templates and arches are parsed.
-/// Whether the templates name known variables is checked after (see [`check_stage`]).
+/// Whether the templates name known variables is checked after (see `check_stage`).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
 pub enum KindSpec {
