@@ -84,9 +84,15 @@ fn a_push_through_bearer_tokens_then_a_rerun_sends_no_write() {
 
 #[test]
 fn a_token_that_runs_out_mid_run_is_replaced_and_the_run_succeeds() {
-    // Each token serves three requests; after that the registry gets an expired copy of it
-    // and refuses it, as it refuses any token past its time.
-    let w = TokenWorld::new(policy().grant(REPO, &["pull", "push"]).expire_after_uses(3));
+    // Each token serves twenty requests; after that the registry gets an expired copy of it
+    // and refuses it, as it refuses any token past its time. (Small requests go sixteen at
+    // once whatever --jobs says, so a token good for fewer uses than that would run out
+    // under requests still waiting to use it, over and over: no registry issues those.)
+    let w = TokenWorld::new(
+        policy()
+            .grant(REPO, &["pull", "push"])
+            .expire_after_uses(20),
+    );
     let run = w.push(REPO, &["stable"], &["--jobs", "1", "-v"]).ok();
     assert_eq!(run.outcome(), "pushed");
     assert_no_secret(&run);
