@@ -59,6 +59,11 @@ pub(crate) fn sized_demo() -> BuildSpec {
     build
 }
 
+/// The file name of `w`'s archive, as the store's URLs and nginx's log end with it.
+pub(crate) fn archive_name(w: &WrittenArch) -> String {
+    w.archive.file_name().unwrap().to_str().unwrap().to_owned()
+}
+
 fn archives_size(env: &Env) -> u64 {
     env.written
         .iter()
@@ -159,8 +164,8 @@ fn a_corrupted_archive_in_the_store_publishes_nothing() {
         !writes.iter().any(|w| w.path.contains("/manifests/")),
         "no manifest or tag written: {writes:?}"
     );
-    let name = bad.archive.file_name().unwrap().to_str().unwrap();
-    assert!(run.stderr.contains(name), "{}", run.stderr);
+    let name = archive_name(bad);
+    assert!(run.stderr.contains(&name), "{}", run.stderr);
 }
 
 #[test]
@@ -198,10 +203,10 @@ fn a_missing_archive_in_the_store_is_named_like_a_missing_file() {
 
     let run = env.push(&["stable"], &extra);
     assert_eq!(run.code, 1, "{}", run.stderr);
-    let name = gone.archive.file_name().unwrap().to_str().unwrap();
+    let name = archive_name(gone);
     let line = run.stderr.trim();
     assert_eq!(line.lines().count(), 1, "{line}");
-    assert!(line.contains(name) && line.contains("not found"), "{line}");
+    assert!(line.contains(&name) && line.contains("not found"), "{line}");
     assert_eq!(env.proxy.writes(), vec![]);
 }
 
@@ -230,8 +235,8 @@ fn one_changed_arch_fetches_only_that_archive_from_the_store() {
     assert_eq!(run.report["uploaded"]["blobs"], 2, "{:#}", run.report);
 
     for w in &written {
-        let name = w.archive.file_name().unwrap().to_str().unwrap();
-        let fetched = nginx.bytes_served(name);
+        let name = archive_name(w);
+        let fetched = nginx.bytes_served(&name);
         if w.arch == "x86_64" {
             // One pass over that archive: its new layer and config, the tiny shared base
             // layer (the archive's sha256 needs every byte), headers and JSON.
@@ -258,20 +263,8 @@ fn store_reads_ride_out_a_503_and_resume_a_download_cut_midway() {
     let cache = tempfile::tempdir().unwrap();
     let x86 = env.arch(reprise_fixtures::DEMO_ID, "x86_64").clone();
     let arm = env.arch(reprise_fixtures::DEMO_ID, "aarch64").clone();
-    let x86_name = x86
-        .archive
-        .file_name()
-        .unwrap()
-        .to_str()
-        .unwrap()
-        .to_owned();
-    let arm_name = arm
-        .archive
-        .file_name()
-        .unwrap()
-        .to_str()
-        .unwrap()
-        .to_owned();
+    let x86_name = archive_name(&x86);
+    let arm_name = archive_name(&arm);
     // x86_64's archive answers its first read with a 503; every read of aarch64's is cut
     // halfway through its archive, so only the one pass over it (the only read that long) is
     // cut, and its retry, from where the cut fell, is short enough to get through.

@@ -5,8 +5,7 @@
 //! It is ready when its master process says it started the worker (by then its socket is
 //! listening); a start that lost its port to another test is retried.
 
-use std::io::{BufRead as _, BufReader};
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
@@ -106,9 +105,7 @@ impl Nginx {
 /// test and exited. Ready once the master says it started its worker: the socket is bound and
 /// listening by then.
 fn start(dir: &TempDir, root: &Path) -> Option<(Child, SocketAddr)> {
-    let addr = TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port");
+    let addr = super::registry::free_loopback_addr();
     let d = dir.path().display();
     let conf = dir.path().join("nginx.conf");
     std::fs::write(
@@ -134,18 +131,10 @@ fn start(dir: &TempDir, root: &Path) -> Option<(Child, SocketAddr)> {
         .spawn()
         .unwrap_or_else(|e| panic!("starting {BINARY} (scripts/install-deps.sh installs it): {e}"));
     let stderr = child.stderr.take().expect("stderr");
-    let mut lines = BufReader::new(stderr).lines();
-    // Bounded: nginx either starts its worker or exits, closing stderr.
-    let ready = lines
-        .by_ref()
-        .map_while(Result::ok)
-        .any(|l| l.contains("start worker process"));
-    if !ready {
+    if !super::ready_on(stderr, "start worker process") {
         let _ = child.wait();
         return None;
     }
-    // Keep draining stderr so nginx never blocks on a full pipe.
-    std::thread::spawn(move || lines.for_each(drop));
     Some((child, addr))
 }
 

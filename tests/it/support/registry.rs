@@ -214,8 +214,9 @@ impl Drop for Registry {
     }
 }
 
-/// The port is released before the registry binds it; `start` retries if someone else wins.
-fn free_loopback_addr() -> SocketAddr {
+/// The port is released before the server binds it; each `start` retries if someone else
+/// wins.
+pub fn free_loopback_addr() -> SocketAddr {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("bind a free loopback port")

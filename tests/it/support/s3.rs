@@ -3,8 +3,7 @@
 //! serves range GETs and enforces `If-Match` on PUT. Each bucket is a directory under the root
 //! it serves, and each object a file, so a test can lay a build tree out as a bucket directly.
 
-use std::io::{BufRead as _, BufReader};
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
@@ -71,9 +70,7 @@ impl S3 {
 
 /// Ready once it says it is running: it has bound its socket by then.
 fn start(root: &Path) -> Option<S3> {
-    let addr = TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port");
+    let addr = super::registry::free_loopback_addr();
     let mut child = Command::new(binary())
         .args(["--host", "127.0.0.1", "--port", &addr.port().to_string()])
         .args(["--access-key", ACCESS_KEY, "--secret-key", SECRET_KEY])
@@ -86,17 +83,10 @@ fn start(root: &Path) -> Option<S3> {
         .spawn()
         .unwrap_or_else(|e| panic!("starting s3s-fs (scripts/install-deps.sh builds it): {e}"));
     let stdout = child.stdout.take().expect("stdout");
-    let mut lines = BufReader::new(stdout).lines();
-    // Bounded: it either says it runs or exits, closing stdout.
-    let ready = lines
-        .by_ref()
-        .map_while(Result::ok)
-        .any(|l| l.contains("server is running at"));
-    if !ready {
+    if !super::ready_on(stdout, "server is running at") {
         let _ = child.wait();
         return None;
     }
-    std::thread::spawn(move || lines.for_each(drop));
     Some(S3 { child, addr })
 }
 
